@@ -1,0 +1,165 @@
+// Package batch is the plaintext inside envelopes: the batch of requests the
+// DMZ sends and the batch of results the intranet sends back. Both agents
+// share it; docs/envelope.md describes the JSON.
+//
+// Bodies arrive from the other zone. A request batch comes from the DMZ,
+// which is assumed compromisable, so [DecodeRequests] is strict: unknown
+// fields, duplicate request ids, malformed ids and oversized values are
+// errors, never panics.
+package batch
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Limits on decoded batches.
+const (
+	MaxRequests    = 4096    // requests in one batch
+	MaxResults     = 4096    // results in one batch
+	MaxParamsBytes = 8 << 10 // JSON parameters of one request
+	MaxOpName      = 128
+	MaxClientName  = 64
+)
+
+// Request statuses as the DMZ reports them to clients, and result statuses.
+const (
+	StatusQueued   = "queued"
+	StatusSent     = "sent"
+	StatusDone     = "done"
+	StatusRejected = "rejected"
+	StatusFailed   = "failed"
+	StatusExpired  = "expired"
+)
+
+// Request is one citizen request as it crosses to the intranet.
+type Request struct {
+	ID        string          `json:"id"` // 32 lowercase hex digits
+	Client    string          `json:"client"`
+	Operation string          `json:"operation"`
+	Params    json.RawMessage `json:"params"`
+	Received  time.Time       `json:"received"`
+}
+
+// Requests is the body of a requests envelope.
+type Requests struct {
+	Requests []Request `json:"requests"`
+}
+
+// Result is the outcome of one request.
+type Result struct {
+	RequestID    string           `json:"request_id"`
+	Status       string           `json:"status"` // done, rejected or failed
+	Reason       string           `json:"reason,omitempty"`
+	Message      string           `json:"message,omitempty"`
+	Rows         []map[string]any `json:"rows,omitempty"`
+	RowsAffected int64            `json:"rows_affected,omitempty"`
+}
+
+// Results is the body of a results envelope. Acks lists the ids of the
+// request envelopes whose requests these results (and earlier ones) answer.
+type Results struct {
+	Acks    []string `json:"acks"`
+	Results []Result `json:"results"`
+}
+
+// ValidID reports whether s is 32 lowercase hex digits.
+func ValidID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// NewID returns 128 random bits as 32 hex digits.
+func NewID(random io.Reader) (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(random, b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after JSON value")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after JSON value")
+	}
+	return nil
+}
+
+// DecodeRequests parses and validates a requests body.
+func DecodeRequests(data []byte) (*Requests, error) {
+	var b Requests
+	if err := decodeStrict(data, &b); err != nil {
+		return nil, fmt.Errorf("requests batch: %w", err)
+	}
+	if len(b.Requests) > MaxRequests {
+		return nil, fmt.Errorf("requests batch: %d requests, limit %d", len(b.Requests), MaxRequests)
+	}
+	seen := make(map[string]bool, len(b.Requests))
+	for i, r := range b.Requests {
+		switch {
+		case !ValidID(r.ID):
+			return nil, fmt.Errorf("requests batch: request %d: invalid id", i)
+		case seen[r.ID]:
+			return nil, fmt.Errorf("requests batch: request %d: duplicate id %s", i, r.ID)
+		case r.Operation == "" || len(r.Operation) > MaxOpName:
+			return nil, fmt.Errorf("requests batch: request %s: invalid operation name", r.ID)
+		case len(r.Client) > MaxClientName:
+			return nil, fmt.Errorf("requests batch: request %s: client name too long", r.ID)
+		case len(r.Params) > MaxParamsBytes:
+			return nil, fmt.Errorf("requests batch: request %s: parameters larger than %d bytes", r.ID, MaxParamsBytes)
+		}
+		seen[r.ID] = true
+	}
+	return &b, nil
+}
+
+// DecodeResults parses and validates a results body.
+func DecodeResults(data []byte) (*Results, error) {
+	var b Results
+	if err := decodeStrict(data, &b); err != nil {
+		return nil, fmt.Errorf("results batch: %w", err)
+	}
+	if len(b.Results) > MaxResults || len(b.Acks) > MaxResults {
+		return nil, fmt.Errorf("results batch: more than %d entries", MaxResults)
+	}
+	for i, a := range b.Acks {
+		if !ValidID(a) {
+			return nil, fmt.Errorf("results batch: ack %d: invalid envelope id", i)
+		}
+	}
+	for i, r := range b.Results {
+		if !ValidID(r.RequestID) {
+			return nil, fmt.Errorf("results batch: result %d: invalid request id", i)
+		}
+		switch r.Status {
+		case StatusDone, StatusRejected, StatusFailed:
+		default:
+			return nil, fmt.Errorf("results batch: result %s: invalid status %q", r.RequestID, r.Status)
+		}
+	}
+	return &b, nil
+}
+
+// Encode marshals a batch body.
+func Encode(v any) ([]byte, error) { return json.Marshal(v) }

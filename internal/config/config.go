@@ -1,0 +1,172 @@
+// Package config decodes ferry's YAML files (agent configs and policies)
+// strictly: unknown keys, duplicate keys and wrong types are errors, and every
+// error names the file, the line and the field.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxFileSize caps the size of a config or policy file.
+const MaxFileSize = 4 << 20
+
+// Error is a problem at a place in a file.
+type Error struct {
+	File  string
+	Line  int    // 0 if unknown
+	Field string // dotted path such as "operations[2].params.plate", if known
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// ReadFile reads a config file, refusing files over MaxFileSize.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("file larger than %d bytes", MaxFileSize)}
+	}
+	return data, nil
+}
+
+// Decode decodes one YAML document from data into v strictly, and also
+// returns the document's node tree so callers can find the line of a field
+// when their own validation fails (see Line). file names the source in
+// errors.
+func Decode(file string, data []byte, v any) (*yaml.Node, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(file, err)
+	}
+	if root.Kind == 0 {
+		return nil, &Error{File: file, Msg: "empty document"}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		return nil, yamlError(file, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &Error{File: file, Msg: "more than one YAML document"}
+	}
+	return &root, nil
+}
+
+// yamlError turns yaml.v3's "yaml: line N: msg" errors into *Error values.
+func yamlError(file string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		return parseYAMLMsg(file, te.Errors[0])
+	}
+	return parseYAMLMsg(file, strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+func parseYAMLMsg(file, msg string) error {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, tail, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				return &Error{File: file, Line: n, Msg: tail}
+			}
+		}
+	}
+	return &Error{File: file, Msg: msg}
+}
+
+// Line returns the line of the value at path below root, where path
+// elements are mapping keys or, for sequences, decimal indexes. It returns
+// the line of the deepest node found, so a missing key reports its parent.
+func Line(root *yaml.Node, path ...string) int {
+	n := root
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	if n == nil {
+		return 0
+	}
+	line := n.Line
+	for _, p := range path {
+		var next *yaml.Node
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == p {
+					next = n.Content[i+1]
+					line = n.Content[i].Line
+					break
+				}
+			}
+		case yaml.SequenceNode:
+			if i, err := strconv.Atoi(p); err == nil && i >= 0 && i < len(n.Content) {
+				next = n.Content[i]
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		line = n.Line
+	}
+	return line
+}
+
+// Duration is a time.Duration written in YAML as a Go duration string
+// ("5ms", "24h").
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as \"5s\"", n.Line)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Resolve returns p relative to the directory of the config file at base,
+// unless p is absolute or empty.
+func Resolve(base, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(base), p)
+}

@@ -1,0 +1,85 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+type sample struct {
+	Zone  string   `yaml:"zone"`
+	Delay Duration `yaml:"delay"`
+	Batch struct {
+		Max int `yaml:"max"`
+	} `yaml:"batch"`
+	Clients []struct {
+		Name string `yaml:"name"`
+	} `yaml:"clients"`
+}
+
+func TestDecode_Errors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		line       int
+		msg        string
+	}{
+		{"unknown key", "zone: dmz\nbogus: 1\n", 2, "field bogus not found"},
+		{"nested unknown key", "zone: dmz\nbatch:\n  max: 3\n  min: 1\n", 4, "field min not found"},
+		{"duplicate key", "zone: dmz\nzone: other\n", 2, "already defined"},
+		{"wrong type", "zone: dmz\nbatch:\n  max: lots\n", 3, "cannot unmarshal"},
+		{"bad duration", "zone: dmz\ndelay: soon\n", 2, "invalid duration"},
+		{"syntax", "zone: [dmz\n", 1, ""},
+		{"two documents", "zone: a\n---\nzone: b\n", 0, "more than one YAML document"},
+		{"empty", "", 0, "empty document"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s sample
+			_, err := Decode("cfg.yaml", []byte(tc.yaml), &s)
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %v (%T), want *Error", err, err)
+			}
+			if ce.File != "cfg.yaml" || ce.Line != tc.line || !strings.Contains(ce.Msg, tc.msg) {
+				t.Fatalf("got %q (line %d), want line %d containing %q", err, ce.Line, tc.line, tc.msg)
+			}
+			if !strings.HasPrefix(err.Error(), "cfg.yaml") {
+				t.Fatalf("error %q does not start with the file name", err)
+			}
+		})
+	}
+}
+
+func TestDecode_OKAndLine(t *testing.T) {
+	var s sample
+	root, err := Decode("c.yaml", []byte("zone: dmz\ndelay: 5ms\nclients:\n  - name: a\n  - name: b\n"), &s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Zone != "dmz" || time.Duration(s.Delay) != 5*time.Millisecond || len(s.Clients) != 2 {
+		t.Fatalf("decoded %+v", s)
+	}
+	for _, tc := range []struct {
+		path []string
+		line int
+	}{
+		{[]string{"zone"}, 1},
+		{[]string{"delay"}, 2},
+		{[]string{"clients", "1", "name"}, 5},
+		{[]string{"clients", "7"}, 4},
+		{[]string{"nope"}, 1},
+	} {
+		if got := Line(root, tc.path...); got != tc.line {
+			t.Errorf("Line(%v) = %d, want %d", tc.path, got, tc.line)
+		}
+	}
+}
+
+func TestResolve(t *testing.T) {
+	if got := Resolve("/etc/ferry/dmz.yaml", "state/spool.db"); got != "/etc/ferry/state/spool.db" {
+		t.Errorf("got %s", got)
+	}
+	if got := Resolve("/etc/ferry/dmz.yaml", "/var/lib/x"); got != "/var/lib/x" {
+		t.Errorf("got %s", got)
+	}
+}
