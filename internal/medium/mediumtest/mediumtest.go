@@ -1,0 +1,395 @@
+// Package mediumtest is the conformance suite every transfer medium runs:
+// the directory medium, and later SFTP and FTPS.
+//
+// # Use
+//
+// A medium's test calls [Run] with a function that builds a fresh medium
+// for each subtest: a Publisher and a Receiver over the same drop location,
+// and the Inbox the Receiver claims into.
+//
+//	func TestConformance(t *testing.T) {
+//		mediumtest.Run(t, func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.Inbox) { ... })
+//	}
+//
+// # What it checks
+//
+// Round trips keep bytes exact; publishing is idempotent for the same bytes
+// and fails with [medium.ErrExists] for others; many files arrive exactly
+// once and in name order when they were all there before Run; Run and
+// Publish return when ctx ends; Run claims at most one file ahead of its
+// consumer; and a second Run over the same inbox (a restart) sends the
+// inbox leftovers first and loses nothing.
+//
+// Deadlines are generous (see [Deadline]) because polling media are slow;
+// no check depends on how fast a medium is, only on what it eventually does.
+package mediumtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/medium"
+)
+
+// Deadline bounds every wait in the suite.
+const Deadline = 30 * time.Second
+
+// NewPairFunc builds a fresh medium for one subtest.
+type NewPairFunc func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.Inbox)
+
+// Run runs the conformance suite against the media newPair builds. Run
+// relies on Receiver.Run being callable again on the same Receiver after
+// an earlier call returned; that call plays a restart.
+func Run(t *testing.T, newPair func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.Inbox)) {
+	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, newPair) })
+	t.Run("PublishIdempotent", func(t *testing.T) { testPublishIdempotent(t, newPair) })
+	t.Run("PublishInvalidName", func(t *testing.T) { testPublishInvalidName(t, newPair) })
+	t.Run("PublishCanceled", func(t *testing.T) { testPublishCanceled(t, newPair) })
+	t.Run("ManyExactlyOnce", func(t *testing.T) { testManyExactlyOnce(t, newPair) })
+	t.Run("CancelReturns", func(t *testing.T) { testCancelReturns(t, newPair) })
+	t.Run("SlowConsumer", func(t *testing.T) { testSlowConsumer(t, newPair) })
+	t.Run("Restart", func(t *testing.T) { testRestart(t, newPair) })
+}
+
+// RandomBytes returns n random bytes.
+func RandomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// Running is a Receiver.Run in its own goroutine with its output channel.
+type Running struct {
+	Out    chan string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start runs recv with an unbuffered output channel until Stop or the end
+// of the test.
+func Start(t testing.TB, recv medium.Receiver) *Running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{Out: make(chan string), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- recv.Run(ctx, r.Out) }()
+	t.Cleanup(func() { r.Stop(t) })
+	return r
+}
+
+// Stop cancels Run and checks that it returns ctx.Err() within Deadline.
+// Stopping twice is fine.
+func (r *Running) Stop(t testing.TB) {
+	t.Helper()
+	if r.done == nil {
+		return
+	}
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v, want context.Canceled", err)
+		}
+	case <-time.After(Deadline):
+		t.Fatalf("Run did not return within %v of cancel", Deadline)
+	}
+	r.done = nil
+}
+
+// Next returns the next name Run sends, failing the test after Deadline.
+func (r *Running) Next(t testing.TB) string {
+	t.Helper()
+	select {
+	case name := <-r.Out:
+		return name
+	case err := <-r.done:
+		t.Fatalf("Run returned early: %v", err)
+	case <-time.After(Deadline):
+		t.Fatalf("no file received within %v", Deadline)
+	}
+	return ""
+}
+
+// Quiet fails the test if Run sends a name within d. Use it only to look
+// for extra deliveries after everything expected arrived.
+func (r *Running) Quiet(t testing.TB, d time.Duration) {
+	t.Helper()
+	select {
+	case name := <-r.Out:
+		t.Fatalf("unexpected delivery of %s", name)
+	case <-time.After(d):
+	}
+}
+
+// Consume reads want names from r, reads each from in and removes it, and
+// returns the names in delivery order and their contents. It fails on a
+// read error or a name delivered twice.
+func Consume(t testing.TB, r *Running, in *medium.Inbox, want int) ([]string, map[string][]byte) {
+	t.Helper()
+	var order []string
+	got := map[string][]byte{}
+	for len(order) < want {
+		name := r.Next(t)
+		if _, dup := got[name]; dup {
+			t.Fatalf("%s delivered twice", name)
+		}
+		data, err := in.Read(name)
+		if err != nil {
+			t.Fatalf("Inbox.Read(%s): %v", name, err)
+		}
+		if err := in.Remove(name); err != nil {
+			t.Fatalf("Inbox.Remove(%s): %v", name, err)
+		}
+		order = append(order, name)
+		got[name] = data
+	}
+	return order, got
+}
+
+func mustPublish(t testing.TB, pub medium.Publisher, name string, data []byte) {
+	t.Helper()
+	if err := pub.Publish(context.Background(), name, data); err != nil {
+		t.Fatalf("Publish(%s): %v", name, err)
+	}
+}
+
+func testRoundTrip(t *testing.T, newPair NewPairFunc) {
+	pub, recv, in := newPair(t)
+	want := map[string][]byte{
+		"a-small.fxe": RandomBytes(t, 100),
+		"b-big.fxe":   RandomBytes(t, 3<<20+17),
+		"c-empty.fxe": {},
+	}
+	for name, data := range want {
+		mustPublish(t, pub, name, data)
+	}
+	r := Start(t, recv)
+	_, got := Consume(t, r, in, len(want))
+	for name, data := range want {
+		if !bytes.Equal(got[name], data) {
+			t.Errorf("%s: received %d bytes that differ from the %d published", name, len(got[name]), len(data))
+		}
+	}
+	r.Quiet(t, 200*time.Millisecond)
+}
+
+func testPublishIdempotent(t *testing.T, newPair NewPairFunc) {
+	pub, recv, in := newPair(t)
+	data := RandomBytes(t, 4096)
+	mustPublish(t, pub, "same.fxe", data)
+	if err := pub.Publish(context.Background(), "same.fxe", slices.Clone(data)); err != nil {
+		t.Fatalf("second Publish with the same bytes: %v, want nil", err)
+	}
+	other := slices.Clone(data)
+	other[100] ^= 1
+	if err := pub.Publish(context.Background(), "same.fxe", other); !errors.Is(err, medium.ErrExists) {
+		t.Fatalf("Publish with other bytes of the same length: %v, want ErrExists", err)
+	}
+	if err := pub.Publish(context.Background(), "same.fxe", data[:100]); !errors.Is(err, medium.ErrExists) {
+		t.Fatalf("Publish with a prefix: %v, want ErrExists", err)
+	}
+	if err := pub.Publish(context.Background(), "same.fxe", append(slices.Clone(data), 0)); !errors.Is(err, medium.ErrExists) {
+		t.Fatalf("Publish with one byte more: %v, want ErrExists", err)
+	}
+	r := Start(t, recv)
+	_, got := Consume(t, r, in, 1)
+	if !bytes.Equal(got["same.fxe"], data) {
+		t.Fatal("the file received is not the first one published")
+	}
+	r.Quiet(t, 200*time.Millisecond)
+}
+
+func testPublishInvalidName(t *testing.T, newPair NewPairFunc) {
+	pub, _, _ := newPair(t)
+	for _, name := range []string{"", ".hidden.fxe", "../up.fxe", "a/b.fxe", "UPPER.fxe", "noext", "a.fxe.tmp", "x\x00.fxe"} {
+		if err := pub.Publish(context.Background(), name, []byte("x")); !errors.Is(err, medium.ErrInvalidName) {
+			t.Errorf("Publish(%q): %v, want ErrInvalidName", name, err)
+		}
+	}
+}
+
+func testPublishCanceled(t *testing.T, newPair NewPairFunc) {
+	pub, recv, in := newPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := pub.Publish(ctx, "canceled.fxe", RandomBytes(t, 1<<20)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Publish with a canceled ctx: %v, want context.Canceled", err)
+	}
+	// Nothing of it may arrive: the next file is the only one.
+	mustPublish(t, pub, "later.fxe", []byte("later"))
+	r := Start(t, recv)
+	order, _ := Consume(t, r, in, 1)
+	if order[0] != "later.fxe" {
+		t.Fatalf("received %s, want only later.fxe", order[0])
+	}
+	r.Quiet(t, 200*time.Millisecond)
+}
+
+func testManyExactlyOnce(t *testing.T, newPair NewPairFunc) {
+	pub, recv, in := newPair(t)
+	const before, during = 100, 100
+	want := map[string][]byte{}
+	var mu sync.Mutex
+	// publishAll publishes n files from 8 goroutines; it reports failures
+	// with t.Errorf, as it may run off the test goroutine.
+	publishAll := func(prefix string, n int) {
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := w; i < n; i += 8 {
+					name := fmt.Sprintf("%s-%04d.fxe", prefix, i)
+					data := []byte(name + " " + string(RandomBytes(t, 64)))
+					if err := pub.Publish(context.Background(), name, data); err != nil {
+						t.Errorf("Publish(%s): %v", name, err)
+						return
+					}
+					mu.Lock()
+					want[name] = data
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+	}
+	publishAll("m", before)
+	if t.Failed() {
+		return
+	}
+	r := Start(t, recv)
+	// Files there before Run are sent in name order.
+	first, got := Consume(t, r, in, before)
+	if !slices.IsSorted(first) {
+		t.Errorf("files present at start were not sent in name order: %v", first)
+	}
+	// Files published while Run runs all arrive too.
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		publishAll("n", during)
+	}()
+	_, consumed := Consume(t, r, in, during)
+	<-published
+	for name, data := range consumed {
+		if _, dup := got[name]; dup {
+			t.Fatalf("%s delivered twice", name)
+		}
+		got[name] = data
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != len(want) {
+		t.Fatalf("received %d files, want %d", len(got), len(want))
+	}
+	for name, data := range want {
+		if !bytes.Equal(got[name], data) {
+			t.Errorf("%s: received bytes differ", name)
+		}
+	}
+	r.Quiet(t, 200*time.Millisecond)
+}
+
+func testCancelReturns(t *testing.T, newPair NewPairFunc) {
+	_, recv, _ := newPair(t)
+	// Cancel while idle.
+	r := Start(t, recv)
+	time.Sleep(50 * time.Millisecond)
+	r.Stop(t)
+
+	// Cancel while blocked sending to a consumer that does not read.
+	pub, recv, _ := newPair(t)
+	for i := range 3 {
+		mustPublish(t, pub, fmt.Sprintf("blocked-%d.fxe", i), []byte("x"))
+	}
+	r = Start(t, recv)
+	time.Sleep(100 * time.Millisecond)
+	r.Stop(t)
+
+	// A canceled ctx before Run returns at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- recv.Run(ctx, make(chan string)) }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run with a canceled ctx: %v, want context.Canceled", err)
+		}
+	case <-time.After(Deadline):
+		t.Fatal("Run with a canceled ctx did not return")
+	}
+}
+
+func testSlowConsumer(t *testing.T, newPair NewPairFunc) {
+	pub, recv, in := newPair(t)
+	const n = 20
+	for i := range n {
+		mustPublish(t, pub, fmt.Sprintf("s-%02d.fxe", i), []byte{byte(i)})
+	}
+	r := Start(t, recv)
+	first := r.Next(t)
+	if first != "s-00.fxe" {
+		t.Fatalf("first file %s, want s-00.fxe", first)
+	}
+	// Give Run every chance to claim too much.
+	time.Sleep(300 * time.Millisecond)
+	names, err := in.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One sent and at most one claimed ahead.
+	if len(names) > 2 {
+		t.Fatalf("inbox holds %d files after 1 was sent, want at most 2: Run claims ahead of its consumer", len(names))
+	}
+	r.Stop(t)
+}
+
+func testRestart(t *testing.T, newPair NewPairFunc) {
+	pub, recv, in := newPair(t)
+	want := map[string][]byte{}
+	publish := func(name string) {
+		data := RandomBytes(t, 512)
+		mustPublish(t, pub, name, data)
+		want[name] = data
+	}
+	for i := range 6 {
+		publish(fmt.Sprintf("r-%02d.fxe", i))
+	}
+	// First run: two files are sent but never processed (the consumer
+	// "crashes" before removing them); then the receiver stops.
+	r := Start(t, recv)
+	r.Next(t)
+	r.Next(t)
+	r.Stop(t)
+	left, err := in.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) < 2 {
+		t.Fatalf("inbox holds %v after 2 unprocessed deliveries, want at least those 2", left)
+	}
+	publish("r-10.fxe")
+	publish("a-late.fxe") // sorts before every leftover: must still come after them
+
+	// Second run over the same inbox and medium.
+	r = Start(t, recv)
+	order, got := Consume(t, r, in, len(want))
+	if !slices.Equal(order[:len(left)], left) {
+		t.Fatalf("after restart the first files were %v, want the inbox leftovers %v first", order[:len(left)], left)
+	}
+	for name, data := range want {
+		if !bytes.Equal(got[name], data) {
+			t.Errorf("%s lost or changed across the restart", name)
+		}
+	}
+	r.Quiet(t, 200*time.Millisecond)
+	if rest, err := in.List(); err != nil || len(rest) != 0 {
+		t.Fatalf("inbox after consuming everything: %v, %v", rest, err)
+	}
+}
