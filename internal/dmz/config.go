@@ -1,0 +1,268 @@
+package dmz
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/config"
+	"github.com/ferrybridge/ferry/internal/keys"
+)
+
+// Defaults for a Config.
+const (
+	DefaultListen       = "127.0.0.1:8080"
+	DefaultMaxRequests  = 256
+	DefaultMaxDelay     = 5 * time.Millisecond
+	DefaultEnvelopeTTL  = 24 * time.Hour
+	DefaultDrainTimeout = 10 * time.Second
+	// DefaultResendAfter is how long a published request envelope waits
+	// for the intranet's acknowledgement before it is published again.
+	DefaultResendAfter = 2 * time.Minute
+	// RequestsChannel is the channel name of request envelopes.
+	RequestsChannel = "requests"
+	// ResultsChannel is the channel name of result envelopes.
+	ResultsChannel = "results"
+	// MediumDir is the only medium type so far: a directory.
+	MediumDir = "dir"
+)
+
+// Config is the DMZ agent's configuration file.
+//
+//	zone: dmz
+//	peer: intranet
+//	listen: 127.0.0.1:8080
+//	keys: keys                  # keys.LoadZone(dir) and keys.LoadPeer(dir)
+//	policy: policy.yaml
+//	spool: state/spool.db
+//	send: {type: dir, dir: ../exchange/requests}
+//	receive: {type: dir, dir: ../exchange/results}
+//	inbox: state/inbox
+//	quarantine: state/quarantine
+//	batch: {max_requests: 256, max_delay: 5ms}
+//	envelope_ttl: 24h
+//	drain_timeout: 10s          # optional
+//	resend_after: 2m            # optional
+//	clients:
+//	  - name: portal
+//	    token_sha256: 9f86d0…   # hex SHA-256 of the bearer token
+//	    operations: [a, b]      # optional: allow only these operations
+//
+// Relative paths are relative to the directory of the config file.
+type Config struct {
+	Zone         string          `yaml:"zone"`
+	Peer         string          `yaml:"peer"`
+	Listen       string          `yaml:"listen"`
+	Keys         string          `yaml:"keys"`
+	Policy       string          `yaml:"policy"`
+	Spool        string          `yaml:"spool"`
+	Send         MediumConfig    `yaml:"send"`
+	Receive      MediumConfig    `yaml:"receive"`
+	Inbox        string          `yaml:"inbox"`
+	Quarantine   string          `yaml:"quarantine"`
+	Batch        BatchConfig     `yaml:"batch"`
+	EnvelopeTTL  config.Duration `yaml:"envelope_ttl"`
+	DrainTimeout config.Duration `yaml:"drain_timeout"`
+	ResendAfter  config.Duration `yaml:"resend_after"`
+	Clients      []ClientConfig  `yaml:"clients"`
+
+	file string     // the config file, for errors
+	root *yaml.Node // its node tree, for line numbers
+}
+
+// MediumConfig says where envelopes are written to or read from.
+type MediumConfig struct {
+	Type   string          `yaml:"type"`
+	Dir    string          `yaml:"dir"`
+	Rescan config.Duration `yaml:"rescan"` // receive only; 0 means the medium's default
+}
+
+// BatchConfig bounds request envelopes: at most MaxRequests requests, and
+// no request waits longer than MaxDelay for others to join it.
+type BatchConfig struct {
+	MaxRequests int             `yaml:"max_requests"`
+	MaxDelay    config.Duration `yaml:"max_delay"`
+}
+
+// ClientConfig is one API client.
+type ClientConfig struct {
+	Name string `yaml:"name"`
+	// TokenSHA256 is the hex SHA-256 of the client's bearer token; the
+	// token itself is never stored.
+	TokenSHA256 string `yaml:"token_sha256"`
+	// Operations, when set, is the only operations the client may submit.
+	Operations []string `yaml:"operations"`
+}
+
+// DefaultConfig returns the configuration a file starts from.
+func DefaultConfig() Config {
+	return Config{
+		Zone:         "dmz",
+		Peer:         "intranet",
+		Listen:       DefaultListen,
+		Keys:         "keys",
+		Policy:       "policy.yaml",
+		Spool:        "state/spool.db",
+		Send:         MediumConfig{Type: MediumDir},
+		Receive:      MediumConfig{Type: MediumDir},
+		Inbox:        "state/inbox",
+		Quarantine:   "state/quarantine",
+		Batch:        BatchConfig{MaxRequests: DefaultMaxRequests, MaxDelay: config.Duration(DefaultMaxDelay)},
+		EnvelopeTTL:  config.Duration(DefaultEnvelopeTTL),
+		DrainTimeout: config.Duration(DefaultDrainTimeout),
+		ResendAfter:  config.Duration(DefaultResendAfter),
+	}
+}
+
+// LoadConfig reads the config file at path strictly over DefaultConfig,
+// validates it and resolves its relative paths against the file's
+// directory. Errors are *config.Error values naming file, line and field.
+func LoadConfig(path string) (*Config, error) {
+	data, err := config.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	c := DefaultConfig()
+	root, err := config.Decode(path, data, &c)
+	if err != nil {
+		return nil, err
+	}
+	c.file, c.root = path, root
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	for _, p := range []*string{&c.Keys, &c.Policy, &c.Spool, &c.Send.Dir, &c.Receive.Dir, &c.Inbox, &c.Quarantine} {
+		*p = config.Resolve(path, *p)
+	}
+	return &c, nil
+}
+
+// Validate checks the configuration and returns a *config.Error for the
+// first problem found.
+func (c *Config) Validate() error {
+	fail := func(msg string, path ...string) error {
+		file := c.file
+		if file == "" {
+			file = "dmz config"
+		}
+		var field strings.Builder
+		for i, p := range path {
+			switch {
+			case i == 0:
+				field.WriteString(p)
+			case isIndex(p):
+				field.WriteString("[" + p + "]")
+			default:
+				field.WriteString("." + p)
+			}
+		}
+		return &config.Error{File: file, Line: config.Line(c.root, path...), Field: field.String(), Msg: msg}
+	}
+	switch {
+	case !keys.ValidZoneName(c.Zone):
+		return fail(fmt.Sprintf("invalid zone name %q: want lowercase letters, digits and '-', starting with a letter", c.Zone), "zone")
+	case !keys.ValidZoneName(c.Peer):
+		return fail(fmt.Sprintf("invalid zone name %q: want lowercase letters, digits and '-', starting with a letter", c.Peer), "peer")
+	case c.Peer == c.Zone:
+		return fail("must differ from zone", "peer")
+	case c.Listen == "":
+		return fail("required: the HTTP API's host:port", "listen")
+	case c.Keys == "":
+		return fail("required: the zone's key directory", "keys")
+	case c.Policy == "":
+		return fail("required: the policy file", "policy")
+	case c.Spool == "":
+		return fail("required: the spool database file", "spool")
+	case c.Inbox == "":
+		return fail("required: the inbox directory", "inbox")
+	case c.Quarantine == "":
+		return fail("required: the quarantine directory", "quarantine")
+	case c.Inbox == c.Quarantine:
+		return fail("must differ from inbox", "quarantine")
+	case c.Batch.MaxRequests < 1 || c.Batch.MaxRequests > batch.MaxRequests:
+		return fail(fmt.Sprintf("must be between 1 and %d", batch.MaxRequests), "batch", "max_requests")
+	case c.Batch.MaxDelay <= 0 || time.Duration(c.Batch.MaxDelay) > time.Minute:
+		return fail("must be above 0 and at most 1m", "batch", "max_delay")
+	case time.Duration(c.EnvelopeTTL) < time.Minute:
+		return fail("must be at least 1m", "envelope_ttl")
+	case c.DrainTimeout < 0:
+		return fail("must not be negative", "drain_timeout")
+	case time.Duration(c.ResendAfter) < time.Second:
+		return fail("must be at least 1s", "resend_after")
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		return fail(fmt.Sprintf("invalid address %q: want host:port", c.Listen), "listen")
+	}
+	for _, m := range []struct {
+		name string
+		cfg  MediumConfig
+	}{{"send", c.Send}, {"receive", c.Receive}} {
+		switch {
+		case m.cfg.Type != MediumDir:
+			return fail(fmt.Sprintf("unknown medium type %q: want %q", m.cfg.Type, MediumDir), m.name, "type")
+		case m.cfg.Dir == "":
+			return fail("required: the medium's directory", m.name, "dir")
+		case m.cfg.Rescan < 0:
+			return fail("must not be negative", m.name, "rescan")
+		case m.name == "send" && m.cfg.Rescan != 0:
+			return fail("only a receiving medium is rescanned", m.name, "rescan")
+		}
+	}
+	if c.Receive.Dir == c.Send.Dir {
+		return fail("must differ from send.dir: each direction has its own medium", "receive", "dir")
+	}
+	if len(c.Clients) == 0 {
+		return fail("required: at least one API client", "clients")
+	}
+	names := map[string]bool{}
+	hashes := map[string]bool{}
+	for i, cl := range c.Clients {
+		idx := strconv.Itoa(i)
+		switch {
+		case cl.Name == "" || len(cl.Name) > batch.MaxClientName || !printable(cl.Name):
+			return fail(fmt.Sprintf("want 1 to %d printable ASCII characters", batch.MaxClientName), "clients", idx, "name")
+		case names[cl.Name]:
+			return fail(fmt.Sprintf("duplicate client name %q", cl.Name), "clients", idx, "name")
+		case !validTokenHash(cl.TokenSHA256):
+			return fail("want 64 lowercase hex digits: the SHA-256 of the bearer token", "clients", idx, "token_sha256")
+		case hashes[cl.TokenSHA256]:
+			return fail("another client has the same token", "clients", idx, "token_sha256")
+		}
+		for j, op := range cl.Operations {
+			if op == "" || len(op) > batch.MaxOpName {
+				return fail("invalid operation name", "clients", idx, "operations", strconv.Itoa(j))
+			}
+		}
+		names[cl.Name], hashes[cl.TokenSHA256] = true, true
+	}
+	return nil
+}
+
+func isIndex(p string) bool {
+	_, err := strconv.Atoi(p)
+	return err == nil
+}
+
+func validTokenHash(s string) bool {
+	if len(s) != 64 || strings.ToLower(s) != s {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// printable reports whether s is printable ASCII without spaces.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,335 @@
+// Package dmz is the DMZ agent: the HTTP API citizens' requests arrive on,
+// the durable intake, the batcher that seals accepted requests into request
+// envelopes for the intranet, and the ingester that stores the results the
+// intranet sends back. The HTTP API is specified in docs/api.md.
+//
+// # Loops
+//
+// [Agent.Run] runs, each in its own goroutine:
+//
+//	http       the API server (net/http) on the listener New opened
+//	intake     queue.Intake: group commit of accepted requests
+//	batcher    reads unsealed requests after each commit, seals up to
+//	           batch.max_requests of them (or fewer once the oldest waited
+//	           batch.max_delay) into one envelope with the channel's next
+//	           sequence number, and stores it with queue.Spool.StoreSealed
+//	publisher  publishes stored envelopes to the request medium in sequence
+//	           order, marks them published, publishes unacknowledged ones
+//	           again after resend_after, and expires those past their TTL
+//	receiver   the result medium's Receiver, claiming files into the inbox
+//	ingester   opens each claimed result envelope and applies it
+//
+// # Bad files
+//
+// A result file that cannot be read, opened (envelope.Reason: bad
+// signature, expired, misaddressed, truncated, oversized…) or decoded, that
+// is not a results envelope, or that reuses another envelope's sequence
+// number is moved to the quarantine directory with a .reason file and a log
+// line, and the agent goes on with the next file. A copy of an envelope
+// already applied is removed with a log line.
+//
+// # Stopping
+//
+// When the context given to Run ends, /readyz turns 503 and long polls
+// return at once; the server stops accepting and waits (up to
+// drain_timeout) for requests in flight; the intake commits what is
+// waiting; the batcher seals every unsealed request and the publisher
+// publishes them; then the receiver and ingester stop and Run returns nil.
+// Whatever the drain timeout cuts off is safe in the spool and resumes at
+// the next start: stored envelopes that were not published are published
+// again, byte for byte.
+package dmz
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/envelope"
+	"github.com/ferrybridge/ferry/internal/keys"
+	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/medium/dir"
+	"github.com/ferrybridge/ferry/internal/policy"
+	"github.com/ferrybridge/ferry/internal/queue"
+)
+
+// openTimeout bounds opening the spool in New.
+const openTimeout = 30 * time.Second
+
+// publishQueue is the capacity between batcher and publisher: enough to
+// overlap sealing with publishing, small enough to keep envelopes in the
+// spool rather than in memory when the medium is slow.
+const publishQueue = 4
+
+// Constant log attribute keys.
+const (
+	logRequest  = "request_id"
+	logEnvelope = "envelope_id"
+	logClient   = "client"
+	logReason   = "reason"
+	logError    = "error"
+	logFile     = "file"
+	logSeq      = "seq"
+	logCount    = "requests"
+	logOp       = "operation"
+	logStatus   = "status"
+	logAddr     = "addr"
+	logAcked    = "acked"
+	logUnknown  = "unknown"
+	logStale    = "stale"
+	logNoResult = "no_result"
+)
+
+// Agent is the DMZ agent.
+type Agent struct {
+	cfg     *Config
+	log     *slog.Logger
+	zone    *keys.Zone
+	peer    *keys.Peer
+	pol     *policy.Policy
+	clients []client
+	spool   *queue.Spool
+	intake  *queue.Intake
+	inbox   *medium.Inbox
+	recv    medium.Receiver
+	pub     medium.Publisher
+	opener  *envelope.Opener
+	ln      net.Listener
+	srv     *http.Server
+	handler http.Handler
+	waiters *waiters
+	now     func() time.Time
+
+	started   atomic.Bool
+	ready     atomic.Bool
+	stopping  chan struct{} // closed when draining starts
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// client is an API client with its token hash.
+type client struct {
+	name string
+	hash [sha256.Size]byte
+	ops  map[string]bool // nil: every operation of the policy
+}
+
+// New validates cfg, loads the zone's keys (refusing private key files with
+// loose permissions) and the policy, opens the spool, the inbox and the
+// media, and opens the API listener, so that Addr works before Run.
+func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
+	if cfg == nil {
+		return nil, errors.New("dmz: no config")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	zone, err := keys.LoadZone(cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("load zone keys: %w", err)
+	}
+	if zone.Name != cfg.Zone {
+		return nil, fmt.Errorf("key directory %s holds the keys of zone %q, but the config says zone %q", cfg.Keys, zone.Name, cfg.Zone)
+	}
+	peer, err := keys.LoadPeer(cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("load peer keys: %w", err)
+	}
+	if peer.Name != cfg.Peer {
+		return nil, fmt.Errorf("key directory %s holds peer keys of zone %q, but the config says peer %q", cfg.Keys, peer.Name, cfg.Peer)
+	}
+	pol, err := policy.Load(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	clients := make([]client, 0, len(cfg.Clients))
+	for i, c := range cfg.Clients {
+		cl := client{name: c.Name}
+		if _, err := hex.Decode(cl.hash[:], []byte(c.TokenSHA256)); err != nil {
+			return nil, fmt.Errorf("clients[%d].token_sha256: %w", i, err)
+		}
+		if len(c.Operations) > 0 {
+			cl.ops = map[string]bool{}
+			for _, op := range c.Operations {
+				if _, ok := pol.Operation(op); !ok {
+					return nil, fmt.Errorf("%s: clients[%d].operations: operation %q is not in policy %s", cfg.fileName(), i, op, cfg.Policy)
+				}
+				cl.ops[op] = true
+			}
+		}
+		clients = append(clients, cl)
+	}
+	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("open inbox: %w", err)
+	}
+	recv, err := dir.NewReceiver(dir.ReceiverConfig{Dir: cfg.Receive.Dir, Inbox: inbox, Rescan: time.Duration(cfg.Receive.Rescan), Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("open result medium: %w", err)
+	}
+	pub, err := dir.NewPublisher(cfg.Send.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open request medium: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	spool, err := queue.Open(ctx, cfg.Spool)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		spool.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	a := &Agent{
+		cfg:      cfg,
+		log:      logger,
+		zone:     zone,
+		peer:     peer,
+		pol:      pol,
+		clients:  clients,
+		spool:    spool,
+		intake:   queue.NewIntake(spool, queue.IntakeConfig{}),
+		inbox:    inbox,
+		recv:     recv,
+		pub:      pub,
+		opener:   &envelope.Opener{Self: zone.Name, Identity: zone.Identity, Sender: peer.Verifier},
+		ln:       ln,
+		waiters:  newWaiters(),
+		now:      time.Now,
+		stopping: make(chan struct{}),
+	}
+	a.handler = a.routes()
+	a.srv = &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      MaxWait + 15*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return a, nil
+}
+
+func (c *Config) fileName() string {
+	if c.file == "" {
+		return "dmz config"
+	}
+	return c.file
+}
+
+// Addr returns the address the API listens on.
+func (a *Agent) Addr() net.Addr { return a.ln.Addr() }
+
+// Handler returns the API's handler, for tests and benchmarks that drive it
+// without the agent's own server. Submissions through it complete only
+// while Run is running.
+func (a *Agent) Handler() http.Handler { return a.handler }
+
+// Run serves the API and runs the agent's loops until ctx ends, then
+// drains as the package documentation describes and returns nil, or the
+// error of a loop that failed.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.started.CompareAndSwap(false, true) {
+		return errors.New("dmz: Run called twice")
+	}
+	base := context.WithoutCancel(ctx)
+	drain := time.Duration(a.cfg.DrainTimeout)
+
+	// Each stage gets its own context so that stopping can go in order:
+	// the HTTP server first, then the intake, then the batcher and the
+	// publisher, then the ingest side.
+	intakeCtx, stopIntake := context.WithCancel(base)
+	batchCtx, stopBatch := context.WithCancel(base)
+	ingestCtx, stopIngest := context.WithCancel(base)
+	defer stopIntake()
+	defer stopBatch()
+	defer stopIngest()
+
+	errc := make(chan error, 8)
+	var intakeWG, batchWG, ingestWG sync.WaitGroup
+	start := func(wg *sync.WaitGroup, name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	envs := make(chan *queue.Envelope, publishQueue)
+	names := make(chan string)
+	start(&intakeWG, "intake", func() error { return a.intake.Run(intakeCtx) })
+	start(&batchWG, "batcher", func() error { return a.batcher(batchCtx, envs, drain) })
+	start(&batchWG, "publisher", func() error { return a.publisher(batchCtx, envs, drain) })
+	start(&ingestWG, "receiver", func() error {
+		err := a.recv.Run(ingestCtx, names)
+		if errors.Is(err, context.Canceled) && ingestCtx.Err() != nil {
+			return nil
+		}
+		return err
+	})
+	start(&ingestWG, "ingester", func() error { return a.ingester(ingestCtx, names) })
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- a.srv.Serve(a.ln) }()
+	a.ready.Store(true)
+	a.log.Info("dmz agent running", slog.String(logAddr, a.ln.Addr().String()))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		a.log.Error("agent loop failed; stopping", slog.String(logError, runErr.Error()))
+	case err := <-srvErr:
+		runErr = fmt.Errorf("http server: %w", err)
+		a.log.Error("http server failed; stopping", slog.String(logError, err.Error()))
+	}
+
+	// Drain.
+	a.ready.Store(false)
+	a.stopOnce.Do(func() { close(a.stopping) })
+	sctx, cancel := context.WithTimeout(base, drain)
+	if err := a.srv.Shutdown(sctx); err != nil {
+		a.log.Warn("drain timeout: closing open API connections", slog.String(logError, err.Error()))
+		a.srv.Close()
+	}
+	cancel()
+	stopIntake()
+	intakeWG.Wait()
+	stopBatch()
+	batchWG.Wait()
+	stopIngest()
+	ingestWG.Wait()
+	close(errc)
+	for err := range errc {
+		runErr = errors.Join(runErr, err)
+	}
+	return runErr
+}
+
+// Close releases the listener and the spool. Call it once Run has
+// returned, or instead of Run.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		lnErr := a.ln.Close()
+		if errors.Is(lnErr, net.ErrClosed) {
+			lnErr = nil
+		}
+		a.closeErr = errors.Join(lnErr, a.spool.Close())
+	})
+	return a.closeErr
+}

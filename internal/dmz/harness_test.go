@@ -1,0 +1,330 @@
+package dmz
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/envelope"
+	"github.com/ferrybridge/ferry/internal/keys"
+	"github.com/ferrybridge/ferry/internal/sample"
+)
+
+// Bearer tokens of the test clients.
+const (
+	tokenPortal = "fy_portal-test-token"
+	tokenOther  = "fy_other-test-token"
+)
+
+// env is a running DMZ agent on a real directory tree, with the intranet's
+// keys to play the other side.
+type env struct {
+	dir    string
+	cfg    *Config
+	agent  *Agent
+	dmz    *keys.Zone
+	intra  *keys.Zone
+	base   string
+	client *http.Client
+	seq    uint64 // results channel
+	prev   [32]byte
+}
+
+func hashHex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// writeDeployment writes keys, policy and a config file into dir and
+// returns the config path.
+func writeDeployment(t testing.TB, dir string, extra string) (string, *keys.Zone, *keys.Zone) {
+	t.Helper()
+	dz, err := keys.Generate("dmz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := keys.Generate("intranet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kdir := filepath.Join(dir, "keys")
+	if err := dz.WriteDir(kdir); err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.WritePeer(kdir, in.Public()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), sample.Policy(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"exchange/requests", "exchange/results"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := `zone: dmz
+peer: intranet
+listen: 127.0.0.1:0
+keys: keys
+policy: policy.yaml
+spool: state/spool.db
+send:
+  type: dir
+  dir: exchange/requests
+receive:
+  type: dir
+  dir: exchange/results
+  rescan: 100ms
+inbox: state/inbox
+quarantine: state/quarantine
+batch:
+  max_requests: 256
+  max_delay: 5ms
+envelope_ttl: 1h
+drain_timeout: 5s
+clients:
+  - name: portal
+    token_sha256: ` + hashHex(tokenPortal) + `
+  - name: other
+    token_sha256: ` + hashHex(tokenOther) + `
+` + extra
+	path := filepath.Join(dir, "dmz.yaml")
+	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, dz, in
+}
+
+// startEnv builds and runs an agent; cleanup stops it and checks Run's
+// result.
+func startEnv(t testing.TB) *env {
+	t.Helper()
+	dir := t.TempDir()
+	path, dz, in := writeDeployment(t, dir, "")
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if err := a.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	e := &env{dir: dir, cfg: cfg, agent: a, dmz: dz, intra: in, base: "http://" + a.Addr().String(),
+		client: &http.Client{Timeout: 60 * time.Second}}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := e.client.Get(e.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("agent not ready within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testLogger logs through t, so failures show the agent's log.
+func testLogger(t testing.TB) *slog.Logger { return testLoggerHook(t) }
+
+// testLoggerHook makes the agent's logger; benchmarks replace it.
+var testLoggerHook = func(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// reply is a decoded API answer.
+type reply struct {
+	code int
+	body map[string]any
+	raw  string
+}
+
+func (r *reply) reason() string {
+	e, _ := r.body["error"].(map[string]any)
+	s, _ := e["reason"].(string)
+	return s
+}
+
+func (r *reply) str(k string) string { s, _ := r.body[k].(string); return s }
+
+func (e *env) do(t testing.TB, method, path, token string, body string, hdr map[string]string) *reply {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	r := &reply{code: resp.StatusCode, raw: string(data)}
+	_ = json.Unmarshal(data, &r.body)
+	return r
+}
+
+// goodBody returns a request the sample policy accepts.
+func goodBody(t testing.TB) string {
+	t.Helper()
+	c := sample.Citizens()[0]
+	b, _ := json.Marshal(map[string]any{"operation": "violations.query", "params": map[string]any{"id_number": c.IDNumber, "plate": c.Plate}})
+	return string(b)
+}
+
+func (e *env) submit(t testing.TB) string {
+	t.Helper()
+	r := e.do(t, http.MethodPost, "/v1/requests", tokenPortal, goodBody(t), nil)
+	if r.code != http.StatusAccepted {
+		t.Fatalf("submit: HTTP %d %s", r.code, r.raw)
+	}
+	return r.str("id")
+}
+
+// takeRequests waits for request envelopes on the request medium, opens
+// them as the intranet would, removes them and returns them.
+func (e *env) takeRequests(t testing.TB, want int) []*envelope.Opened {
+	t.Helper()
+	op := &envelope.Opener{Self: "intranet", Identity: e.intra.Identity, Sender: e.dmz.Verifier}
+	dir := filepath.Join(e.dir, "exchange", "requests")
+	var out []*envelope.Opened
+	n := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for n < want {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, de := range entries {
+			if !strings.HasSuffix(de.Name(), envelope.FileExt) {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(dir, de.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := op.Open(data)
+			if err != nil {
+				t.Fatalf("open request envelope %s: %v", de.Name(), err)
+			}
+			os.Remove(filepath.Join(dir, de.Name()))
+			body, err := batch.DecodeRequests(o.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(body.Requests)
+			out = append(out, o)
+		}
+		if n < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d requests on the medium after 10s", n, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return out
+}
+
+// sealResults seals a results body as the intranet, with the next
+// sequence number, and returns the file name and bytes.
+func (e *env) sealResults(t testing.TB, h envelope.Header, body any) (string, []byte) {
+	t.Helper()
+	data, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := envelope.Seal(h, data, e.intra.Signer, e.dmz.Recipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return envelope.FileName(&s.Header), s.Data
+}
+
+func (e *env) resultsHeader() envelope.Header {
+	e.seq++
+	now := time.Now()
+	h := envelope.Header{ID: envelope.NewID(), Kind: envelope.KindResults, From: "intranet", To: "dmz",
+		Channel: ResultsChannel, Seq: e.seq, Prev: e.prev, Created: now, Expires: now.Add(time.Hour)}
+	return h
+}
+
+// drop writes a file into the result medium the way a ferry does: under a
+// temporary name, then renamed.
+func (e *env) drop(t testing.TB, name string, data []byte) {
+	t.Helper()
+	dir := filepath.Join(e.dir, "exchange", "results")
+	tmp := filepath.Join(dir, ".tmp-"+name)
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) status(t testing.TB, id string) *reply {
+	t.Helper()
+	return e.do(t, http.MethodGet, "/v1/requests/"+id, tokenPortal, "", nil)
+}
+
+// waitStatus polls until request id has status want.
+func (e *env) waitStatus(t testing.TB, id, want string) *reply {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := e.status(t, id)
+		if r.str("status") == want {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("request %s: %s after 10s, want %s", id, r.raw, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,419 @@
+package dmz
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/policy"
+	"github.com/ferrybridge/ferry/internal/queue"
+)
+
+// API limits.
+const (
+	// MaxBodySize caps a POST /v1/requests body.
+	MaxBodySize = 64 << 10
+	// MaxWait caps the ?wait= of a long poll.
+	MaxWait = 30 * time.Second
+	// MaxIdempotencyKey caps the Idempotency-Key header.
+	MaxIdempotencyKey = 128
+	// readTimeout bounds a status read when the client sets no deadline.
+	readTimeout = 5 * time.Second
+)
+
+// API reason codes the agent gives itself; a policy refusal carries the
+// policy's own code. docs/api.md lists them all.
+const (
+	ReasonBodyTooLarge        = "body_too_large"
+	ReasonBadJSON             = "bad_body"
+	ReasonParamsTooLarge      = "params_too_large"
+	ReasonBadIdempotencyKey   = "bad_idempotency_key"
+	ReasonIdempotencyConflict = "idempotency_conflict"
+	ReasonMissingToken        = "missing_token"
+	ReasonInvalidToken        = "invalid_token"
+	ReasonForbidden           = "operation_forbidden"
+	ReasonNotFound            = "not_found"
+	ReasonMethodNotAllowed    = "method_not_allowed"
+	ReasonBadWait             = "bad_wait"
+	ReasonPolicy              = "policy_rejected"
+	ReasonUnavailable         = "unavailable"
+	ReasonShuttingDown        = "shutting_down"
+	ReasonNotReady            = "not_ready"
+)
+
+func (a *Agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/requests", a.handleSubmit)
+	mux.HandleFunc("GET /v1/requests/{id}", a.handleStatus)
+	mux.HandleFunc("GET /v1/operations", a.handleOperations)
+	mux.HandleFunc("GET /healthz", a.handleHealth)
+	mux.HandleFunc("GET /readyz", a.handleReady)
+	// The same paths without a method answer 405 in the API's JSON shape;
+	// "/" answers 404 for anything else.
+	for _, p := range []string{"/v1/requests", "/v1/requests/{id}", "/v1/operations", "/healthz", "/readyz"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "method not allowed", "")
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, ReasonNotFound, "no such endpoint", "")
+	})
+	return mux
+}
+
+// errorBody is the JSON of every error response.
+type errorBody struct {
+	Error apiError `json:"error"`
+}
+
+type apiError struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	Param   string `json:"param,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, reason, msg, param string) {
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ferry"`)
+	}
+	writeJSON(w, code, errorBody{Error: apiError{Reason: reason, Message: msg, Param: param}})
+}
+
+// authenticate returns the client whose token the request bears, or
+// writes a 401 and returns nil.
+func (a *Agent) authenticate(w http.ResponseWriter, r *http.Request) *client {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if h == "" || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		writeError(w, http.StatusUnauthorized, ReasonMissingToken, "an Authorization: Bearer token is required", "")
+		return nil
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	var found *client
+	// Compare against every client in constant time, without stopping at
+	// the first match, so timing says nothing about which hash matched.
+	for i := range a.clients {
+		if subtle.ConstantTimeCompare(sum[:], a.clients[i].hash[:]) == 1 {
+			found = &a.clients[i]
+		}
+	}
+	if found == nil {
+		writeError(w, http.StatusUnauthorized, ReasonInvalidToken, "the bearer token is not valid", "")
+		return nil
+	}
+	return found
+}
+
+// submitBody is the JSON of POST /v1/requests.
+type submitBody struct {
+	Operation string          `json:"operation"`
+	Params    json.RawMessage `json:"params"`
+}
+
+// submitReply is the JSON of a 202 answer.
+type submitReply struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	cl := a.authenticate(w, r)
+	if cl == nil {
+		return
+	}
+	if !a.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, ReasonShuttingDown, "the agent is not accepting requests", "")
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if _, present := r.Header["Idempotency-Key"]; present && (key == "" || len(key) > MaxIdempotencyKey || !printable(key)) {
+		writeError(w, http.StatusBadRequest, ReasonBadIdempotencyKey,
+			"Idempotency-Key must be 1 to 128 printable ASCII characters without spaces", "")
+		return
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the body is larger than 65536 bytes", "")
+			return
+		}
+		writeError(w, http.StatusBadRequest, ReasonBadJSON, "the body could not be read", "")
+		return
+	}
+	var body submitBody
+	if msg, param := decodeSubmit(data, &body); msg != "" {
+		writeError(w, http.StatusBadRequest, ReasonBadJSON, msg, param)
+		return
+	}
+	var params bytes.Buffer
+	if err := json.Compact(&params, body.Params); err != nil {
+		writeError(w, http.StatusBadRequest, ReasonBadJSON, "params is not valid JSON", "params")
+		return
+	}
+	if params.Len() > batch.MaxParamsBytes {
+		writeError(w, http.StatusBadRequest, ReasonParamsTooLarge, "params is larger than 8192 bytes", "params")
+		return
+	}
+	if cl.ops != nil && !cl.ops[body.Operation] {
+		writeError(w, http.StatusForbidden, ReasonForbidden, "this client may not submit this operation", "operation")
+		return
+	}
+	if _, err := a.pol.Check(body.Operation, params.Bytes()); err != nil {
+		var rej *policy.RejectError
+		if errors.As(err, &rej) {
+			reason := rej.Reason
+			if reason == "" {
+				reason = ReasonPolicy
+			}
+			a.log.Info("request refused by policy", slog.String(logClient, cl.name), slog.String(logReason, reason))
+			writeError(w, http.StatusBadRequest, reason, rej.Message, rej.Param)
+			return
+		}
+		a.log.Error("policy check failed", slog.String(logClient, cl.name), slog.String(logError, err.Error()))
+		writeError(w, http.StatusInternalServerError, ReasonPolicy, "the policy could not check the request", "")
+		return
+	}
+	acc, err := a.intake.Submit(r.Context(), queue.Request{
+		Client:         cl.name,
+		IdempotencyKey: key,
+		Operation:      body.Operation,
+		Params:         params.Bytes(),
+	})
+	switch {
+	case errors.Is(err, queue.ErrIdempotencyConflict):
+		writeError(w, http.StatusConflict, ReasonIdempotencyConflict,
+			"this Idempotency-Key was already used with a different operation or params", "")
+		return
+	case errors.Is(err, queue.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, ReasonShuttingDown, "the agent is not accepting requests", "")
+		return
+	case err != nil:
+		if r.Context().Err() == nil {
+			a.log.Error("intake failed", slog.String(logClient, cl.name), slog.String(logError, err.Error()))
+		}
+		writeError(w, http.StatusServiceUnavailable, ReasonUnavailable, "the request could not be stored; retry with the same Idempotency-Key", "")
+		return
+	}
+	if !acc.Existing {
+		a.log.Debug("request accepted", slog.String(logRequest, acc.ID), slog.String(logClient, cl.name), slog.String(logOp, body.Operation))
+	}
+	w.Header().Set("Location", "/v1/requests/"+acc.ID)
+	writeJSON(w, http.StatusAccepted, submitReply{ID: acc.ID, Status: acc.Status})
+}
+
+// decodeSubmit decodes a POST body strictly; on failure it returns a
+// message for the client and the field concerned.
+func decodeSubmit(data []byte, v *submitBody) (string, string) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) && ute.Field != "" {
+			return "wrong JSON type for " + ute.Field, ute.Field
+		}
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return "unknown field " + f, strings.Trim(f, `"`)
+		}
+		return "the body is not a JSON object with operation and params", ""
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return "trailing data after the JSON object", ""
+	}
+	if v.Operation == "" {
+		return "operation is required", "operation"
+	}
+	if len(v.Operation) > batch.MaxOpName {
+		return "operation name is too long", "operation"
+	}
+	p := bytes.TrimSpace(v.Params)
+	if len(p) == 0 || bytes.Equal(p, []byte("null")) {
+		v.Params = json.RawMessage("{}")
+	} else if p[0] != '{' {
+		return "params must be a JSON object", "params"
+	}
+	return "", ""
+}
+
+// statusReply is the JSON of GET /v1/requests/{id}.
+type statusReply struct {
+	ID           string          `json:"id"`
+	Status       string          `json:"status"`
+	Operation    string          `json:"operation"`
+	Received     time.Time       `json:"received"`
+	Updated      time.Time       `json:"updated"`
+	Reason       string          `json:"reason,omitempty"`
+	Message      string          `json:"message,omitempty"`
+	Result       json.RawMessage `json:"result,omitempty"`
+	RowsAffected int64           `json:"rows_affected,omitempty"`
+}
+
+func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
+	cl := a.authenticate(w, r)
+	if cl == nil {
+		return
+	}
+	id := r.PathValue("id")
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			writeError(w, http.StatusBadRequest, ReasonBadWait, `wait must be a duration such as "10s"`, "wait")
+			return
+		}
+		wait = min(d, MaxWait)
+	}
+	notFound := func() {
+		writeError(w, http.StatusNotFound, ReasonNotFound, "no such request", "")
+	}
+	if !batch.ValidID(id) {
+		notFound()
+		return
+	}
+	get := func() (*queue.Status, bool) {
+		ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+		defer cancel()
+		st, err := a.spool.Get(ctx, id)
+		switch {
+		case errors.Is(err, queue.ErrNotFound):
+			notFound()
+			return nil, false
+		case err != nil:
+			if r.Context().Err() == nil {
+				a.log.Error("status read failed", slog.String(logRequest, id), slog.String(logError, err.Error()))
+			}
+			writeError(w, http.StatusServiceUnavailable, ReasonUnavailable, "the status could not be read", "")
+			return nil, false
+		case st.Client != cl.name:
+			// Another client's request: answered as if it did not exist.
+			notFound()
+			return nil, false
+		}
+		return st, true
+	}
+	st, ok := get()
+	if !ok {
+		return
+	}
+	if wait > 0 && !queue.Final(st.Status) {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		for !queue.Final(st.Status) {
+			// Register before reading again, so a result stored in
+			// between still wakes this poll.
+			woken, unregister := a.waiters.add(id)
+			st, ok = get()
+			if !ok {
+				unregister()
+				return
+			}
+			if queue.Final(st.Status) {
+				unregister()
+				break
+			}
+			select {
+			case <-woken:
+				continue
+			case <-timer.C:
+			case <-r.Context().Done():
+			case <-a.stopping:
+			}
+			unregister()
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, statusReply{
+		ID:           st.ID,
+		Status:       st.Status,
+		Operation:    st.Operation,
+		Received:     st.Received,
+		Updated:      st.Updated,
+		Reason:       st.Reason,
+		Message:      st.Message,
+		Result:       st.Result,
+		RowsAffected: st.RowsAffected,
+	})
+}
+
+// operationsReply is the JSON of GET /v1/operations.
+type operationsReply struct {
+	Operations []operationJSON `json:"operations"`
+}
+
+type operationJSON struct {
+	Name        string      `json:"name"`
+	Description string      `json:"description,omitempty"`
+	Mode        policy.Mode `json:"mode"`
+	Params      []paramJSON `json:"params"`
+}
+
+type paramJSON struct {
+	Name        string   `json:"name"`
+	Type        string   `json:"type"`
+	Description string   `json:"description,omitempty"`
+	Required    bool     `json:"required"`
+	MaxLen      int      `json:"max_len,omitempty"`
+	Pattern     string   `json:"pattern,omitempty"`
+	Min         *int64   `json:"min,omitempty"`
+	Max         *int64   `json:"max,omitempty"`
+	Values      []string `json:"values,omitempty"`
+}
+
+func (a *Agent) handleOperations(w http.ResponseWriter, r *http.Request) {
+	cl := a.authenticate(w, r)
+	if cl == nil {
+		return
+	}
+	out := operationsReply{Operations: []operationJSON{}}
+	for _, op := range a.pol.Operations {
+		if cl.ops != nil && !cl.ops[op.Name] {
+			continue
+		}
+		o := operationJSON{Name: op.Name, Description: op.Description, Mode: op.Mode, Params: []paramJSON{}}
+		for _, p := range op.Params {
+			o.Params = append(o.Params, paramJSON{
+				Name: p.Name, Type: p.Type, Description: p.Description, Required: p.Required,
+				MaxLen: p.MaxLen, Pattern: p.Pattern, Min: p.Min, Max: p.Max, Values: p.Values,
+			})
+		}
+		out.Operations = append(out.Operations, o)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *Agent) handleReady(w http.ResponseWriter, r *http.Request) {
+	if !a.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, ReasonNotReady, "the agent is starting or draining", "")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := a.spool.Ping(ctx); err != nil {
+		writeError(w, http.StatusServiceUnavailable, ReasonNotReady, "the spool does not answer", "")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,166 @@
+package dmz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/envelope"
+	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/queue"
+)
+
+// ingester applies each result envelope file named on names until ctx
+// ends.
+func (a *Agent) ingester(ctx context.Context, names <-chan string) error {
+	for {
+		select {
+		case name := <-names:
+			a.ingest(ctx, name)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// ingest handles one claimed file: it applies it and removes it, drops it
+// as a duplicate, or quarantines it. A spool failure is retried until ctx
+// ends; the file then stays in the inbox for the next start.
+func (a *Agent) ingest(ctx context.Context, name string) {
+	data, err := a.inbox.Read(name)
+	if err != nil {
+		var fe *medium.FileError
+		if errors.As(err, &fe) {
+			a.quarantine(name, fe.Reason, err)
+		} else {
+			a.quarantine(name, ReasonUnreadable, err)
+		}
+		return
+	}
+	opened, err := a.opener.Open(data)
+	if err != nil {
+		reason := envelope.Reason(err)
+		if reason == "" {
+			reason = ReasonOpenFailed
+		}
+		a.quarantine(name, reason, err)
+		return
+	}
+	h := opened.Header
+	switch {
+	case h.Kind != envelope.KindResults:
+		a.quarantine(name, ReasonWrongKind, fmt.Errorf("envelope %s carries %q, want %q", h.ID, h.Kind, envelope.KindResults))
+		return
+	case h.Channel != ResultsChannel:
+		a.quarantine(name, ReasonBadHeader, fmt.Errorf("envelope %s is on channel %q, want %q", h.ID, h.Channel, ResultsChannel))
+		return
+	}
+	res, err := batch.DecodeResults(opened.Body)
+	if err != nil {
+		a.quarantine(name, ReasonBadBody, err)
+		return
+	}
+	env := queue.ReceivedEnvelope{ID: h.ID, Channel: h.Channel, Seq: h.Seq}
+	delay := retryMin
+	var applied *queue.Applied
+	for {
+		applied, err = a.spool.ApplyResults(ctx, env, res, a.now())
+		switch {
+		case errors.Is(err, queue.ErrDuplicate):
+			a.log.Info("duplicate result envelope dropped", slog.String(logEnvelope, h.ID), slog.Uint64(logSeq, h.Seq), slog.String(logFile, name))
+			a.remove(name)
+			return
+		case errors.Is(err, queue.ErrReplay):
+			a.quarantine(name, ReasonReplay, err)
+			return
+		case err != nil:
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Error("storing results failed; retrying", slog.String(logEnvelope, h.ID), slog.String(logError, err.Error()))
+			if !sleep(ctx, delay) {
+				return
+			}
+			delay = nextDelay(delay)
+			continue
+		}
+		break
+	}
+	a.waiters.notify(applied.Final)
+	for _, id := range applied.Unknown {
+		a.log.Warn("result for an unknown request ignored", slog.String(logEnvelope, h.ID), slog.String(logRequest, id))
+	}
+	if len(applied.NoResult) > 0 {
+		a.log.Warn("acknowledged requests without a result marked failed", slog.String(logEnvelope, h.ID),
+			slog.Int(logNoResult, len(applied.NoResult)))
+	}
+	a.log.Info("results applied", slog.String(logEnvelope, h.ID), slog.Uint64(logSeq, h.Seq),
+		slog.Int(logCount, len(res.Results)), slog.Int(logAcked, applied.Acked),
+		slog.Int(logUnknown, len(applied.Unknown)), slog.Int(logStale, applied.Stale))
+	a.remove(name)
+}
+
+func (a *Agent) remove(name string) {
+	if err := a.inbox.Remove(name); err != nil {
+		a.log.Error("removing inbox file failed", slog.String(logFile, name), slog.String(logError, err.Error()))
+	}
+}
+
+func (a *Agent) quarantine(name, reason string, cause error) {
+	a.log.Warn("result envelope quarantined", slog.String(logFile, name), slog.String(logReason, reason),
+		slog.String(logError, cause.Error()))
+	if err := a.inbox.Quarantine(name, reason, cause.Error()); err != nil {
+		a.log.Error("quarantine failed", slog.String(logFile, name), slog.String(logError, err.Error()))
+	}
+}
+
+// waiters wakes long polls when their request reaches a final status.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string][]chan struct{}
+}
+
+func newWaiters() *waiters { return &waiters{m: map[string][]chan struct{}{}} }
+
+// add registers a waiter for id; the channel is closed by notify. The
+// returned function unregisters it.
+func (w *waiters) add(id string) (<-chan struct{}, func()) {
+	c := make(chan struct{})
+	w.mu.Lock()
+	w.m[id] = append(w.m[id], c)
+	w.mu.Unlock()
+	return c, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		list := w.m[id]
+		for i, x := range list {
+			if x == c {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(w.m, id)
+		} else {
+			w.m[id] = list
+		}
+	}
+}
+
+// notify wakes every waiter of the ids.
+func (w *waiters) notify(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, id := range ids {
+		for _, c := range w.m[id] {
+			close(c)
+		}
+		delete(w.m, id)
+	}
+}

@@ -1,0 +1,368 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+)
+
+// Envelope states.
+const (
+	EnvSealed    = "sealed"    // stored, not yet known to be published
+	EnvPublished = "published" // on the medium, awaiting the intranet's ack
+	EnvAcked     = "acked"     // the intranet acknowledged it
+	EnvExpired   = "expired"   // it expired unacknowledged
+)
+
+// Envelope is a sealed request envelope as the spool keeps it.
+type Envelope struct {
+	ID         string
+	Channel    string
+	Seq        uint64
+	HeaderHash [32]byte
+	Name       string // file name on the medium
+	Data       []byte // the whole file
+	Requests   int
+	Created    time.Time
+	Expires    time.Time
+	State      string
+}
+
+// Channel returns the next sequence number of an outgoing channel and the
+// header hash of the last envelope sealed on it. A channel never used
+// starts at sequence 1 with a zero hash.
+func (s *Spool) Channel(ctx context.Context, name string) (uint64, [32]byte, error) {
+	var (
+		next int64
+		prev []byte
+		hash [32]byte
+	)
+	err := s.w.QueryRowContext(ctx, `SELECT next_seq, prev FROM channels WHERE channel = ?`, name).Scan(&next, &prev)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 1, hash, nil
+	case err != nil:
+		return 0, hash, fmt.Errorf("channel %s: %w", name, err)
+	case next < 1 || len(prev) != len(hash):
+		return 0, hash, fmt.Errorf("channel %s: corrupt state (next %d, prev %d bytes)", name, next, len(prev))
+	}
+	copy(hash[:], prev)
+	return uint64(next), hash, nil
+}
+
+// StoreSealed stores env (state sealed) and, in the same transaction,
+// advances its channel to env.Seq+1 with env.HeaderHash as the previous
+// hash and assigns the requests named by requestIDs to it. It fails with
+// ErrSeqConflict, storing nothing, unless env.Seq is the channel's next
+// sequence number, and fails unless every request is stored and not yet
+// assigned to an envelope.
+func (s *Spool) StoreSealed(ctx context.Context, env *Envelope, requestIDs []string) error {
+	if env.Seq < 1 || env.Seq >= math.MaxInt64 {
+		return fmt.Errorf("store envelope %s: sequence number %d out of range", env.ID, env.Seq)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store envelope %s: %w", env.ID, err)
+	}
+	defer tx.Rollback()
+	var next int64
+	err = tx.QueryRowContext(ctx, `SELECT next_seq FROM channels WHERE channel = ?`, env.Channel).Scan(&next)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		next = 1
+	case err != nil:
+		return fmt.Errorf("store envelope %s: %w", env.ID, err)
+	}
+	if uint64(next) != env.Seq {
+		return fmt.Errorf("store envelope %s: sealed as %d, channel %s is at %d: %w", env.ID, env.Seq, env.Channel, next, ErrSeqConflict)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO envelopes
+		(id, channel, seq, header_hash, name, data, requests, state, created, expires)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'sealed', ?, ?)`,
+		env.ID, env.Channel, int64(env.Seq), env.HeaderHash[:], env.Name, env.Data, len(requestIDs),
+		ms(env.Created), ms(env.Expires)); err != nil {
+		return fmt.Errorf("store envelope %s: %w", env.ID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO channels (channel, next_seq, prev) VALUES (?, ?, ?)
+		ON CONFLICT (channel) DO UPDATE SET next_seq = excluded.next_seq, prev = excluded.prev`,
+		env.Channel, int64(env.Seq)+1, env.HeaderHash[:]); err != nil {
+		return fmt.Errorf("store envelope %s: advance channel: %w", env.ID, err)
+	}
+	ids, err := json.Marshal(requestIDs)
+	if err != nil {
+		return fmt.Errorf("store envelope %s: %w", env.ID, err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE requests SET envelope_id = ?
+		WHERE id IN (SELECT value FROM json_each(?)) AND envelope_id IS NULL`, env.ID, string(ids))
+	if err != nil {
+		return fmt.Errorf("store envelope %s: assign requests: %w", env.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != int64(len(requestIDs)) {
+		return fmt.Errorf("store envelope %s: assigned %d of %d requests (%v)", env.ID, n, len(requestIDs), err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store envelope %s: commit: %w", env.ID, err)
+	}
+	return nil
+}
+
+// MarkPublished records that the envelopes named by ids were published at
+// at, in one transaction, and moves their queued requests to "sent".
+// Acknowledged or expired envelopes are left as they are.
+func (s *Spool) MarkPublished(ctx context.Context, ids []string, at time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("mark published: %w", err)
+	}
+	defer tx.Rollback()
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `UPDATE envelopes SET state = 'published', published = ?
+			WHERE id = ? AND state IN ('sealed', 'published')`, ms(at), id); err != nil {
+			return fmt.Errorf("mark published %s: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE requests SET status = 'sent', updated = ?
+			WHERE envelope_id = ? AND status = 'queued'`, ms(at), id); err != nil {
+			return fmt.Errorf("mark published %s: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("mark published: commit: %w", err)
+	}
+	return nil
+}
+
+// Unpublished returns the envelopes stored but not known to be published,
+// in sequence order.
+func (s *Spool) Unpublished(ctx context.Context) ([]*Envelope, error) {
+	return s.envelopes(ctx, `WHERE state = 'sealed' ORDER BY channel, seq`)
+}
+
+// Unacked returns the published envelopes that are neither acknowledged
+// nor expired and were last published before sentBefore, in sequence order.
+func (s *Spool) Unacked(ctx context.Context, sentBefore time.Time) ([]*Envelope, error) {
+	return s.envelopes(ctx, `WHERE state = 'published' AND published < ? ORDER BY channel, seq`, ms(sentBefore))
+}
+
+// EnvelopeByID returns one stored envelope.
+func (s *Spool) EnvelopeByID(ctx context.Context, id string) (*Envelope, error) {
+	list, err := s.envelopes(ctx, `WHERE id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, fmt.Errorf("envelope %s: %w", id, ErrNotFound)
+	}
+	return list[0], nil
+}
+
+func (s *Spool) envelopes(ctx context.Context, where string, args ...any) ([]*Envelope, error) {
+	rows, err := s.w.QueryContext(ctx, `SELECT id, channel, seq, header_hash, name, data, requests, state, created, expires
+		FROM envelopes `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list envelopes: %w", err)
+	}
+	// Rows are read to the end and closed before returning: the writer
+	// has a single connection.
+	defer rows.Close()
+	var out []*Envelope
+	for rows.Next() {
+		var (
+			e                Envelope
+			seq              int64
+			hash             []byte
+			created, expires int64
+		)
+		if err := rows.Scan(&e.ID, &e.Channel, &seq, &hash, &e.Name, &e.Data, &e.Requests, &e.State, &created, &expires); err != nil {
+			return nil, fmt.Errorf("list envelopes: %w", err)
+		}
+		e.Seq = uint64(seq)
+		copy(e.HeaderHash[:], hash)
+		e.Created, e.Expires = time.UnixMilli(created).UTC(), time.UnixMilli(expires).UTC()
+		out = append(out, &e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list envelopes: %w", err)
+	}
+	return out, nil
+}
+
+// Expire marks the envelopes that are neither acknowledged nor expired and
+// whose expiry is not after now as expired (dropping their bytes), and
+// gives their requests without a result the final status "expired" with
+// reason ReasonExpired. It returns the ids of those requests.
+func (s *Spool) Expire(ctx context.Context, now time.Time) ([]string, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("expire: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `UPDATE requests SET status = 'expired', reason = ?, message = ?,
+		params = NULL, updated = ?
+		WHERE status IN ('queued', 'sent') AND envelope_id IN
+			(SELECT id FROM envelopes WHERE state IN ('sealed', 'published') AND expires <= ?)
+		RETURNING id`,
+		ReasonExpired, "the request envelope expired before the intranet answered", ms(now), ms(now))
+	if err != nil {
+		return nil, fmt.Errorf("expire requests: %w", err)
+	}
+	ids, err := scanStrings(rows)
+	if err != nil {
+		return nil, fmt.Errorf("expire requests: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE envelopes SET state = 'expired', data = X''
+		WHERE state IN ('sealed', 'published') AND expires <= ?`, ms(now)); err != nil {
+		return nil, fmt.Errorf("expire envelopes: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("expire: commit: %w", err)
+	}
+	return ids, nil
+}
+
+func scanStrings(rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// ReceivedEnvelope identifies a result envelope being applied.
+type ReceivedEnvelope struct {
+	ID      string
+	Channel string
+	Seq     uint64
+}
+
+// Applied says what ApplyResults did.
+type Applied struct {
+	Final    []string // requests that reached a final status
+	Unknown  []string // result request ids the spool does not hold
+	Stale    int      // results for requests already final, ignored
+	Acked    int      // request envelopes newly acknowledged
+	NoResult []string // requests of acknowledged envelopes left without a result, now failed
+}
+
+// ApplyResults stores the results of one result envelope and marks the
+// request envelopes it acknowledges, in one transaction that also records
+// env. It returns ErrDuplicate if env.ID was applied before, and ErrReplay
+// if another envelope already used env's channel and sequence number; in
+// both cases nothing changes.
+func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *batch.Results, now time.Time) (*Applied, error) {
+	if env.Seq >= math.MaxInt64 {
+		return nil, fmt.Errorf("apply results %s: sequence number %d out of range", env.ID, env.Seq)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
+	}
+	defer tx.Rollback()
+	var prior string
+	err = tx.QueryRowContext(ctx, `SELECT id FROM received WHERE id = ? OR (channel = ? AND seq = ?) LIMIT 1`,
+		env.ID, env.Channel, int64(env.Seq)).Scan(&prior)
+	switch {
+	case err == nil && prior == env.ID:
+		return nil, ErrDuplicate
+	case err == nil:
+		return nil, fmt.Errorf("apply results %s: %s %d is envelope %s: %w", env.ID, env.Channel, env.Seq, prior, ErrReplay)
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO received (id, channel, seq, applied) VALUES (?, ?, ?, ?)`,
+		env.ID, env.Channel, int64(env.Seq), ms(now)); err != nil {
+		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
+	}
+	upd, err := tx.PrepareContext(ctx, `UPDATE requests SET status = ?, result = ?, rows_affected = ?,
+		reason = ?, message = ?, params = NULL, updated = ?
+		WHERE id = ? AND status IN ('queued', 'sent')`)
+	if err != nil {
+		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
+	}
+	defer upd.Close()
+	exists, err := tx.PrepareContext(ctx, `SELECT count(*) FROM requests WHERE id = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
+	}
+	defer exists.Close()
+	out := &Applied{}
+	for _, r := range res.Results {
+		var rows []byte
+		if r.Status == batch.StatusDone {
+			rows, err = json.Marshal(r.Rows)
+			if err != nil {
+				return nil, fmt.Errorf("apply results %s: result %s: %w", env.ID, r.RequestID, err)
+			}
+			if r.Rows == nil {
+				rows = []byte("[]")
+			}
+		}
+		n, err := affected(upd.ExecContext(ctx, r.Status, rows, r.RowsAffected, r.Reason, r.Message, ms(now), r.RequestID))
+		if err != nil {
+			return nil, fmt.Errorf("apply results %s: result %s: %w", env.ID, r.RequestID, err)
+		}
+		if n == 1 {
+			out.Final = append(out.Final, r.RequestID)
+			continue
+		}
+		var c int
+		if err := exists.QueryRowContext(ctx, r.RequestID).Scan(&c); err != nil {
+			return nil, fmt.Errorf("apply results %s: result %s: %w", env.ID, r.RequestID, err)
+		}
+		if c == 0 {
+			out.Unknown = append(out.Unknown, r.RequestID)
+		} else {
+			out.Stale++
+		}
+	}
+	for _, id := range res.Acks {
+		n, err := affected(tx.ExecContext(ctx, `UPDATE envelopes SET state = 'acked', data = X''
+			WHERE id = ? AND state IN ('sealed', 'published')`, id))
+		if err != nil {
+			return nil, fmt.Errorf("apply results %s: ack %s: %w", env.ID, id, err)
+		}
+		out.Acked += int(n)
+		if n == 0 {
+			continue
+		}
+		// The intranet acknowledges an envelope in the same envelope as the
+		// last of its results; a request still open here was never answered.
+		rows, err := tx.QueryContext(ctx, `UPDATE requests SET status = 'failed', reason = ?, message = ?,
+			params = NULL, updated = ? WHERE envelope_id = ? AND status IN ('queued', 'sent') RETURNING id`,
+			ReasonNoResult, "the intranet acknowledged the request without a result", ms(now), id)
+		if err != nil {
+			return nil, fmt.Errorf("apply results %s: ack %s: %w", env.ID, id, err)
+		}
+		ids, err := scanStrings(rows)
+		if err != nil {
+			return nil, fmt.Errorf("apply results %s: ack %s: %w", env.ID, id, err)
+		}
+		out.NoResult = append(out.NoResult, ids...)
+		out.Final = append(out.Final, ids...)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("apply results %s: commit: %w", env.ID, err)
+	}
+	return out, nil
+}
+
+// affected returns the rows a statement changed.
+func affected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

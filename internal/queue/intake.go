@@ -1,0 +1,297 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+)
+
+// Defaults for an IntakeConfig.
+const (
+	// DefaultCommitMax bounds the requests inserted by one transaction.
+	DefaultCommitMax = 256
+	// DefaultCommitDelay is how long the committer lingers after the first
+	// waiting request for others to join its transaction. Zero: commit at
+	// once; requests arriving during a commit form the next group, which
+	// already batches under load without adding latency when idle.
+	DefaultCommitDelay = 0
+	// DefaultFlushTimeout bounds the final commit when the intake stops.
+	DefaultFlushTimeout = 30 * time.Second
+)
+
+// IntakeConfig tunes group commit.
+type IntakeConfig struct {
+	MaxBatch int           // 0 means DefaultCommitMax
+	Delay    time.Duration // 0 means DefaultCommitDelay
+	Now      func() time.Time
+}
+
+// Accepted is the answer to Submit.
+type Accepted struct {
+	ID       string
+	Status   string // "queued" for a new request; the stored status for a repeat
+	Existing bool   // the idempotency key named a request already stored
+}
+
+// IntakeStats counts the intake's work since it was created.
+type IntakeStats struct {
+	Commits  uint64 // transactions committed
+	Inserted uint64 // requests inserted
+}
+
+// Intake group-commits accepted requests into a Spool.
+type Intake struct {
+	spool *Spool
+	max   int
+	delay time.Duration
+	now   func() time.Time
+
+	mu      sync.Mutex
+	pending []*submission
+	closed  bool
+
+	wake      chan struct{} // a submission is pending
+	full      chan struct{} // pending reached max
+	committed chan struct{} // new requests were committed
+
+	commits  atomic.Uint64
+	inserted atomic.Uint64
+}
+
+type submission struct {
+	req   Request
+	hash  []byte
+	reply chan submitResult // buffered, 1
+}
+
+type submitResult struct {
+	acc Accepted
+	err error
+}
+
+// NewIntake returns an intake writing into s. Run must be running for
+// Submit to complete.
+func NewIntake(s *Spool, cfg IntakeConfig) *Intake {
+	in := &Intake{
+		spool:     s,
+		max:       cfg.MaxBatch,
+		delay:     cfg.Delay,
+		now:       cfg.Now,
+		wake:      make(chan struct{}, 1),
+		full:      make(chan struct{}, 1),
+		committed: make(chan struct{}, 1),
+	}
+	if in.max <= 0 {
+		in.max = DefaultCommitMax
+	}
+	if in.delay <= 0 {
+		in.delay = DefaultCommitDelay
+	}
+	if in.now == nil {
+		in.now = time.Now
+	}
+	return in
+}
+
+// Committed returns a channel that receives a value after a transaction
+// that inserted new requests commits. Values are coalesced: one receive may
+// stand for several commits.
+func (in *Intake) Committed() <-chan struct{} { return in.committed }
+
+// Stats returns the intake's counters.
+func (in *Intake) Stats() IntakeStats {
+	return IntakeStats{Commits: in.commits.Load(), Inserted: in.inserted.Load()}
+}
+
+// BodyHash is the hash an idempotency key is checked against: SHA-256 over
+// the operation, a zero byte and the parameters' JSON.
+func BodyHash(operation string, params []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(operation))
+	h.Write([]byte{0})
+	h.Write(params)
+	return h.Sum(nil)
+}
+
+// Submit queues r for the next group commit and waits until the
+// transaction holding it has committed. It returns the request's id, or
+// ErrIdempotencyConflict, or ErrClosed once Run has stopped. If ctx ends
+// first Submit returns ctx.Err(), and the request may or may not have been
+// stored (a client retries with the same idempotency key to find out).
+func (in *Intake) Submit(ctx context.Context, r Request) (Accepted, error) {
+	if r.ID == "" {
+		id, err := batch.NewID(rand.Reader)
+		if err != nil {
+			return Accepted{}, fmt.Errorf("submit: new id: %w", err)
+		}
+		r.ID = id
+	}
+	if r.Received.IsZero() {
+		r.Received = in.now()
+	}
+	if len(r.Params) == 0 {
+		r.Params = []byte("{}")
+	}
+	sub := &submission{req: r, hash: BodyHash(r.Operation, r.Params), reply: make(chan submitResult, 1)}
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return Accepted{}, ErrClosed
+	}
+	in.pending = append(in.pending, sub)
+	n := len(in.pending)
+	in.mu.Unlock()
+	signal(in.wake)
+	if n >= in.max {
+		signal(in.full)
+	}
+	select {
+	case res := <-sub.reply:
+		return res.acc, res.err
+	case <-ctx.Done():
+		return Accepted{}, ctx.Err()
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// take removes and returns up to in.max pending submissions.
+func (in *Intake) take() []*submission {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	n := min(len(in.pending), in.max)
+	if n == 0 {
+		return nil
+	}
+	group := in.pending[:n:n]
+	in.pending = in.pending[n:]
+	if len(in.pending) == 0 {
+		in.pending = nil // let the old backing array go
+	}
+	return group
+}
+
+// Run commits waiting submissions until ctx ends. Then it refuses new
+// submissions, commits the ones already waiting (within
+// DefaultFlushTimeout, even though ctx has ended) and returns nil.
+// A failed transaction fails only the submissions it held.
+func (in *Intake) Run(ctx context.Context) error {
+	// Commits are not cancelled with ctx: a request that is waiting was
+	// accepted over HTTP and must be committed or refused, not abandoned.
+	wctx := context.WithoutCancel(ctx)
+	for {
+		select {
+		case <-in.wake:
+		case <-ctx.Done():
+			in.mu.Lock()
+			in.closed = true
+			in.mu.Unlock()
+			fctx, cancel := context.WithTimeout(wctx, DefaultFlushTimeout)
+			defer cancel()
+			for group := in.take(); group != nil; group = in.take() {
+				in.commit(fctx, group)
+			}
+			return nil
+		}
+		if in.delay > 0 {
+			t := time.NewTimer(in.delay)
+			select {
+			case <-t.C:
+			case <-in.full:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+		for group := in.take(); group != nil; group = in.take() {
+			in.commit(wctx, group)
+		}
+	}
+}
+
+// commit inserts group in one transaction and answers every submission.
+func (in *Intake) commit(ctx context.Context, group []*submission) {
+	results, inserted, err := in.insert(ctx, group)
+	for i, sub := range group {
+		if err != nil {
+			sub.reply <- submitResult{err: err}
+			continue
+		}
+		sub.reply <- results[i]
+	}
+	if err == nil {
+		in.commits.Add(1)
+		if inserted > 0 {
+			in.inserted.Add(uint64(inserted))
+			signal(in.committed)
+		}
+	}
+}
+
+func (in *Intake) insert(ctx context.Context, group []*submission) ([]submitResult, int, error) {
+	tx, err := in.spool.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("intake: begin: %w", err)
+	}
+	defer tx.Rollback()
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO requests
+		(id, client, idem_key, body_hash, operation, params, received, status, updated)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)`)
+	if err != nil {
+		return nil, 0, fmt.Errorf("intake: prepare: %w", err)
+	}
+	defer ins.Close()
+	var lookup *sql.Stmt
+	results := make([]submitResult, len(group))
+	inserted := 0
+	now := ms(in.now())
+	for i, sub := range group {
+		r := sub.req
+		var key any
+		if r.IdempotencyKey != "" {
+			key = r.IdempotencyKey
+			if lookup == nil {
+				lookup, err = tx.PrepareContext(ctx, `SELECT id, body_hash, status FROM requests WHERE client = ? AND idem_key = ?`)
+				if err != nil {
+					return nil, 0, fmt.Errorf("intake: prepare: %w", err)
+				}
+				defer lookup.Close()
+			}
+			var id, status string
+			var hash []byte
+			err := lookup.QueryRowContext(ctx, r.Client, r.IdempotencyKey).Scan(&id, &hash, &status)
+			switch {
+			case err == nil && bytes.Equal(hash, sub.hash):
+				results[i] = submitResult{acc: Accepted{ID: id, Status: status, Existing: true}}
+				continue
+			case err == nil:
+				results[i] = submitResult{err: ErrIdempotencyConflict}
+				continue
+			case !errors.Is(err, sql.ErrNoRows):
+				return nil, 0, fmt.Errorf("intake: idempotency lookup: %w", err)
+			}
+		}
+		if _, err := ins.ExecContext(ctx, r.ID, r.Client, key, sub.hash, r.Operation, []byte(r.Params), ms(r.Received), now); err != nil {
+			return nil, 0, fmt.Errorf("intake: insert request: %w", err)
+		}
+		results[i] = submitResult{acc: Accepted{ID: r.ID, Status: batch.StatusQueued}}
+		inserted++
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, 0, fmt.Errorf("intake: commit: %w", err)
+	}
+	return results, inserted, nil
+}

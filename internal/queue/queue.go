@@ -1,0 +1,263 @@
+// Package queue is the DMZ agent's durable spool: the requests it has
+// accepted, the request envelopes that carry them across the boundary, the
+// sending state of its channel, and the results that came back.
+//
+// # Storage
+//
+// A [Spool] is one SQLite file opened with [sqlitedb.Open] (WAL,
+// synchronous=FULL, BEGIN IMMEDIATE, application_id [ApplicationID]) with
+// the schema in the embedded sql/ migrations. It holds two handles: one
+// writer connection that every change goes through, and a separate
+// read-only pool for status reads, so a client polling its request never
+// waits behind a commit.
+//
+// # Group commit
+//
+// An [Intake] puts accepted requests into the spool. Callers of
+// [Intake.Submit] queue their request and wait; the goroutine in
+// [Intake.Run] takes every request waiting (up to a bound), inserts them in
+// one transaction, commits, and only then answers each caller. One fsync
+// serves every request that was waiting on it, and no caller is told its
+// request was accepted before it is durable.
+//
+// # Idempotency
+//
+// A request may carry an idempotency key, unique per client. A request
+// whose client and key are already in the spool is not inserted again: if
+// its operation and parameters are the same, Submit returns the stored
+// request (same id); if they differ, Submit fails with
+// [ErrIdempotencyConflict].
+//
+// # Envelopes and the channel
+//
+// The batcher reads unsealed requests ([Spool.Unsealed]), seals them, and
+// stores the sealed envelope with [Spool.StoreSealed], which in one
+// transaction inserts the envelope's bytes, advances the channel's next
+// sequence number and previous header hash, and assigns the requests to the
+// envelope. Because the envelope is stored before it is published and the
+// chain advances in the same transaction, a crash can never leave a
+// sequence number used by two envelopes or a published envelope the spool
+// does not know: at start the agent publishes the stored, unpublished
+// envelopes again, byte for byte ([Spool.Unpublished]).
+//
+// # Results
+//
+// [Spool.ApplyResults] stores one result envelope's results against their
+// requests and marks the request envelopes it acknowledges, in one
+// transaction that also records the result envelope's id and sequence
+// number, so a copy of it is recognised ([ErrDuplicate]) and an envelope
+// reusing its sequence number is refused ([ErrReplay]). A request reaches a
+// final status once; later results for it are ignored. Final requests lose
+// their parameters (personal data the spool no longer needs).
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/sqlitedb"
+)
+
+// ApplicationID is the SQLite application_id of a DMZ spool ("fry1").
+const ApplicationID = 0x66727931
+
+// Component names the spool's schema in the ferry_schema table.
+const Component = "dmz-spool"
+
+// DefaultMaxReaders bounds the read-only pool used for status reads.
+const DefaultMaxReaders = 4
+
+//go:embed sql/*.sql
+var migrations embed.FS
+
+// Errors callers branch on.
+var (
+	// ErrNotFound is returned by Get for an unknown request id.
+	ErrNotFound = errors.New("queue: request not found")
+	// ErrIdempotencyConflict is returned by Submit when the client already
+	// used the idempotency key for a different operation or parameters.
+	ErrIdempotencyConflict = errors.New("queue: idempotency key already used with a different request")
+	// ErrClosed is returned by Submit once the intake has stopped.
+	ErrClosed = errors.New("queue: intake stopped")
+	// ErrSeqConflict is returned by StoreSealed when the channel's next
+	// sequence number is not the one the envelope was sealed with.
+	ErrSeqConflict = errors.New("queue: channel sequence number moved")
+	// ErrDuplicate is returned by ApplyResults for a result envelope
+	// already applied.
+	ErrDuplicate = errors.New("queue: result envelope already applied")
+	// ErrReplay is returned by ApplyResults for a result envelope whose
+	// channel and sequence number belong to another envelope already
+	// applied.
+	ErrReplay = errors.New("queue: sequence number already used by another envelope")
+)
+
+// Final reports whether a request status is final: done, rejected, failed
+// or expired.
+func Final(status string) bool {
+	switch status {
+	case batch.StatusDone, batch.StatusRejected, batch.StatusFailed, batch.StatusExpired:
+		return true
+	}
+	return false
+}
+
+// Reasons the spool itself gives for a final status.
+const (
+	// ReasonExpired: the envelope carrying the request expired before a
+	// result came back.
+	ReasonExpired = "envelope_expired"
+	// ReasonNoResult: the intranet acknowledged the envelope carrying the
+	// request but sent no result for it.
+	ReasonNoResult = "no_result"
+)
+
+// Spool is the DMZ agent's durable state.
+type Spool struct {
+	w *sql.DB // the single writer connection
+	r *sql.DB // read-only pool
+}
+
+// Open opens (creating if needed) the spool database at path and applies
+// pending migrations.
+func Open(ctx context.Context, path string) (*Spool, error) {
+	sub, err := fs.Sub(migrations, "sql")
+	if err != nil {
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	w, err := sqlitedb.Open(ctx, path, sqlitedb.Options{
+		ApplicationID: ApplicationID,
+		Component:     Component,
+		Migrations:    sub,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	r, err := sqlitedb.Open(ctx, path, sqlitedb.Options{
+		ReadOnly:      true,
+		MaxReaders:    DefaultMaxReaders,
+		ApplicationID: ApplicationID,
+	})
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	return &Spool{w: w, r: r}, nil
+}
+
+// Close closes both handles.
+func (s *Spool) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// Ping checks that the spool answers reads.
+func (s *Spool) Ping(ctx context.Context) error {
+	return s.r.PingContext(ctx)
+}
+
+// Request is an accepted request as the intake stores it.
+type Request struct {
+	ID             string // 32 hex digits; Submit fills it when empty
+	Client         string
+	IdempotencyKey string // empty for none
+	Operation      string
+	Params         json.RawMessage // a compact JSON object
+	Received       time.Time       // Submit fills it when zero
+}
+
+// Status is a request as a client sees it.
+type Status struct {
+	ID           string
+	Client       string
+	Operation    string
+	Status       string // one of the batch.Status… values
+	EnvelopeID   string // the request envelope carrying it, once sealed
+	Received     time.Time
+	Updated      time.Time
+	Reason       string
+	Message      string
+	Result       json.RawMessage // JSON array of rows, when done
+	RowsAffected int64
+}
+
+// Get returns the status of request id, or ErrNotFound. It reads from the
+// read-only pool.
+func (s *Spool) Get(ctx context.Context, id string) (*Status, error) {
+	var (
+		st                Status
+		env               sql.NullString
+		result            []byte
+		received, updated int64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT id, client, operation, status, envelope_id, received, updated,
+		reason, message, result, rows_affected FROM requests WHERE id = ?`, id).Scan(
+		&st.ID, &st.Client, &st.Operation, &st.Status, &env, &received, &updated,
+		&st.Reason, &st.Message, &result, &st.RowsAffected)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, fmt.Errorf("get request %s: %w", id, err)
+	}
+	st.EnvelopeID = env.String
+	st.Received, st.Updated = time.UnixMilli(received).UTC(), time.UnixMilli(updated).UTC()
+	if len(result) > 0 {
+		st.Result = json.RawMessage(result)
+	}
+	return &st, nil
+}
+
+// Unsealed returns up to limit requests not yet sealed into an envelope,
+// oldest first, as they cross to the intranet. It reads from the read-only
+// pool, which sees every committed transaction.
+func (s *Spool) Unsealed(ctx context.Context, limit int) ([]batch.Request, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, client, operation, params, received FROM requests
+		WHERE envelope_id IS NULL ORDER BY rid LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("unsealed requests: %w", err)
+	}
+	defer rows.Close()
+	var out []batch.Request
+	for rows.Next() {
+		var (
+			r        batch.Request
+			params   []byte
+			received int64
+		)
+		if err := rows.Scan(&r.ID, &r.Client, &r.Operation, &params, &received); err != nil {
+			return nil, fmt.Errorf("unsealed requests: %w", err)
+		}
+		if len(params) == 0 {
+			params = []byte("{}")
+		}
+		r.Params = json.RawMessage(params)
+		r.Received = time.UnixMilli(received).UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("unsealed requests: %w", err)
+	}
+	return out, nil
+}
+
+// CountUnsealed returns how many requests are not yet sealed into an
+// envelope, counting no further than limit. It is cheaper than Unsealed
+// and lets the batcher wait for a full batch without reading it.
+func (s *Spool) CountUnsealed(ctx context.Context, limit int) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM
+		(SELECT 1 FROM requests WHERE envelope_id IS NULL LIMIT ?)`, limit).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count unsealed requests: %w", err)
+	}
+	return n, nil
+}
+
+// ms converts a time to the spool's unix milliseconds.
+func ms(t time.Time) int64 { return t.UnixMilli() }
