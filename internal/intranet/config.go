@@ -1,0 +1,177 @@
+package intranet
+
+import (
+	"fmt"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/config"
+	"github.com/ferrybridge/ferry/internal/keys"
+)
+
+// Defaults for a Config.
+const (
+	DefaultMaxResults   = 1024
+	DefaultMaxDelay     = 5 * time.Millisecond
+	DefaultEnvelopeTTL  = 24 * time.Hour
+	DefaultDrainTimeout = 10 * time.Second
+	// ResultsChannel is the channel name of result envelopes.
+	ResultsChannel = "results"
+	// MediumDir is the only medium type so far: a directory.
+	MediumDir = "dir"
+)
+
+// Config is the intranet agent's configuration file.
+//
+//	zone: intranet
+//	peer: dmz
+//	keys: keys                 # keys.LoadZone(dir) and keys.LoadPeer(dir)
+//	policy: policy.yaml
+//	replica: replica.db        # must exist
+//	receive: {type: dir, dir: ../exchange/requests}
+//	send: {type: dir, dir: ../exchange/results}
+//	inbox: state/inbox
+//	quarantine: state/quarantine
+//	batch: {max_results: 1024, max_delay: 5ms}
+//	envelope_ttl: 24h
+//	drain_timeout: 10s         # optional
+//
+// Relative paths are relative to the directory of the config file.
+type Config struct {
+	Zone         string          `yaml:"zone"`
+	Peer         string          `yaml:"peer"`
+	Keys         string          `yaml:"keys"`
+	Policy       string          `yaml:"policy"`
+	Replica      string          `yaml:"replica"`
+	Receive      MediumConfig    `yaml:"receive"`
+	Send         MediumConfig    `yaml:"send"`
+	Inbox        string          `yaml:"inbox"`
+	Quarantine   string          `yaml:"quarantine"`
+	Batch        BatchConfig     `yaml:"batch"`
+	EnvelopeTTL  config.Duration `yaml:"envelope_ttl"`
+	DrainTimeout config.Duration `yaml:"drain_timeout"`
+
+	file string     // the config file, for errors
+	root *yaml.Node // its node tree, for line numbers
+}
+
+// MediumConfig says where envelopes are read from or written to.
+type MediumConfig struct {
+	Type   string          `yaml:"type"`
+	Dir    string          `yaml:"dir"`
+	Rescan config.Duration `yaml:"rescan"` // receive only; 0 means the medium's default
+}
+
+// BatchConfig bounds result envelopes: at most MaxResults results, and no
+// result waits longer than MaxDelay for others to join it.
+type BatchConfig struct {
+	MaxResults int             `yaml:"max_results"`
+	MaxDelay   config.Duration `yaml:"max_delay"`
+}
+
+// DefaultConfig returns the configuration a file starts from.
+func DefaultConfig() Config {
+	return Config{
+		Zone:         "intranet",
+		Peer:         "dmz",
+		Keys:         "keys",
+		Policy:       "policy.yaml",
+		Replica:      "replica.db",
+		Receive:      MediumConfig{Type: MediumDir},
+		Send:         MediumConfig{Type: MediumDir},
+		Inbox:        "state/inbox",
+		Quarantine:   "state/quarantine",
+		Batch:        BatchConfig{MaxResults: DefaultMaxResults, MaxDelay: config.Duration(DefaultMaxDelay)},
+		EnvelopeTTL:  config.Duration(DefaultEnvelopeTTL),
+		DrainTimeout: config.Duration(DefaultDrainTimeout),
+	}
+}
+
+// LoadConfig reads the config file at path strictly over DefaultConfig,
+// resolves its relative paths against the file's directory and validates
+// it. Errors are *config.Error values naming file, line and field.
+func LoadConfig(path string) (*Config, error) {
+	data, err := config.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	c := DefaultConfig()
+	root, err := config.Decode(path, data, &c)
+	if err != nil {
+		return nil, err
+	}
+	c.file, c.root = path, root
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	for _, p := range []*string{&c.Keys, &c.Policy, &c.Replica, &c.Receive.Dir, &c.Send.Dir, &c.Inbox, &c.Quarantine} {
+		*p = config.Resolve(path, *p)
+	}
+	return &c, nil
+}
+
+// Validate checks the configuration and returns a *config.Error for the
+// first problem found.
+func (c *Config) Validate() error {
+	fail := func(msg string, path ...string) error {
+		field := ""
+		for i, p := range path {
+			if i > 0 {
+				field += "."
+			}
+			field += p
+		}
+		file := c.file
+		if file == "" {
+			file = "intranet config"
+		}
+		return &config.Error{File: file, Line: config.Line(c.root, path...), Field: field, Msg: msg}
+	}
+	switch {
+	case !keys.ValidZoneName(c.Zone):
+		return fail(fmt.Sprintf("invalid zone name %q: want lowercase letters, digits and '-', starting with a letter", c.Zone), "zone")
+	case !keys.ValidZoneName(c.Peer):
+		return fail(fmt.Sprintf("invalid zone name %q: want lowercase letters, digits and '-', starting with a letter", c.Peer), "peer")
+	case c.Peer == c.Zone:
+		return fail("must differ from zone", "peer")
+	case c.Keys == "":
+		return fail("required: the zone's key directory", "keys")
+	case c.Policy == "":
+		return fail("required: the policy file", "policy")
+	case c.Replica == "":
+		return fail("required: the replica database file", "replica")
+	case c.Inbox == "":
+		return fail("required: the inbox directory", "inbox")
+	case c.Quarantine == "":
+		return fail("required: the quarantine directory", "quarantine")
+	case c.Batch.MaxResults < 1 || c.Batch.MaxResults > batch.MaxResults:
+		return fail(fmt.Sprintf("must be between 1 and %d", batch.MaxResults), "batch", "max_results")
+	case c.Batch.MaxDelay <= 0 || time.Duration(c.Batch.MaxDelay) > time.Minute:
+		return fail("must be above 0 and at most 1m", "batch", "max_delay")
+	case time.Duration(c.EnvelopeTTL) < time.Minute:
+		return fail("must be at least 1m", "envelope_ttl")
+	case c.DrainTimeout < 0:
+		return fail("must not be negative", "drain_timeout")
+	}
+	for _, m := range []struct {
+		name string
+		cfg  MediumConfig
+	}{{"receive", c.Receive}, {"send", c.Send}} {
+		switch {
+		case m.cfg.Type != MediumDir:
+			return fail(fmt.Sprintf("unknown medium type %q: want %q", m.cfg.Type, MediumDir), m.name, "type")
+		case m.cfg.Dir == "":
+			return fail("required: the medium's directory", m.name, "dir")
+		case m.cfg.Rescan < 0:
+			return fail("must not be negative", m.name, "rescan")
+		case m.name == "send" && m.cfg.Rescan != 0:
+			return fail("only a receiving medium is rescanned", m.name, "rescan")
+		}
+	}
+	if c.Receive.Dir == c.Send.Dir {
+		return fail("must differ from receive.dir: each direction has its own medium", "send", "dir")
+	}
+	return nil
+}

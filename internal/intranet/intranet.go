@@ -1,0 +1,307 @@
+// Package intranet is the intranet agent: it claims request envelopes from
+// the request medium, verifies and opens them, checks every request against
+// the whitelist policy, applies the allowed ones to the replica exactly
+// once, and answers with sealed result envelopes on the result medium.
+//
+// # Pipeline
+//
+// [Agent.Run] runs five stages connected by small bounded channels, so that
+// opening one envelope, applying another, and sealing and publishing the
+// answers to earlier ones overlap:
+//
+//	receive  the medium's Receiver claims files into the inbox
+//	open     read the inbox file, envelope.Opener.Open (signature, recipient,
+//	         freshness, payload), batch.DecodeRequests
+//	apply    replica.DB.Apply: one transaction per envelope (single writer)
+//	seal     gather applied envelopes' results (batch.max_results,
+//	         batch.max_delay) into one result envelope; store it in the
+//	         ledger's outbox with the next sequence number of the results
+//	         channel, and mark the envelopes it answers sealed
+//	publish  publish the result envelope, mark it published, remove the
+//	         request envelope files it answers from the inbox
+//
+// # Bad files
+//
+// A file that cannot be read, opened or decoded, that is not a requests
+// envelope, or that reuses another envelope's sequence number is moved to
+// the quarantine directory with a .reason file (the reason codes of
+// [envelope.Reason], medium.FileError reasons, "bad_body", "wrong_kind",
+// "replay", "bad_header") and a log line, and the agent goes on.
+//
+// # Exactly once and restarts
+//
+// The ledger in the replica file records every applied envelope and request
+// in the transaction that applies them; see package replica. A duplicate
+// envelope (same id, any file name) never takes effect again: while its
+// answer is still on its way the copy is removed, and once its answer has
+// been published the stored results are sealed and published again (the
+// DMZ may have lost them), then the copy is removed. On start, Run first
+// re-publishes sealed result envelopes (same bytes) and re-seals applied
+// envelopes whose results were not sealed, so a crash anywhere loses no
+// answer.
+//
+// # Stopping
+//
+// When the context given to Run ends, the receiver stops claiming files,
+// the other stages finish what they hold, and Run returns nil. Work still
+// unfinished after the drain timeout is abandoned safely: the ledger and
+// the inbox resume it at the next start.
+package intranet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ferrybridge/ferry/internal/envelope"
+	"github.com/ferrybridge/ferry/internal/keys"
+	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/medium/dir"
+	"github.com/ferrybridge/ferry/internal/policy"
+	"github.com/ferrybridge/ferry/internal/replica"
+)
+
+// Capacities of the channels between stages: enough to keep every stage
+// busy, small enough that a slow stage holds files on the medium rather
+// than envelopes in memory.
+const (
+	openQueue    = 4
+	applyQueue   = 4
+	sealQueue    = 16
+	publishQueue = 4
+)
+
+// openTimeout bounds opening the replica in New.
+const openTimeout = 30 * time.Second
+
+// Constant log attribute keys.
+const (
+	logFile      = "file"
+	logEnvelope  = "envelope"
+	logSeq       = "seq"
+	logChannel   = "channel"
+	logReason    = "reason"
+	logError     = "error"
+	logRequests  = "requests"
+	logDone      = "done"
+	logRejected  = "rejected"
+	logFailed    = "failed"
+	logResults   = "results"
+	logAcks      = "acks"
+	logUnsealed  = "unsealed"
+	logUnpub     = "unpublished"
+	logNextSeq   = "next_seq"
+	logState     = "state"
+	logRetryWait = "retry_in"
+)
+
+// Agent is the intranet agent.
+type Agent struct {
+	cfg    *Config
+	log    *slog.Logger
+	zone   *keys.Zone
+	peer   *keys.Peer
+	pol    *policy.Policy
+	db     *replica.DB
+	inbox  *medium.Inbox
+	recv   medium.Receiver
+	pub    medium.Publisher
+	opener *envelope.Opener
+	now    func() time.Time
+
+	running   atomic.Bool
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	// recovered holds the inbox files of the envelopes whose answers Run
+	// resumed at start; only the apply stage uses it. The receiver sends
+	// these files again, and such a copy is not a re-delivery: its answer
+	// is already on its way, even if it has been published meanwhile.
+	recovered map[string]string // file → envelope id
+}
+
+// New validates cfg, loads the zone's keys (refusing private key files with
+// loose permissions) and the policy (refusing a bad one with its file and
+// line), opens the inbox, the media and the replica, and returns an agent
+// ready to Run.
+func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
+	if cfg == nil {
+		return nil, errors.New("intranet: no config")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	zone, err := keys.LoadZone(cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("load zone keys: %w", err)
+	}
+	if zone.Name != cfg.Zone {
+		return nil, fmt.Errorf("key directory %s holds the keys of zone %q, but the config says zone %q", cfg.Keys, zone.Name, cfg.Zone)
+	}
+	peer, err := keys.LoadPeer(cfg.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("load peer keys: %w", err)
+	}
+	if peer.Name != cfg.Peer {
+		return nil, fmt.Errorf("key directory %s holds peer keys of zone %q, but the config says peer %q", cfg.Keys, peer.Name, cfg.Peer)
+	}
+	pol, err := policy.Load(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("open inbox: %w", err)
+	}
+	recv, err := dir.NewReceiver(dir.ReceiverConfig{Dir: cfg.Receive.Dir, Inbox: inbox, Rescan: time.Duration(cfg.Receive.Rescan), Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("open request medium: %w", err)
+	}
+	pub, err := dir.NewPublisher(cfg.Send.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open result medium: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	db, err := replica.Open(ctx, cfg.Replica)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{
+		cfg:    cfg,
+		log:    logger,
+		zone:   zone,
+		peer:   peer,
+		pol:    pol,
+		db:     db,
+		inbox:  inbox,
+		recv:   recv,
+		pub:    pub,
+		opener: &envelope.Opener{Self: zone.Name, Identity: zone.Identity, Sender: peer.Verifier},
+		now:    time.Now,
+		ready:  make(chan struct{}),
+	}, nil
+}
+
+// Ready returns a channel that is closed once Run has recovered unfinished
+// work and started its stages.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Close releases the replica database. Call it once Run has returned.
+func (a *Agent) Close() error { return a.db.Close() }
+
+// Run serves until ctx ends, then drains in-flight work (within the drain
+// timeout) and returns nil. It returns an error if the replica database or
+// the ledger fails, or if sealing fails; the inbox and the ledger let a
+// restarted agent resume.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("intranet: agent is already running")
+	}
+	defer a.running.Store(false)
+
+	unpublished, err := a.db.Unpublished(ctx)
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	pending, err := a.db.Pending(ctx)
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	next, prev, err := a.db.Channel(ctx, ResultsChannel)
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	a.recovered = make(map[string]string)
+	for _, p := range pending {
+		a.recovered[p.File] = p.ID
+	}
+	for _, o := range unpublished {
+		for i, f := range o.Files {
+			a.recovered[f] = o.Covers[i]
+		}
+	}
+	a.log.Info("intranet agent starting",
+		slog.Int(logUnpub, len(unpublished)), slog.Int(logUnsealed, len(pending)), slog.Uint64(logNextSeq, next))
+
+	// Stages run on work, which outlives ctx by the drain timeout so that
+	// in-flight envelopes finish; a stage error cancels it at once.
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	g, work := errgroup.WithContext(base)
+	var drainExpired atomic.Bool
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-finished:
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(time.Duration(a.cfg.DrainTimeout))
+		defer t.Stop()
+		select {
+		case <-finished:
+		case <-t.C:
+			drainExpired.Store(true)
+			cancelBase()
+		}
+	}()
+	// The receiver alone stops as soon as ctx ends.
+	recvCtx, cancelRecv := context.WithCancel(work)
+	defer cancelRecv()
+	stopRecv := context.AfterFunc(ctx, cancelRecv)
+	defer stopRecv()
+
+	names := make(chan string, openQueue)
+	opened := make(chan *openedEnvelope, applyQueue)
+	toSeal := make(chan sealItem, sealQueue)
+	toPublish := make(chan *replica.Outgoing, publishQueue)
+
+	g.Go(func() error {
+		defer close(names)
+		err := a.recv.Run(recvCtx, names)
+		if recvCtx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("receiver stopped")
+		}
+		return fmt.Errorf("receive: %w", err)
+	})
+	g.Go(func() error { return a.openStage(work, names, opened) })
+	g.Go(func() error { return a.applyStage(work, opened, toSeal) })
+	g.Go(func() error {
+		return a.sealStage(work, toSeal, toPublish, pendingItems(pending), next, prev)
+	})
+	g.Go(func() error { return a.publishStage(work, toPublish, unpublished) })
+	a.readyOnce.Do(func() { close(a.ready) })
+
+	err = g.Wait()
+	if drainExpired.Load() {
+		a.log.Warn("drain timeout passed: unfinished work resumes at the next start")
+		return nil
+	}
+	if err != nil && !(ctx.Err() != nil && errors.Is(err, context.Canceled)) {
+		a.log.Error("intranet agent failed", slog.String(logError, err.Error()))
+		return err
+	}
+	return nil
+}
+
+func pendingItems(p []replica.Pending) []sealItem {
+	items := make([]sealItem, len(p))
+	for i, e := range p {
+		items[i] = sealItem{id: e.ID, file: e.File, results: e.Results}
+	}
+	return items
+}

@@ -1,0 +1,404 @@
+package intranet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/envelope"
+	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/replica"
+)
+
+// Quarantine reasons the agent gives itself; the others come from
+// envelope.Reason and medium.FileError.
+const (
+	ReasonUnreadable = "unreadable"  // the inbox file could not be read
+	ReasonBadBody    = "bad_body"    // the decrypted body is not a valid requests batch
+	ReasonWrongKind  = "wrong_kind"  // a valid envelope that does not carry requests
+	ReasonReplay     = "replay"      // another envelope holds its sequence number
+	ReasonBadHeader  = "bad_header"  // header values the ledger cannot record
+	ReasonOpenFailed = "open_failed" // envelope.Reason gave no code
+)
+
+// Bounds of the publish retry delay.
+const (
+	publishRetryMin = 100 * time.Millisecond
+	publishRetryMax = 5 * time.Second
+)
+
+// openedEnvelope is a verified, decrypted, decoded request envelope.
+type openedEnvelope struct {
+	env  replica.Envelope
+	reqs []batch.Request
+}
+
+// sealItem is an applied envelope whose results await sealing.
+type sealItem struct {
+	id      string
+	file    string
+	results []batch.Result
+}
+
+// send delivers v on out unless ctx ends first.
+func send[T any](ctx context.Context, out chan<- T, v T) error {
+	select {
+	case out <- v:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// openStage reads, verifies, opens and decodes each claimed file, and
+// quarantines the ones that fail.
+func (a *Agent) openStage(ctx context.Context, in <-chan string, out chan<- *openedEnvelope) error {
+	defer close(out)
+	for {
+		var name string
+		select {
+		case n, ok := <-in:
+			if !ok {
+				return nil
+			}
+			name = n
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		o := a.open(name)
+		if o == nil {
+			continue
+		}
+		if err := send(ctx, out, o); err != nil {
+			return err
+		}
+	}
+}
+
+// open returns the envelope in the inbox file name, or nil after
+// quarantining (or skipping) a file that fails. Nothing past the
+// signature check is parsed before the signature holds: Opener.Open
+// verifies before it decrypts.
+func (a *Agent) open(name string) *openedEnvelope {
+	data, err := a.inbox.Read(name)
+	if err != nil {
+		var fe *medium.FileError
+		switch {
+		case errors.As(err, &fe):
+			a.quarantine(name, fe.Reason, err)
+		case errors.Is(err, fs.ErrNotExist):
+			// Removed meanwhile: an answered copy of an envelope whose
+			// answer was being published.
+			a.log.Debug("inbox file gone", slog.String(logFile, name))
+		default:
+			a.quarantine(name, ReasonUnreadable, err)
+		}
+		return nil
+	}
+	o, err := a.opener.Open(data)
+	if err != nil {
+		reason := envelope.Reason(err)
+		if reason == "" {
+			reason = ReasonOpenFailed
+		}
+		a.quarantine(name, reason, err)
+		return nil
+	}
+	h := &o.Header
+	if h.Kind != envelope.KindRequests {
+		a.quarantine(name, ReasonWrongKind, fmt.Errorf("envelope %s carries %q, want %q", h.ID, h.Kind, envelope.KindRequests))
+		return nil
+	}
+	reqs, err := batch.DecodeRequests(o.Body)
+	if err != nil {
+		a.quarantine(name, ReasonBadBody, fmt.Errorf("envelope %s: %w", h.ID, err))
+		return nil
+	}
+	return &openedEnvelope{
+		env: replica.Envelope{
+			ID: h.ID, From: h.From, Channel: h.Channel, Seq: h.Seq, Prev: h.Prev,
+			HeaderHash: o.HeaderHash, File: name,
+		},
+		reqs: reqs.Requests,
+	}
+}
+
+// quarantine moves a bad file aside with its reason and logs it. A file
+// that cannot be moved stays in the inbox and is tried again at the next
+// start.
+func (a *Agent) quarantine(name, reason string, cause error) {
+	a.log.Warn("envelope quarantined", slog.String(logFile, name), slog.String(logReason, reason), slog.String(logError, cause.Error()))
+	if err := a.inbox.Quarantine(name, reason, cause.Error()); err != nil {
+		a.log.Error("cannot quarantine file", slog.String(logFile, name), slog.String(logError, err.Error()))
+	}
+}
+
+// applyStage applies each opened envelope in its own transaction, one at a
+// time (SQLite has one writer), and hands the results to the seal stage.
+func (a *Agent) applyStage(ctx context.Context, in <-chan *openedEnvelope, out chan<- sealItem) error {
+	defer close(out)
+	for {
+		var o *openedEnvelope
+		select {
+		case v, ok := <-in:
+			if !ok {
+				return nil
+			}
+			o = v
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := a.apply(ctx, o, out); err != nil {
+			return err
+		}
+	}
+}
+
+func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealItem) error {
+	env := o.env
+	res, err := a.db.Apply(ctx, env, o.reqs, a.pol)
+	switch {
+	case errors.Is(err, replica.ErrReplay):
+		a.quarantine(env.File, ReasonReplay, err)
+		return nil
+	case errors.Is(err, replica.ErrInvalid):
+		a.quarantine(env.File, ReasonBadHeader, err)
+		return nil
+	case err != nil:
+		return err
+	}
+	if !res.Duplicate {
+		var done, rejected, failed int
+		for _, r := range res.Results {
+			switch r.Status {
+			case batch.StatusDone:
+				done++
+			case batch.StatusRejected:
+				rejected++
+			default:
+				failed++
+			}
+		}
+		a.log.Info("envelope applied", slog.String(logEnvelope, env.ID), slog.String(logChannel, env.Channel),
+			slog.Uint64(logSeq, env.Seq), slog.Int(logRequests, len(o.reqs)),
+			slog.Int(logDone, done), slog.Int(logRejected, rejected), slog.Int(logFailed, failed))
+		return send(ctx, out, sealItem{id: env.ID, file: env.File, results: res.Results})
+	}
+	if id, ok := a.recovered[env.File]; ok && id == env.ID {
+		// The inbox copy of an envelope whose answer this run resumed.
+		delete(a.recovered, env.File)
+		if res.State == replica.StatePublished {
+			a.remove(env.File)
+		}
+		return nil
+	}
+	switch res.State {
+	case replica.StateApplied, replica.StateSealed:
+		// Its answer is on its way and will remove the recorded file.
+		if res.File == env.File {
+			return nil
+		}
+		a.log.Info("duplicate envelope dropped: answer already on its way",
+			slog.String(logEnvelope, env.ID), slog.String(logFile, env.File), slog.String(logState, string(res.State)))
+		a.remove(env.File)
+		return nil
+	default:
+		// Answered before; the DMZ sends it again because it has not seen
+		// the answer, so send the stored results again.
+		requeued, err := a.db.Requeue(ctx, env.ID, env.File)
+		if err != nil {
+			return err
+		}
+		if !requeued {
+			a.remove(env.File)
+			return nil
+		}
+		a.log.Info("duplicate envelope: stored results sent again", slog.String(logEnvelope, env.ID), slog.String(logFile, env.File))
+		return send(ctx, out, sealItem{id: env.ID, file: env.File, results: res.Results})
+	}
+}
+
+// remove deletes an inbox file; one already gone is fine.
+func (a *Agent) remove(name string) {
+	if err := a.inbox.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		a.log.Warn("cannot remove inbox file", slog.String(logFile, name), slog.String(logError, err.Error()))
+	}
+}
+
+// sealStage gathers applied envelopes into result envelopes of at most
+// batch.max_results results, waiting at most batch.max_delay after the
+// first, seals each, stores it in the outbox and hands it on. An envelope's
+// results are never split. pending (recovered at start) is sealed first.
+func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *replica.Outgoing, pending []sealItem, next uint64, prev [32]byte) error {
+	defer close(out)
+	maxResults := a.cfg.Batch.MaxResults
+	delay := time.Duration(a.cfg.Batch.MaxDelay)
+	var (
+		group  []sealItem
+		n      int
+		timer  = time.NewTimer(time.Hour)
+		timerC <-chan time.Time
+	)
+	timer.Stop()
+	defer timer.Stop()
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		o, err := a.seal(ctx, group, next, prev)
+		if err != nil {
+			return err
+		}
+		next, prev = o.Seq+1, o.HeaderHash
+		group, n, timerC = nil, 0, nil
+		timer.Stop()
+		return send(ctx, out, o)
+	}
+	add := func(it sealItem) error {
+		if len(group) > 0 && (n+len(it.results) > maxResults || len(group) >= batch.MaxResults) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if len(group) == 0 {
+			timer.Reset(delay)
+			timerC = timer.C
+		}
+		group = append(group, it)
+		n += len(it.results)
+		if n >= maxResults {
+			return flush()
+		}
+		return nil
+	}
+	for _, it := range pending {
+		if err := add(it); err != nil {
+			return err
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	for {
+		select {
+		case it, ok := <-in:
+			if !ok {
+				return flush()
+			}
+			if err := add(it); err != nil {
+				return err
+			}
+		case <-timerC:
+			if err := flush(); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// seal seals the results of group as result envelope number seq and
+// stores it, with the envelopes it answers, in the ledger.
+func (a *Agent) seal(ctx context.Context, group []sealItem, seq uint64, prev [32]byte) (*replica.Outgoing, error) {
+	body := batch.Results{Acks: make([]string, 0, len(group)), Results: []batch.Result{}}
+	for _, it := range group {
+		body.Acks = append(body.Acks, it.id)
+		body.Results = append(body.Results, it.results...)
+	}
+	data, err := batch.Encode(body)
+	if err != nil {
+		return nil, fmt.Errorf("seal results: %w", err)
+	}
+	now := a.now()
+	s, err := envelope.Seal(envelope.Header{
+		ID:      envelope.NewID(),
+		Kind:    envelope.KindResults,
+		From:    a.zone.Name,
+		To:      a.peer.Name,
+		Channel: ResultsChannel,
+		Seq:     seq,
+		Prev:    prev,
+		Created: now,
+		Expires: now.Add(time.Duration(a.cfg.EnvelopeTTL)),
+	}, data, a.zone.Signer, a.peer.Recipient)
+	if err != nil {
+		return nil, fmt.Errorf("seal results: %w", err)
+	}
+	o := &replica.Outgoing{
+		ID:         s.Header.ID,
+		Channel:    ResultsChannel,
+		Seq:        seq,
+		HeaderHash: s.HeaderHash,
+		Name:       envelope.FileName(&s.Header),
+		Data:       s.Data,
+		Covers:     body.Acks,
+	}
+	if err := a.db.StoreSealed(ctx, o); err != nil {
+		return nil, err
+	}
+	a.log.Info("results sealed", slog.String(logEnvelope, o.ID), slog.Uint64(logSeq, seq),
+		slog.Int(logAcks, len(body.Acks)), slog.Int(logResults, len(body.Results)))
+	return o, nil
+}
+
+// publishStage publishes result envelopes (the unpublished ones recovered
+// at start first), marks them published and removes the request envelope
+// files they answer.
+func (a *Agent) publishStage(ctx context.Context, in <-chan *replica.Outgoing, recovered []*replica.Outgoing) error {
+	for _, o := range recovered {
+		if err := a.publish(ctx, o); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case o, ok := <-in:
+			if !ok {
+				return nil
+			}
+			if err := a.publish(ctx, o); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (a *Agent) publish(ctx context.Context, o *replica.Outgoing) error {
+	wait := publishRetryMin
+	for {
+		err := a.pub.Publish(ctx, o.Name, o.Data)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// The medium may be unavailable for a while; the answer stays in
+		// the outbox, so keep trying.
+		a.log.Error("cannot publish result envelope", slog.String(logEnvelope, o.ID), slog.String(logFile, o.Name),
+			slog.String(logError, err.Error()), slog.Duration(logRetryWait, wait))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wait = min(2*wait, publishRetryMax)
+	}
+	files, err := a.db.MarkPublished(ctx, o.ID)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		a.remove(f)
+	}
+	a.log.Info("results published", slog.String(logEnvelope, o.ID), slog.Uint64(logSeq, o.Seq),
+		slog.String(logFile, o.Name), slog.Int(logAcks, len(o.Covers)))
+	return nil
+}
