@@ -1,0 +1,430 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrybridge/ferry/internal/sample"
+)
+
+// Demo timing bounds.
+const (
+	demoStartTimeout  = 30 * time.Second
+	demoResultTimeout = 30 * time.Second
+	demoStopTimeout   = 15 * time.Second
+)
+
+type demoOptions struct {
+	Dir    string
+	BinDir string
+}
+
+func (o *demoOptions) Add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.Dir, "dir", "", "create the deployment in `DIR` (default: a new temporary directory)")
+	cmd.Flags().StringVar(&o.BinDir, "bin", "", "`directory` holding dmz-agent and intranet-agent (default: beside ferryctl)")
+}
+
+func newDemoCmd(g *globals) *cobra.Command {
+	var opts demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a full two-zone round trip on the sample deployment",
+		Long: `Run a full two-zone round trip: create a deployment (as 'ferryctl init'),
+start dmz-agent and intranet-agent as processes, send sample citizen requests
+over the HTTP API (including ones the policy rejects), print each result as a
+user would read it, stop both agents and tell where the files are.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDemo(cmd.Context(), opts, g.stdout)
+		},
+	}
+	opts.Add(cmd)
+	return cmd
+}
+
+// agentProc is a started agent process.
+type agentProc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan error
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+func startAgent(bin, name, config, logPath string) (*agentProc, error) {
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(bin, name), "-config", config, "-log-format", "json")
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, withHint(fmt.Errorf("start %s: %w", name, err), "run 'make build' first, or pass --bin DIR")
+	}
+	p := &agentProc{name: name, cmd: cmd, log: logPath, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); logf.Close() }()
+	return p, nil
+}
+
+// stop sends SIGTERM and waits for a clean exit, killing the process if it
+// does not stop in time.
+// Stopping twice (once in order, once by a deferred cleanup) is fine: the
+// second call returns the first call's result.
+func (p *agentProc) stop() error {
+	p.stopOnce.Do(func() { p.stopErr = p.stopNow() })
+	return p.stopErr
+}
+
+func (p *agentProc) stopNow() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			return fmt.Errorf("%s exited: %w (log: %s)", p.name, err, p.log)
+		}
+		return nil
+	case <-time.After(demoStopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop within %s and was killed (log: %s)", p.name, demoStopTimeout, p.log)
+	}
+}
+
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
+	bin := opts.BinDir
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		bin = filepath.Dir(exe)
+	}
+	dir := opts.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "ferry-demo-")
+		if err != nil {
+			return err
+		}
+		dir = d
+	}
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "== 1. create a two-zone deployment (ferryctl init)\n")
+	dep, err := runInit(ctx, initOptions{Listen: addr, Client: defaultClient}, dir, out)
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "\n== 2. start both agents as processes\n")
+	intra, err := startAgent(bin, "intranet-agent", dep.IntranetConfig, filepath.Join(dep.Dir, "intranet", "agent.log"))
+	if err != nil {
+		return err
+	}
+	defer intra.stop()
+	dmzp, err := startAgent(bin, "dmz-agent", dep.DMZConfig, filepath.Join(dep.Dir, "dmz", "agent.log"))
+	if err != nil {
+		return err
+	}
+	defer dmzp.stop()
+	api := &demoClient{base: "http://" + addr, token: dep.Token, http: &http.Client{Timeout: demoResultTimeout + 5*time.Second}}
+	if err := api.waitReady(ctx, dmzp); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  intranet-agent pid %d, log %s\n", intra.cmd.Process.Pid, intra.log)
+	fmt.Fprintf(out, "  dmz-agent      pid %d, API http://%s, log %s\n", dmzp.cmd.Process.Pid, addr, dmzp.log)
+
+	ops, err := api.operations(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n== 3. operations the policy allows (GET /v1/operations)\n")
+	for _, op := range ops {
+		fmt.Fprintf(out, "  %-18s %s\n", op.Name, op.Description)
+	}
+
+	c := sample.Citizens()[0]
+	fmt.Fprintf(out, "\n== 4. citizen requests (POST /v1/requests, then GET /v1/requests/{id}?wait=10s)\n")
+	fmt.Fprintf(out, "  citizen: %s, ID number %s, plate %s (synthetic sample data)\n", c.Name, c.IDNumber, c.Plate)
+	steps := demoSteps(c)
+	var slotID any
+	for i, s := range steps {
+		params := s.params
+		if s.op == "exam.book" {
+			if slotID == nil {
+				return errors.New("demo: no exam slot found to book")
+			}
+			params["slot_id"] = slotID
+		}
+		fmt.Fprintf(out, "\n  %c) %s\n     %s %s\n", 'a'+i, s.title, s.op, compactJSON(params))
+		st, err := api.submit(ctx, s.op, params)
+		if err != nil {
+			return err
+		}
+		if st.Error != nil {
+			fmt.Fprintf(out, "     -> HTTP %d refused at the DMZ: %s (%s)\n", st.httpStatus, st.Error.Message, st.Error.Reason)
+			if !s.expectRefusal {
+				return fmt.Errorf("demo: %s was refused: %s", s.op, st.Error.Reason)
+			}
+			continue
+		}
+		fmt.Fprintf(out, "     -> HTTP %d %s, request id %s\n", st.httpStatus, st.Status, st.ID)
+		res, err := api.wait(ctx, st.ID)
+		if err != nil {
+			return err
+		}
+		printResult(out, res)
+		if s.op == "exam.slots" {
+			slotID = firstSlot(res.Result)
+		}
+		if s.expectRefusal && res.Status == "done" {
+			return fmt.Errorf("demo: %s should have been refused", s.op)
+		}
+		if !s.expectRefusal && res.Status != "done" {
+			return fmt.Errorf("demo: %s ended %s", s.op, res.Status)
+		}
+	}
+
+	fmt.Fprintf(out, "\n== 5. stop both agents (SIGTERM: drain, then exit 0)\n")
+	errDMZ := dmzp.stop()
+	errIn := intra.stop()
+	if err := errors.Join(errDMZ, errIn); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  both agents stopped cleanly\n")
+	fmt.Fprintf(out, "\n== files\n")
+	fmt.Fprintf(out, "  deployment      %s\n", dep.Dir)
+	fmt.Fprintf(out, "  DMZ spool       %s\n", filepath.Join(dep.Dir, "dmz", "state", "spool.db"))
+	fmt.Fprintf(out, "  replica         %s\n", filepath.Join(dep.Dir, "intranet", "replica.db"))
+	fmt.Fprintf(out, "  agent logs      %s, %s\n", dmzp.log, intra.log)
+	fmt.Fprintf(out, "  quarantine      %s, %s\n", filepath.Join(dep.Dir, "dmz", "state", "quarantine"), filepath.Join(dep.Dir, "intranet", "state", "quarantine"))
+	fmt.Fprintf(out, "demo complete: the round trip works\n")
+	return nil
+}
+
+type demoStep struct {
+	title         string
+	op            string
+	params        map[string]any
+	expectRefusal bool
+}
+
+func demoSteps(c sample.Citizen) []demoStep {
+	return []demoStep{
+		{title: "query my traffic violations", op: "violations.query", params: map[string]any{"id_number": c.IDNumber, "plate": c.Plate}},
+		{title: "query my licence status and points", op: "licence.status", params: map[string]any{"id_number": c.IDNumber}},
+		{title: "list exam slots for subject 1", op: "exam.slots", params: map[string]any{"subject": 1}},
+		{title: "book an exam appointment (the one write)", op: "exam.book", params: map[string]any{"id_number": c.IDNumber}},
+		{title: "a malformed ID number: the policy refuses it", op: "violations.query", params: map[string]any{"id_number": "12345", "plate": c.Plate}, expectRefusal: true},
+		{title: "an operation the policy does not list: default deny", op: "drivers.export", params: map[string]any{}, expectRefusal: true},
+	}
+}
+
+func firstSlot(rows []map[string]any) any {
+	for _, r := range rows {
+		for _, k := range []string{"slot_id", "id"} {
+			if v, ok := r[k]; ok {
+				return v
+			}
+		}
+	}
+	return nil
+}
+
+func printResult(out io.Writer, r *requestStatus) {
+	switch r.Status {
+	case "done":
+		if len(r.Result) == 0 && r.RowsAffected > 0 {
+			fmt.Fprintf(out, "     -> done: %d row(s) written on the intranet replica\n", r.RowsAffected)
+			return
+		}
+		fmt.Fprintf(out, "     -> done: %d row(s)\n", len(r.Result))
+		for i, row := range r.Result {
+			if i == 5 {
+				fmt.Fprintf(out, "        ... %d more\n", len(r.Result)-5)
+				break
+			}
+			fmt.Fprintf(out, "        %s\n", formatRow(row))
+		}
+	default:
+		fmt.Fprintf(out, "     -> %s: %s (%s)\n", r.Status, r.Message, r.Reason)
+	}
+}
+
+func formatRow(row map[string]any) string {
+	keys := make([]string, 0, len(row))
+	for k := range row {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, row[k]))
+	}
+	return strings.Join(parts, "  ")
+}
+
+func compactJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// demoClient is the demo's HTTP client of the DMZ API.
+type demoClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+type apiError struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	Param   string `json:"param,omitempty"`
+}
+
+type requestStatus struct {
+	ID           string           `json:"id"`
+	Status       string           `json:"status"`
+	Reason       string           `json:"reason,omitempty"`
+	Message      string           `json:"message,omitempty"`
+	Result       []map[string]any `json:"result,omitempty"`
+	RowsAffected int64            `json:"rows_affected,omitempty"`
+	Error        *apiError        `json:"error,omitempty"`
+	httpStatus   int
+}
+
+type operationInfo struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+func (c *demoClient) do(ctx context.Context, method, path string, body any, v any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if v != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, v); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: HTTP %d: bad response: %w", method, path, resp.StatusCode, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+func (c *demoClient) waitReady(ctx context.Context, p *agentProc) error {
+	deadline := time.Now().Add(demoStartTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			return fmt.Errorf("%s exited during start: %v (log: %s)", p.name, err, p.log)
+		default:
+		}
+		if code, err := c.do(ctx, http.MethodGet, "/readyz", nil, nil); err == nil && code == http.StatusOK {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready after %s (log: %s)", p.name, demoStartTimeout, p.log)
+}
+
+func (c *demoClient) operations(ctx context.Context) ([]operationInfo, error) {
+	var body struct {
+		Operations []operationInfo `json:"operations"`
+	}
+	code, err := c.do(ctx, http.MethodGet, "/v1/operations", nil, &body)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET /v1/operations: HTTP %d", code)
+	}
+	return body.Operations, nil
+}
+
+func (c *demoClient) submit(ctx context.Context, op string, params map[string]any) (*requestStatus, error) {
+	var st requestStatus
+	code, err := c.do(ctx, http.MethodPost, "/v1/requests", map[string]any{"operation": op, "params": params}, &st)
+	if err != nil {
+		return nil, err
+	}
+	st.httpStatus = code
+	if code != http.StatusAccepted && st.Error == nil {
+		return nil, fmt.Errorf("POST /v1/requests: HTTP %d", code)
+	}
+	return &st, nil
+}
+
+func (c *demoClient) wait(ctx context.Context, id string) (*requestStatus, error) {
+	deadline := time.Now().Add(demoResultTimeout)
+	for time.Now().Before(deadline) {
+		var st requestStatus
+		code, err := c.do(ctx, http.MethodGet, "/v1/requests/"+id+"?wait=10s", nil, &st)
+		if err != nil {
+			return nil, err
+		}
+		if code != http.StatusOK {
+			return nil, fmt.Errorf("GET /v1/requests/%s: HTTP %d", id, code)
+		}
+		switch st.Status {
+		case "done", "rejected", "failed", "expired":
+			return &st, nil
+		}
+	}
+	return nil, fmt.Errorf("request %s: no result within %s", id, demoResultTimeout)
+}

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/sample"
+)
+
+// TestRoundTrip runs both agents as processes on a deployment made by
+// ferryctl init and checks allowed, refused and booking requests.
+func TestRoundTrip(t *testing.T) {
+	d := newDeployment(t)
+	in := d.start(t, "intranet-agent")
+	dz := d.start(t, "dmz-agent")
+	d.waitReady(t, dz)
+	c := sample.Citizens()[0]
+
+	// An allowed read: the citizen's own violations.
+	st := d.submit(t, "violations.query", map[string]any{"id_number": c.IDNumber, "plate": c.Plate})
+	if st.code != http.StatusAccepted || st.Status != "queued" || st.ID == "" {
+		t.Fatalf("submit: HTTP %d %+v", st.code, st)
+	}
+	res := d.wait(t, st.ID, time.Minute)
+	if res.Status != "done" || len(res.Result) == 0 {
+		t.Fatalf("violations.query: %+v, want done with rows", res)
+	}
+	unpaid := false
+	for _, row := range res.Result {
+		if row["payment"] == "unpaid" {
+			unpaid = true
+		}
+	}
+	if !unpaid {
+		t.Errorf("citizen 0 should have an unpaid violation: %v", res.Result)
+	}
+
+	// Someone else's plate with this ID number: the binding returns nothing.
+	other := sample.Citizens()[1]
+	st = d.submit(t, "violations.query", map[string]any{"id_number": c.IDNumber, "plate": other.Plate})
+	if res := d.wait(t, st.ID, time.Minute); res.Status != "done" || len(res.Result) != 0 {
+		t.Fatalf("query of another's plate: %+v, want done with no rows", res)
+	}
+
+	// Refused at the DMZ by the policy, with a reason code and the param.
+	st = d.submit(t, "violations.query", map[string]any{"id_number": "12345", "plate": c.Plate})
+	if st.code != http.StatusBadRequest || st.Error == nil || st.Error.Reason == "" || st.Error.Param != "id_number" {
+		t.Fatalf("bad ID number: HTTP %d %+v, want 400 naming id_number", st.code, st.Error)
+	}
+	st = d.submit(t, "drivers.export", map[string]any{})
+	if st.code != http.StatusBadRequest || st.Error == nil || st.Error.Reason != "unknown_operation" {
+		t.Fatalf("unknown operation: HTTP %d %+v", st.code, st.Error)
+	}
+
+	// The one write: list slots, book one, and see it on the replica.
+	st = d.submit(t, "exam.slots", map[string]any{"subject": 1})
+	slots := d.wait(t, st.ID, time.Minute)
+	if slots.Status != "done" || len(slots.Result) == 0 {
+		t.Fatalf("exam.slots: %+v", slots)
+	}
+	slot := slots.Result[0]["slot_id"]
+	st = d.submit(t, "exam.book", map[string]any{"id_number": c.IDNumber, "slot_id": slot})
+	book := d.wait(t, st.ID, time.Minute)
+	if book.Status != "done" || book.RowsAffected != 1 {
+		t.Fatalf("exam.book: %+v, want done with 1 row written", book)
+	}
+	db := d.replica(t)
+	if n := count(t, db, "SELECT count(*) FROM appointments WHERE id_number = ? AND slot_id = ?", c.IDNumber, slot); n != 1 {
+		t.Fatalf("%d appointments on the replica, want 1", n)
+	}
+
+	// A clean stop of both.
+	dz.stop(t)
+	in.stop(t)
+}
+
+// effectsPolicy adds a non-idempotent write to the sample policy, so a
+// request applied twice would leave two rows.
+const effectsOp = `
+  - name: e2e.effect
+    description: test-only write whose every application leaves a row
+    mode: write
+    params:
+      tag:
+        type: string
+        max_len: 40
+        pattern: '[a-z0-9-]+'
+    statement: INSERT INTO e2e_effects (tag) VALUES (:tag)
+`
+
+// TestCrashRecovery_ExactlyOnce SIGKILLs the intranet agent while requests
+// are flowing, restarts it, and checks that every accepted request reaches
+// a final state and that each took effect on the replica exactly once.
+func TestCrashRecovery_ExactlyOnce(t *testing.T) {
+	d := newDeployment(t)
+	for _, zone := range []string{"dmz", "intranet"} {
+		p := filepath.Join(d.dir, zone, "policy.yaml")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, append(b, effectsOp...), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := d.writableReplica(t)
+	if _, err := w.Exec(`CREATE TABLE e2e_effects (id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	in := d.start(t, "intranet-agent")
+	dz := d.start(t, "dmz-agent")
+	d.waitReady(t, dz)
+
+	const total = 600
+	ids := make([]string, total)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []string
+	work := make(chan int)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				st := d.submitNoFatal("e2e.effect", map[string]any{"tag": fmt.Sprintf("req-%d", i)})
+				if st.err != nil || st.code != http.StatusAccepted {
+					mu.Lock()
+					errs = append(errs, fmt.Sprintf("request %d: %v HTTP %d", i, st.err, st.code))
+					mu.Unlock()
+					continue
+				}
+				ids[i] = st.ID
+			}
+		}()
+	}
+	db := d.replica(t)
+	killed := false
+	for i := 0; i < total; i++ {
+		work <- i
+		if i == total/3 && !killed {
+			// Kill the intranet agent once some envelopes have been applied.
+			waitFor(t, 30*time.Second, func() bool {
+				return count(t, db, "SELECT count(*) FROM e2e_effects") > 0
+			})
+			in.kill(t)
+			killed = true
+		}
+	}
+	close(work)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d submissions failed: %s", len(errs), strings.Join(errs[:min(5, len(errs))], "; "))
+	}
+	in = d.start(t, "intranet-agent")
+	for i, id := range ids {
+		st := d.wait(t, id, 2*time.Minute)
+		if st.Status != "done" || st.RowsAffected != 1 {
+			t.Fatalf("request %d (%s): %s %s, rows_affected %d; want done, 1", i, id, st.Status, st.Reason, st.RowsAffected)
+		}
+	}
+	if n := count(t, db, "SELECT count(*) FROM e2e_effects"); n != total {
+		t.Errorf("%d effects on the replica, want exactly %d", n, total)
+	}
+	if n := count(t, db, "SELECT count(*) FROM (SELECT tag FROM e2e_effects GROUP BY tag HAVING count(*) > 1)"); n != 0 {
+		t.Errorf("%d requests took effect more than once", n)
+	}
+	dz.stop(t)
+	in.stop(t)
+}
+
+func waitFor(t testing.TB, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

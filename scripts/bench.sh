@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# make bench: runs every Go benchmark, then prints the headline figures as
+# ratios against the baselines measured in the same run:
+#   intake:     durable 202s per second vs a no-op Go HTTP handler
+#   round trip: end-to-end requests per second through both agents vs a shell
+#               loop of the age and minisign CLIs sealing one file per request
+# Raw output is kept in bench.out. The machine is shared and noisy; compare
+# ratios, not absolute figures, across runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+benchtime=${BENCHTIME:-3s}
+out=bench.out
+: >"$out"
+
+if ! command -v age >/dev/null || ! command -v minisign >/dev/null; then
+	echo "note: the round-trip baseline needs the age and minisign CLIs (apt-get install age minisign)" >&2
+fi
+
+go test -run '^$' -bench . -benchtime "$benchtime" -benchmem \
+	$(go list ./... | grep -v '/e2e$') | tee -a "$out"
+# End to end: a fixed number of requests per run, so both agents start once
+# per measurement and the spool and replica stay a realistic size.
+go test -run '^$' -bench 'RoundTrip/bridge' -benchtime "${E2E_REQUESTS:-20000}x" ./e2e | tee -a "$out"
+go test -run '^$' -bench 'RoundTrip/cli' -benchtime "${CLI_REQUESTS:-300}x" ./e2e | tee -a "$out"
+
+metric() { # metric BENCH-REGEX UNIT: the value of UNIT on the first matching line
+	awk -v re="$1" -v unit="$2" '$1 ~ re { for (i = 2; i < NF; i++) if ($(i+1) == unit) { print $i; exit } }' "$out"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+
+echo
+echo "== headline figures (same run)"
+intake=$(metric '^BenchmarkIntake/durable' 'req/s')
+noop=$(metric '^BenchmarkIntake/noop' 'req/s')
+bridge=$(metric '^BenchmarkRoundTrip/bridge' 'req/s')
+cli=$(metric '^BenchmarkRoundTrip/cli' 'req/s')
+printf 'intake      durable %s req/s, no-op handler %s req/s, ratio %s (target >= 0.5)\n' "${intake:-n/a}" "${noop:-n/a}" "$(ratio "$intake" "$noop")"
+printf 'round trip  bridge %s req/s, age+minisign CLI loop %s req/s, ratio %s (target >= 100)\n' "${bridge:-n/a}" "${cli:-n/a}" "$(ratio "$bridge" "$cli")"
