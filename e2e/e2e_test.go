@@ -291,7 +291,17 @@ func (d *deployment) writableReplica(t testing.TB) *sql.DB {
 // submitNoFatal is submit for use from worker goroutines.
 func (d *deployment) submitNoFatal(op string, params map[string]any) *status {
 	b, _ := json.Marshal(map[string]any{"operation": op, "params": params})
-	req, err := http.NewRequest(http.MethodPost, "http://"+d.addr+"/v1/requests", bytes.NewReader(b))
+	return d.doNoFatal(http.MethodPost, "/v1/requests", b)
+}
+
+// doNoFatal is do for use from worker goroutines: it reports failures in
+// status.err instead of failing the test.
+func (d *deployment) doNoFatal(method, path string, body []byte) *status {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://"+d.addr+path, rd)
 	if err != nil {
 		return &status{err: err}
 	}

@@ -13,7 +13,12 @@ out=bench.out
 : >"$out"
 
 if ! command -v age >/dev/null || ! command -v minisign >/dev/null; then
-	echo "note: the round-trip baseline needs the age and minisign CLIs (apt-get install age minisign)" >&2
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq && apt-get install -y -qq age minisign >/dev/null
+	else
+		echo "note: the round-trip baseline needs the age and minisign CLIs (apt-get install age minisign)" >&2
+	fi
 fi
 
 go test -run '^$' -bench . -benchtime "$benchtime" -benchmem \
@@ -30,8 +35,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 
 echo
 echo "== headline figures (same run)"
-intake=$(metric '^BenchmarkIntake/durable' 'req/s')
-noop=$(metric '^BenchmarkIntake/noop' 'req/s')
+intake=$(metric '^BenchmarkIntake' 'req/s')
+noop=$(metric '^BenchmarkIntake' 'noop-req/s')
 bridge=$(metric '^BenchmarkRoundTrip/bridge' 'req/s')
 cli=$(metric '^BenchmarkRoundTrip/cli' 'req/s')
 printf 'intake      durable %s req/s, no-op handler %s req/s, ratio %s (target >= 0.5)\n' "${intake:-n/a}" "${noop:-n/a}" "$(ratio "$intake" "$noop")"
