@@ -63,11 +63,12 @@ func ReadFile(path string) ([]byte, error) {
 // Decode decodes one YAML document from data into v strictly, and also
 // returns the document's node tree so callers can find the line of a field
 // when their own validation fails (see Line). file names the source in
-// errors.
+// errors, which are *Error values naming the line and, where the document
+// parsed, the field.
 func Decode(file string, data []byte, v any) (*yaml.Node, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(file, err)
+		return nil, yamlError(file, nil, err)
 	}
 	if root.Kind == 0 {
 		return nil, &Error{File: file, Msg: "empty document"}
@@ -75,7 +76,7 @@ func Decode(file string, data []byte, v any) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
-		return nil, yamlError(file, err)
+		return nil, yamlError(file, &root, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -84,16 +85,24 @@ func Decode(file string, data []byte, v any) (*yaml.Node, error) {
 	return &root, nil
 }
 
-// yamlError turns yaml.v3's "yaml: line N: msg" errors into *Error values.
-func yamlError(file string, err error) error {
+// yamlError turns yaml.v3's "yaml: line N: msg" errors into *Error values,
+// naming the field at that line when root is known, and rewording the
+// messages that would otherwise show Go type names.
+func yamlError(file string, root *yaml.Node, err error) error {
+	msg := err.Error()
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
-		return parseYAMLMsg(file, te.Errors[0])
+		msg = te.Errors[0]
 	}
-	return parseYAMLMsg(file, strings.TrimPrefix(err.Error(), "yaml: "))
+	e := parseYAMLMsg(file, msg)
+	if root != nil && e.Line > 0 {
+		e.Field = FieldAt(root, e.Line)
+	}
+	e.Msg = reword(e.Msg)
+	return e
 }
 
-func parseYAMLMsg(file, msg string) error {
+func parseYAMLMsg(file, msg string) *Error {
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if num, tail, ok := strings.Cut(rest, ": "); ok {
@@ -103,6 +112,109 @@ func parseYAMLMsg(file, msg string) error {
 		}
 	}
 	return &Error{File: file, Msg: msg}
+}
+
+// yamlKinds names yaml.v3's Go target types the way a config author reads
+// them.
+var yamlKinds = map[string]string{
+	"int": "an integer", "int64": "an integer", "int32": "an integer", "uint": "a non-negative integer",
+	"uint64": "a non-negative integer", "uint32": "a non-negative integer", "float64": "a number",
+	"bool": "true or false", "string": "a string",
+}
+
+// reword replaces yaml.v3 messages that name Go types with plain ones:
+// "field x not found in type pkg.T" becomes "unknown key x", and
+// "cannot unmarshal !!str `abc` into int" becomes "want an integer, got
+// \"abc\"" (or "want a list" / "want a mapping" for structured targets).
+func reword(msg string) string {
+	if rest, ok := strings.CutPrefix(msg, "field "); ok {
+		if name, _, ok := strings.Cut(rest, " not found in type "); ok {
+			return "unknown key " + strconv.Quote(name)
+		}
+	}
+	if rest, ok := strings.CutPrefix(msg, "cannot unmarshal "); ok {
+		if got, into, ok := strings.Cut(rest, " into "); ok {
+			want, known := yamlKinds[into]
+			switch {
+			case known:
+			case strings.HasPrefix(into, "[]"):
+				want = "a list"
+			case strings.HasPrefix(into, "map[") || strings.Contains(into, "."):
+				want = "a mapping"
+			default:
+				want = "a value of another type"
+			}
+			// got is a YAML tag and, for scalars, the value in backquotes.
+			if _, v, ok := strings.Cut(got, " `"); ok {
+				return fmt.Sprintf("want %s, got %q", want, strings.TrimSuffix(v, "`"))
+			}
+			return fmt.Sprintf("want %s, got %s", want, yamlTagName(got))
+		}
+	}
+	return msg
+}
+
+// yamlTagName names a YAML core tag such as !!seq.
+func yamlTagName(tag string) string {
+	switch tag {
+	case "!!seq":
+		return "a list"
+	case "!!map":
+		return "a mapping"
+	case "!!null":
+		return "null"
+	}
+	return strings.TrimPrefix(tag, "!!")
+}
+
+// FieldAt returns the dotted path ("batch.max_delay", "clients[1].name") of
+// the field on line: the mapping key on that line, else the deepest value
+// starting there; "" if nothing does.
+func FieldAt(root *yaml.Node, line int) string {
+	n := root
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	path, _ := fieldAt(n, line, "")
+	return path
+}
+
+func fieldAt(n *yaml.Node, line int, prefix string) (string, bool) {
+	if n == nil {
+		return "", false
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if prefix != "" {
+				p = prefix + "." + k.Value
+			}
+			// A key on the line names the field, even when its value (a
+			// flow list, say) starts on the same line.
+			if k.Line == line {
+				return p, true
+			}
+			if deeper, ok := fieldAt(v, line, p); ok {
+				return deeper, true
+			}
+			if v.Line == line {
+				return p, true
+			}
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			p := fmt.Sprintf("%s[%d]", prefix, i)
+			if deeper, ok := fieldAt(item, line, p); ok {
+				return deeper, true
+			}
+			if item.Line == line {
+				return p, true
+			}
+		}
+	}
+	return "", false
 }
 
 // Line returns the line of the value at path below root, where path
@@ -153,7 +265,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: invalid duration %q", n.Line, n.Value)
+		return fmt.Errorf("line %d: invalid duration %q (want a number with a unit, such as \"500ms\" or \"5s\")", n.Line, n.Value)
 	}
 	*d = Duration(v)
 	return nil

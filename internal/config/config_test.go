@@ -22,16 +22,19 @@ func TestDecode_Errors(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml string
 		line       int
+		field      string
 		msg        string
 	}{
-		{"unknown key", "zone: dmz\nbogus: 1\n", 2, "field bogus not found"},
-		{"nested unknown key", "zone: dmz\nbatch:\n  max: 3\n  min: 1\n", 4, "field min not found"},
-		{"duplicate key", "zone: dmz\nzone: other\n", 2, "already defined"},
-		{"wrong type", "zone: dmz\nbatch:\n  max: lots\n", 3, "cannot unmarshal"},
-		{"bad duration", "zone: dmz\ndelay: soon\n", 2, "invalid duration"},
-		{"syntax", "zone: [dmz\n", 1, ""},
-		{"two documents", "zone: a\n---\nzone: b\n", 0, "more than one YAML document"},
-		{"empty", "", 0, "empty document"},
+		{"unknown key", "zone: dmz\nbogus: 1\n", 2, "bogus", `unknown key "bogus"`},
+		{"nested unknown key", "zone: dmz\nbatch:\n  max: 3\n  min: 1\n", 4, "batch.min", `unknown key "min"`},
+		{"unknown key in list", "clients:\n  - name: a\n  - name: b\n    token: x\n", 4, "clients[1].token", `unknown key "token"`},
+		{"duplicate key", "zone: dmz\nzone: other\n", 2, "zone", "already defined"},
+		{"wrong type", "zone: dmz\nbatch:\n  max: lots\n", 3, "batch.max", `want an integer, got "lots"`},
+		{"list for a scalar", "zone: [a, b]\n", 1, "zone", "want a string, got a list"},
+		{"bad duration", "zone: dmz\ndelay: soon\n", 2, "delay", `invalid duration "soon"`},
+		{"syntax", "zone: [dmz\n", 1, "", ""},
+		{"two documents", "zone: a\n---\nzone: b\n", 0, "", "more than one YAML document"},
+		{"empty", "", 0, "", "empty document"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s sample
@@ -40,11 +43,14 @@ func TestDecode_Errors(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("got %v (%T), want *Error", err, err)
 			}
-			if ce.File != "cfg.yaml" || ce.Line != tc.line || !strings.Contains(ce.Msg, tc.msg) {
-				t.Fatalf("got %q (line %d), want line %d containing %q", err, ce.Line, tc.line, tc.msg)
+			if ce.File != "cfg.yaml" || ce.Line != tc.line || ce.Field != tc.field || !strings.Contains(ce.Msg, tc.msg) {
+				t.Fatalf("got %q (line %d, field %q), want line %d, field %q, containing %q", err, ce.Line, ce.Field, tc.line, tc.field, tc.msg)
 			}
 			if !strings.HasPrefix(err.Error(), "cfg.yaml") {
 				t.Fatalf("error %q does not start with the file name", err)
+			}
+			if strings.Contains(err.Error(), "config.sample") || strings.Contains(err.Error(), "into ") || strings.Contains(err.Error(), "in type") {
+				t.Fatalf("error %q shows Go type names", err)
 			}
 		})
 	}
