@@ -234,12 +234,12 @@ func TestLoadConfig_Errors(t *testing.T) {
 		field string
 		line  int
 	}{
-		{"unknown key", func(s string) string { return s + "colour: blue\n" }, "", 26},
+		{"unknown key", func(s string) string { return s + "colour: blue\n" }, "colour", 26},
 		{"bad zone", func(s string) string { return strings.Replace(s, "zone: dmz", "zone: DMZ!", 1) }, "zone", 1},
 		{"same media", func(s string) string { return strings.Replace(s, "dir: exchange/results", "dir: exchange/requests", 1) }, "receive.dir", 0},
 		{"zero batch", func(s string) string { return strings.Replace(s, "max_requests: 256", "max_requests: 0", 1) }, "batch.max_requests", 17},
 		{"bad token hash", func(s string) string { return strings.Replace(s, "token_sha256: ", "token_sha256: zz", 1) }, "clients[0].token_sha256", 23},
-		{"bad duration", func(s string) string { return strings.Replace(s, "envelope_ttl: 1h", "envelope_ttl: soon", 1) }, "", 19},
+		{"bad duration", func(s string) string { return strings.Replace(s, "envelope_ttl: 1h", "envelope_ttl: soon", 1) }, "envelope_ttl", 19},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

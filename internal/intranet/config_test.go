@@ -76,12 +76,12 @@ func TestLoadConfig_errors(t *testing.T) {
 		line           int
 		field, msg     string
 	}{
-		{"unknown key", "inbox: state/inbox", "inbox: state/inbox\ninbx: x", 13, "", "not found"},
+		{"unknown key", "inbox: state/inbox", "inbox: state/inbox\ninbx: x", 13, "inbx", `unknown key "inbx"`},
 		{"bad zone", "zone: intranet", "zone: Intranet!", 1, "zone", "invalid zone name"},
 		{"same zones", "peer: dmz", "peer: intranet", 2, "peer", "must differ"},
 		{"batch size", "max_results: 512", "max_results: 0", 15, "batch.max_results", "between 1 and"},
 		{"batch delay", "max_delay: 7ms", "max_delay: 0s", 16, "batch.max_delay", "above 0"},
-		{"bad duration", "max_delay: 7ms", "max_delay: soon", 16, "", "invalid duration"},
+		{"bad duration", "max_delay: 7ms", "max_delay: soon", 16, "batch.max_delay", "invalid duration"},
 		{"medium type", "  type: dir\n  dir: ../exchange/results", "  type: sftp\n  dir: ../exchange/results", 10, "send.type", "unknown medium type"},
 		{"same dirs", "dir: ../exchange/results", "dir: ../exchange/requests", 11, "send.dir", "must differ"},
 		{"ttl", "envelope_ttl: 2h", "envelope_ttl: 1s", 17, "envelope_ttl", "at least"},
