@@ -100,7 +100,7 @@ var ErrExists = errors.New("replica file already exists")
 func WriteReplica(ctx context.Context, path string) (err error) {
 	// Claim the name first: O_EXCL makes "refuse if it exists" atomic, and
 	// SQLite treats the empty file as a new database.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // citizens' records: owner only
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("write sample replica %s: %w", path, ErrExists)

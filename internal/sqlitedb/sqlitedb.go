@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"path"
 	"sort"
 	"strconv"
@@ -61,6 +62,18 @@ type Options struct {
 	Migrations fs.FS
 }
 
+// createPrivate creates file empty with mode 0600 if it does not exist.
+func createPrivate(file string) error {
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 // Open opens the SQLite database at file with the options, verifies its
 // settings and applies pending migrations.
 func Open(ctx context.Context, file string, opt Options) (*sql.DB, error) {
@@ -76,6 +89,14 @@ func Open(ctx context.Context, file string, opt Options) (*sql.DB, error) {
 		// driver's WAL default of NORMAL.
 		q.Set("_sync", "FULL")
 		q.Set("_txlock", "immediate")
+	}
+	if !opt.ReadOnly {
+		// The spools and ledgers hold citizens' requests and results:
+		// create a new database owner-only. SQLite gives its -wal and -shm
+		// files the permissions of the database file.
+		if err := createPrivate(file); err != nil {
+			return nil, fmt.Errorf("open database %s: %w", file, err)
+		}
 	}
 	dsn := "file:" + (&url.URL{Path: file}).EscapedPath() + "?" + q.Encode()
 	db, err := sql.Open("sqlite3", dsn)

@@ -2,8 +2,10 @@ package sqlitedb
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/fstest"
 )
@@ -135,5 +137,30 @@ func TestOpen_ReadOnlyCannotWrite(t *testing.T) {
 	}
 	if _, err := Open(ctx, filepath.Join(t.TempDir(), "missing.db"), Options{ReadOnly: true}); err == nil {
 		t.Fatal("read-only open of a missing file succeeded")
+	}
+}
+
+// TestOpen_PrivateFiles checks that a new database and its WAL are
+// owner-only, whatever the umask: they hold citizens' data.
+func TestOpen_PrivateFiles(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	file := filepath.Join(t.TempDir(), "spool.db")
+	db, err := Open(context.Background(), file, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE t (x)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{file, file + "-wal", file + "-shm"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", filepath.Base(f), perm)
+		}
 	}
 }
