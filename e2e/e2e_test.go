@@ -188,7 +188,7 @@ type status struct {
 	Reason       string           `json:"reason"`
 	Message      string           `json:"message"`
 	Result       []map[string]any `json:"result"`
-	RowsAffected int64            `json:"rows_affected"`
+	RowsAffected *int64           `json:"rows_affected"`
 	Error        *struct {
 		Reason  string `json:"reason"`
 		Message string `json:"message"`

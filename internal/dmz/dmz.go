@@ -72,7 +72,7 @@ const publishQueue = 4
 // Constant log attribute keys.
 const (
 	logRequest  = "request_id"
-	logEnvelope = "envelope_id"
+	logEnvelope = "envelope"
 	logClient   = "client"
 	logReason   = "reason"
 	logError    = "error"

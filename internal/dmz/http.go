@@ -256,15 +256,17 @@ func decodeSubmit(data []byte, v *submitBody) (string, string) {
 
 // statusReply is the JSON of GET /v1/requests/{id}.
 type statusReply struct {
-	ID           string          `json:"id"`
-	Status       string          `json:"status"`
-	Operation    string          `json:"operation"`
-	Received     time.Time       `json:"received"`
-	Updated      time.Time       `json:"updated"`
-	Reason       string          `json:"reason,omitempty"`
-	Message      string          `json:"message,omitempty"`
-	Result       json.RawMessage `json:"result,omitempty"`
-	RowsAffected int64           `json:"rows_affected,omitempty"`
+	ID        string          `json:"id"`
+	Status    string          `json:"status"`
+	Operation string          `json:"operation"`
+	Received  time.Time       `json:"received"`
+	Updated   time.Time       `json:"updated"`
+	Reason    string          `json:"reason,omitempty"`
+	Message   string          `json:"message,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	// RowsAffected is present for a done write operation, zero included
+	// (a booking of a full slot writes nothing).
+	RowsAffected *int64 `json:"rows_affected,omitempty"`
 }
 
 func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -341,17 +343,23 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	writeJSON(w, http.StatusOK, statusReply{
-		ID:           st.ID,
-		Status:       st.Status,
-		Operation:    st.Operation,
-		Received:     st.Received,
-		Updated:      st.Updated,
-		Reason:       st.Reason,
-		Message:      st.Message,
-		Result:       st.Result,
-		RowsAffected: st.RowsAffected,
-	})
+	reply := statusReply{
+		ID:        st.ID,
+		Status:    st.Status,
+		Operation: st.Operation,
+		Received:  st.Received,
+		Updated:   st.Updated,
+		Reason:    st.Reason,
+		Message:   st.Message,
+		Result:    st.Result,
+	}
+	if st.Status == batch.StatusDone {
+		if op, ok := a.pol.Operation(st.Operation); st.RowsAffected != 0 || ok && op.Mode == policy.ModeWrite {
+			n := st.RowsAffected
+			reply.RowsAffected = &n
+		}
+	}
+	writeJSON(w, http.StatusOK, reply)
 }
 
 // operationsReply is the JSON of GET /v1/operations.

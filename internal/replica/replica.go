@@ -51,8 +51,9 @@ import (
 // Component is the name of the ledger schema in the ferry_schema table.
 const Component = "intranet-ledger"
 
-// DefaultMaxRows bounds a read operation whose policy sets no row limit.
-const DefaultMaxRows = 1000
+// DefaultMaxRows bounds a read operation whose policy sets no row limit;
+// it is the policy's own default, so a hand-built operation gets the same.
+const DefaultMaxRows = policy.DefaultMaxRows
 
 // DefaultMaxReaders is the size of the read-only pool.
 const DefaultMaxReaders = 4
