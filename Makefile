@@ -1,7 +1,8 @@
 # ferry — build, demo, test, bench, fuzz.
 #
 #   make demo    build everything and run a full two-zone round trip
-#   make test    the whole suite (vet, race-enabled tests, the demo)
+#   make test    the whole suite: gofmt, vet, race-enabled tests (the e2e
+#                tests build the binaries and run both agents)
 #   make bench   benchmarks with same-run baselines (see docs/benchmarks.md)
 #   make fuzz    run every fuzz target for FUZZTIME each
 
