@@ -456,3 +456,62 @@ func BenchmarkPipeline(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "envelopes/s")
 	b.ReportMetric(float64(b.N*perEnvelope)/b.Elapsed().Seconds(), "req/s")
 }
+
+// TestAgent_Run_resultsTooLarge checks that results too large for one
+// result envelope are split over several, that a single request envelope
+// whose results cannot fit gets its largest results answered as failed
+// with result_too_large, and that the agent goes on answering either way.
+func TestAgent_Run_resultsTooLarge(t *testing.T) {
+	old := maxResultsBody
+	// One violations.query result encodes to about 1 KB and the exam.slots
+	// result for subject 1 to about 2.3 KB: two reads do not fit together,
+	// the slot list never fits.
+	maxResultsBody = 1800
+	t.Cleanup(func() { maxResultsBody = old })
+	e := newTestEnv(t)
+
+	var ids []string
+	var singles []batch.Request
+	for range 4 {
+		r := readRequest()
+		singles = append(singles, r)
+		ids = append(ids, e.send(t, []batch.Request{r}).Header.ID)
+	}
+	slots := newRequest("exam.slots", map[string]any{"subject": 1})
+	ids = append(ids, e.send(t, []batch.Request{slots}).Header.ID)
+	pair := []batch.Request{readRequest(), readRequest()}
+	ids = append(ids, e.send(t, pair).Header.ID)
+	after := readRequest()
+	ids = append(ids, e.send(t, []batch.Request{after}).Header.ID)
+
+	e.start(t)
+	a := e.waitAcked(t, ids...)
+	for _, id := range ids {
+		if a.acks[id] != 1 {
+			t.Fatalf("envelope %s acknowledged %d times, want 1", id, a.acks[id])
+		}
+	}
+	one := func(r batch.Request) batch.Result {
+		t.Helper()
+		got := a.results[r.ID]
+		if len(got) != 1 {
+			t.Fatalf("request %s (%s): %d results, want 1", r.ID, r.Operation, len(got))
+		}
+		return got[0]
+	}
+	for _, r := range append(singles, after) {
+		if res := one(r); res.Status != batch.StatusDone || len(res.Rows) == 0 {
+			t.Fatalf("read %s: %+v, want done with rows", r.ID, res)
+		}
+	}
+	if res := one(slots); res.Status != batch.StatusFailed || res.Reason != ReasonResultTooLarge || res.Rows != nil {
+		t.Fatalf("slot list: %+v, want failed %s without rows", res, ReasonResultTooLarge)
+	}
+	p0, p1 := one(pair[0]), one(pair[1])
+	if (p0.Status == batch.StatusDone) == (p1.Status == batch.StatusDone) {
+		t.Fatalf("pair: %s/%s and %s/%s, want one done and one %s", p0.Status, p0.Reason, p1.Status, p1.Reason, ReasonResultTooLarge)
+	}
+	if len(a.seqs) < len(ids) {
+		t.Fatalf("%d result envelopes for %d request envelopes: results that do not fit together were not split", len(a.seqs), len(ids))
+	}
+}

@@ -2,10 +2,12 @@ package intranet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/ferrybridge/ferry/internal/batch"
@@ -245,18 +247,41 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 	)
 	timer.Stop()
 	defer timer.Stop()
-	flush := func() error {
-		if len(group) == 0 {
-			return nil
+	// sealSplit seals g as one envelope or, if its results are too large
+	// for one, as several; results too large for any envelope are
+	// answered as failed with ReasonResultTooLarge. The ledger keeps the
+	// full results, and a duplicate is shrunk the same way, so the
+	// channel always moves on.
+	var sealSplit func(g []sealItem) error
+	sealSplit = func(g []sealItem) error {
+		o, err := a.seal(ctx, g, next, prev)
+		if errors.Is(err, errResultsTooLarge) {
+			if len(g) > 1 {
+				mid := len(g) / 2
+				if err := sealSplit(g[:mid]); err != nil {
+					return err
+				}
+				return sealSplit(g[mid:])
+			}
+			it := shrink(g[0], maxResultsBody)
+			a.log.Warn("results too large for an envelope; answered as failed", slog.String(logEnvelope, it.id),
+				slog.String(logReason, ReasonResultTooLarge))
+			o, err = a.seal(ctx, []sealItem{it}, next, prev)
 		}
-		o, err := a.seal(ctx, group, next, prev)
 		if err != nil {
 			return err
 		}
 		next, prev = o.Seq+1, o.HeaderHash
+		return send(ctx, out, o)
+	}
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		g := group
 		group, n, timerC = nil, 0, nil
 		timer.Stop()
-		return send(ctx, out, o)
+		return sealSplit(g)
 	}
 	add := func(it sealItem) error {
 		if len(group) > 0 && (n+len(it.results) > maxResults || len(group) >= batch.MaxResults) {
@@ -302,6 +327,55 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 	}
 }
 
+// ReasonResultTooLarge is the reason of a failed result whose rows do not
+// fit in a result envelope.
+const ReasonResultTooLarge = "result_too_large"
+
+// maxResultsBody bounds the encoded results of one result envelope, below
+// envelope.DefaultMaxSize to leave room for the manifest, the age
+// overhead and the header. Tests lower it.
+var maxResultsBody = envelope.DefaultMaxSize - 1<<20
+
+// errResultsTooLarge is returned by seal for a group whose encoded results
+// exceed maxResultsBody.
+var errResultsTooLarge = errors.New("results too large for one envelope")
+
+// shrink returns a copy of it in which the largest results are replaced by
+// failed results with ReasonResultTooLarge until the batch encodes within
+// limit. Only rows are dropped: every request still gets an answer.
+func shrink(it sealItem, limit int) sealItem {
+	res := slices.Clone(it.results)
+	sizes := make([]int, len(res))
+	total := 64 // the batch's own framing
+	for i, r := range res {
+		b, _ := json.Marshal(r)
+		sizes[i] = len(b) + 1
+		total += sizes[i]
+	}
+	for total > limit {
+		big := 0
+		for i := range sizes {
+			if sizes[i] > sizes[big] {
+				big = i
+			}
+		}
+		if res[big].Reason == ReasonResultTooLarge {
+			break // nothing left to drop
+		}
+		res[big] = batch.Result{
+			RequestID: res[big].RequestID,
+			Status:    batch.StatusFailed,
+			Reason:    ReasonResultTooLarge,
+			Message:   "the result is larger than a result envelope can carry; narrow the query",
+		}
+		b, _ := json.Marshal(res[big])
+		total += len(b) + 1 - sizes[big]
+		sizes[big] = len(b) + 1
+	}
+	it.results = res
+	return it
+}
+
 // seal seals the results of group as result envelope number seq and
 // stores it, with the envelopes it answers, in the ledger.
 func (a *Agent) seal(ctx context.Context, group []sealItem, seq uint64, prev [32]byte) (*replica.Outgoing, error) {
@@ -313,6 +387,9 @@ func (a *Agent) seal(ctx context.Context, group []sealItem, seq uint64, prev [32
 	data, err := batch.Encode(body)
 	if err != nil {
 		return nil, fmt.Errorf("seal results: %w", err)
+	}
+	if len(data) > maxResultsBody {
+		return nil, fmt.Errorf("seal results: %w: %d bytes", errResultsTooLarge, len(data))
 	}
 	now := a.now()
 	s, err := envelope.Seal(envelope.Header{
