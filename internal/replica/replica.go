@@ -286,7 +286,14 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 		}
 		data, err := json.Marshal(res)
 		if err != nil {
-			return nil, fmt.Errorf("apply envelope %s: request %s: encode result: %w", env.ID, r.ID, err)
+			// Rows JSON cannot carry (a REAL column holding an infinity,
+			// say): a failed request, not a stuck envelope. A write has
+			// no rows, so this never undoes an effect.
+			res = batch.Result{RequestID: r.ID, Status: batch.StatusFailed, Reason: ReasonApplyFailed,
+				Message: "the result could not be encoded"}
+			if data, err = json.Marshal(res); err != nil {
+				return nil, fmt.Errorf("apply envelope %s: request %s: encode result: %w", env.ID, r.ID, err)
+			}
 		}
 		if res.Rows != nil {
 			// Return what a later duplicate will read back, so that every

@@ -28,6 +28,8 @@ var testOps = map[string]*policy.Operation{
 	"slot.list":  {Name: "slot.list", Mode: policy.ModeRead, Statement: `SELECT id, slot, note, blob FROM appointments ORDER BY id`, MaxRows: 3},
 	"evil.read":  {Name: "evil.read", Mode: policy.ModeRead, Statement: `INSERT INTO appointments (slot, note) VALUES (:slot, :note)`},
 	"slot.clear": {Name: "slot.clear", Mode: policy.ModeWrite, Statement: `DELETE FROM appointments WHERE slot = :slot`},
+	// A value JSON cannot carry: SQLite reads 9e999 as +Inf.
+	"slot.inf": {Name: "slot.inf", Mode: policy.ModeRead, Statement: `SELECT 9e999 AS x WHERE :slot > 0`, MaxRows: 1},
 	// Two statements: when the second fails, only the savepoint undoes
 	// the first (SQLite's statement rollback covers one statement).
 	"slot.logbook": {Name: "slot.logbook", Mode: policy.ModeWrite,
@@ -430,4 +432,20 @@ func BenchmarkApply(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*perEnvelope)/b.Elapsed().Seconds(), "req/s")
+}
+
+// TestDB_Apply_unencodableRows checks that a row JSON cannot carry fails
+// its own request and nothing else: the envelope is applied and recorded.
+func TestDB_Apply_unencodableRows(t *testing.T) {
+	db, _ := newTestReplica(t)
+	a := apply(t, db, testEnvelope(t, 1), req(t, "slot.inf", 1), req(t, "slot.book", 1))
+	if r := a.Results[0]; r.Status != batch.StatusFailed || r.Reason != ReasonApplyFailed || r.Rows != nil {
+		t.Fatalf("unencodable read: %+v, want failed %s", r, ReasonApplyFailed)
+	}
+	if r := a.Results[1]; r.Status != batch.StatusDone || r.RowsAffected != 1 {
+		t.Fatalf("booking beside it: %+v, want done", r)
+	}
+	if n := countRows(t, db); n != 1 {
+		t.Fatalf("%d appointments, want 1", n)
+	}
 }
