@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -163,27 +164,50 @@ func TestIntake_Idempotency(t *testing.T) {
 }
 
 func TestIntake_StopRefusesAndFlushes(t *testing.T) {
-	s := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
-	in := NewIntake(s, IntakeConfig{Delay: 50 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	res := make(chan error, 1)
-	go func() {
-		_, err := in.Submit(context.Background(), Request{Client: "c", Operation: "op"})
-		res <- err
-	}()
-	// Give the submission time to queue, then stop while it lingers.
-	time.Sleep(10 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	path := filepath.Join(t.TempDir(), "spool.db")
+	s := openSpool(t, path)
+	// A submission is waiting when Run sees its context end. Run's select
+	// then has both the wake-up and ctx.Done ready and picks one at
+	// random; only the final flush commits the submission when it picks
+	// ctx.Done. Twenty rounds miss a missing flush with odds of 2^-20.
+	for round := range 20 {
+		in := NewIntake(s, IntakeConfig{})
+		res := make(chan error, 1)
+		go func() {
+			_, err := in.Submit(context.Background(), Request{Client: "c", Operation: "op"})
+			res <- err
+		}()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			in.mu.Lock()
+			n := len(in.pending)
+			in.mu.Unlock()
+			if n == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("submission never queued")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := in.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Fatalf("round %d: pending submission: %v, want it committed by the final flush", round, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: pending submission never answered after Run returned", round)
+		}
+		if _, err := in.Submit(context.Background(), Request{Client: "c", Operation: "op"}); !errors.Is(err, ErrClosed) {
+			t.Fatalf("submit after stop: %v, want ErrClosed", err)
+		}
 	}
-	if err := <-res; err != nil {
-		t.Fatalf("pending submission: %v, want it committed by the final flush", err)
-	}
-	if _, err := in.Submit(context.Background(), Request{Client: "c", Operation: "op"}); !errors.Is(err, ErrClosed) {
-		t.Fatalf("submit after stop: %v, want ErrClosed", err)
+	if n := countRows(t, path, "SELECT count(*) FROM requests"); n != 20 {
+		t.Fatalf("%d requests stored, want 20", n)
 	}
 }
 
@@ -333,6 +357,11 @@ func TestSpool_ApplyResults(t *testing.T) {
 	}
 	if got.Stale != 1 || got.Acked != 1 || len(got.NoResult) != 1 || got.NoResult[0] != ids[2] {
 		t.Fatalf("second apply %+v", got)
+	}
+	// Final lists the requests that became final, so long polls on them
+	// wake: the no-result failure included.
+	if !slices.Contains(got.Final, ids[2]) {
+		t.Fatalf("second apply: Final %v lacks the no-result request %s", got.Final, ids[2])
 	}
 	want := []struct {
 		status, reason, result string
