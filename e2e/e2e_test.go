@@ -296,7 +296,7 @@ func (d *deployment) submitNoFatal(op string, params map[string]any) *status {
 
 // doNoFatal is do for use from worker goroutines: it reports failures in
 // status.err instead of failing the test.
-func (d *deployment) doNoFatal(method, path string, body []byte) *status {
+func (d *deployment) doNoFatal(method, path string, body []byte, header ...string) *status {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -306,6 +306,9 @@ func (d *deployment) doNoFatal(method, path string, body []byte) *status {
 		return &status{err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+d.token)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return &status{err: err}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -104,7 +105,10 @@ const effectsOp = `
 // TestCrashRecovery_ExactlyOnce SIGKILLs the intranet agent while requests
 // are flowing, restarts it, and checks that every accepted request reaches
 // a final state and that each took effect on the replica exactly once.
-func TestCrashRecovery_ExactlyOnce(t *testing.T) {
+// effectsDeployment is a deployment whose policies also allow e2e.effect,
+// with its table on the replica.
+func effectsDeployment(t *testing.T) *deployment {
+	t.Helper()
 	d := newDeployment(t)
 	for _, zone := range []string{"dmz", "intranet"} {
 		p := filepath.Join(d.dir, zone, "policy.yaml")
@@ -121,6 +125,11 @@ func TestCrashRecovery_ExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
+	return d
+}
+
+func TestCrashRecovery_ExactlyOnce(t *testing.T) {
+	d := effectsDeployment(t)
 
 	in := d.start(t, "intranet-agent")
 	dz := d.start(t, "dmz-agent")
@@ -192,4 +201,78 @@ func waitFor(t testing.TB, within time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestCrashRecovery_DMZKilled SIGKILLs the DMZ agent while clients are
+// submitting, as a power cut would. Clients do what docs/api.md tells
+// them: each request carries an Idempotency-Key and is retried until it
+// gets its 202. Every request must end done, and take effect exactly once,
+// whether its 202 was lost in the crash or not.
+func TestCrashRecovery_DMZKilled(t *testing.T) {
+	d := effectsDeployment(t)
+	in := d.start(t, "intranet-agent")
+	dz := d.start(t, "dmz-agent")
+	d.waitReady(t, dz)
+
+	const total = 600
+	ids := make([]string, total)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []string
+	work := make(chan int)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				tag := fmt.Sprintf("req-%d", i)
+				body, _ := json.Marshal(map[string]any{"operation": "e2e.effect", "params": map[string]any{"tag": tag}})
+				deadline := time.Now().Add(time.Minute)
+				for {
+					st := d.doNoFatal(http.MethodPost, "/v1/requests", body, "Idempotency-Key", tag)
+					if st.err == nil && st.code == http.StatusAccepted {
+						ids[i] = st.ID
+						break
+					}
+					if time.Now().After(deadline) {
+						mu.Lock()
+						errs = append(errs, fmt.Sprintf("request %d: %v HTTP %d", i, st.err, st.code))
+						mu.Unlock()
+						break
+					}
+					time.Sleep(20 * time.Millisecond) // the agent is restarting
+				}
+			}
+		}()
+	}
+	db := d.replica(t)
+	for i := 0; i < total; i++ {
+		work <- i
+		if i == total/3 {
+			waitFor(t, 30*time.Second, func() bool {
+				return count(t, db, "SELECT count(*) FROM e2e_effects") > 0
+			})
+			dz.kill(t)
+			dz = d.start(t, "dmz-agent")
+		}
+	}
+	close(work)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d submissions never accepted: %s", len(errs), strings.Join(errs[:min(5, len(errs))], "; "))
+	}
+	for i, id := range ids {
+		st := d.wait(t, id, 2*time.Minute)
+		if st.Status != "done" || st.RowsAffected == nil || *st.RowsAffected != 1 {
+			t.Fatalf("request %d (%s): %s %s, rows_affected %v; want done, 1", i, id, st.Status, st.Reason, st.RowsAffected)
+		}
+	}
+	if n := count(t, db, "SELECT count(DISTINCT tag) FROM e2e_effects"); n != total {
+		t.Errorf("%d requests took effect, want all %d", n, total)
+	}
+	if n := count(t, db, "SELECT count(*) FROM (SELECT tag FROM e2e_effects GROUP BY tag HAVING count(*) > 1)"); n != 0 {
+		t.Errorf("%d requests took effect more than once", n)
+	}
+	dz.stop(t)
+	in.stop(t)
 }
