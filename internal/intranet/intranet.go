@@ -140,19 +140,9 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	zone, err := keys.LoadZone(cfg.Keys)
+	zone, peer, err := keys.LoadAgent(cfg.Keys, cfg.Zone, cfg.Peer)
 	if err != nil {
-		return nil, fmt.Errorf("load zone keys: %w", err)
-	}
-	if zone.Name != cfg.Zone {
-		return nil, fmt.Errorf("key directory %s holds the keys of zone %q, but the config says zone %q", cfg.Keys, zone.Name, cfg.Zone)
-	}
-	peer, err := keys.LoadPeer(cfg.Keys)
-	if err != nil {
-		return nil, fmt.Errorf("load peer keys: %w", err)
-	}
-	if peer.Name != cfg.Peer {
-		return nil, fmt.Errorf("key directory %s holds peer keys of zone %q, but the config says peer %q", cfg.Keys, peer.Name, cfg.Peer)
+		return nil, err
 	}
 	pol, err := policy.Load(cfg.Policy)
 	if err != nil {

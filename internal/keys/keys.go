@@ -255,6 +255,27 @@ func LoadZone(dir string) (*Zone, error) {
 	return z, nil
 }
 
+// LoadAgent reads an agent's keys from dir: its own zone's keys, which
+// must be zone's, and the peer's public keys, which must be peer's. Both
+// agents start with it.
+func LoadAgent(dir, zone, peer string) (*Zone, *Peer, error) {
+	z, err := LoadZone(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load zone keys: %w", err)
+	}
+	if z.Name != zone {
+		return nil, nil, fmt.Errorf("key directory %s holds the keys of zone %q, but the config says zone %q", dir, z.Name, zone)
+	}
+	p, err := LoadPeer(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load peer keys: %w", err)
+	}
+	if p.Name != peer {
+		return nil, nil, fmt.Errorf("key directory %s holds peer keys of zone %q, but the config says peer %q", dir, p.Name, peer)
+	}
+	return z, p, nil
+}
+
 // LoadPeer reads the peer zone's public keys from dir.
 func LoadPeer(dir string) (*Peer, error) {
 	return LoadPublic(filepath.Join(dir, PeerSignPubFile), filepath.Join(dir, PeerAgePubFile))

@@ -126,6 +126,32 @@ func TestLoadPeer(t *testing.T) {
 	}
 }
 
+func TestLoadAgent(t *testing.T) {
+	dir, _ := writeZone(t, "dmz")
+	_, peer := writeZone(t, "intranet")
+	if err := WritePeer(dir, peer.Public()); err != nil {
+		t.Fatal(err)
+	}
+	z, p, err := LoadAgent(dir, "dmz", "intranet")
+	if err != nil || z.Name != "dmz" || p.Name != "intranet" {
+		t.Fatalf("LoadAgent: %v", err)
+	}
+	for _, tc := range []struct{ zone, peer, want string }{
+		{"intranet", "intranet", `the config says zone "intranet"`},
+		{"dmz", "other", `the config says peer "other"`},
+	} {
+		if _, _, err := LoadAgent(dir, tc.zone, tc.peer); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("LoadAgent(%s, %s): %v, want an error containing %q", tc.zone, tc.peer, err, tc.want)
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, SignKeyFile), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadAgent(dir, "dmz", "intranet"); err == nil || !strings.Contains(err.Error(), SignKeyFile) {
+		t.Errorf("loose key: %v, want an error naming %s", err, SignKeyFile)
+	}
+}
+
 func TestGenerate_ZoneNames(t *testing.T) {
 	for _, name := range []string{"", "DMZ", "dmz zone", "dmz+1", "1dmz", strings.Repeat("a", 33)} {
 		if _, err := Generate(name); err == nil {
