@@ -43,6 +43,30 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// FieldError returns an *Error for the value at path below root (see
+// Line), naming its line and its field as a dotted path with sequence
+// indexes in brackets ("clients[1].name"). Callers use it for values that
+// decode but fail their own validation.
+func FieldError(file string, root *yaml.Node, msg string, path ...string) *Error {
+	var field strings.Builder
+	for i, p := range path {
+		switch {
+		case i == 0:
+			field.WriteString(p)
+		case isIndex(p):
+			field.WriteString("[" + p + "]")
+		default:
+			field.WriteString("." + p)
+		}
+	}
+	return &Error{File: file, Line: Line(root, path...), Field: field.String(), Msg: msg}
+}
+
+func isIndex(p string) bool {
+	_, err := strconv.Atoi(p)
+	return err == nil
+}
+
 // ReadFile reads a config file, refusing files over MaxFileSize.
 func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)

@@ -89,3 +89,15 @@ func TestResolve(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+func TestFieldError(t *testing.T) {
+	var s sample
+	root, err := Decode("cfg.yaml", []byte("zone: dmz\nclients:\n  - name: a\n  - name: b\n"), &s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := FieldError("cfg.yaml", root, "bad name", "clients", "1", "name")
+	if e.Field != "clients[1].name" || e.Line != 4 || e.Error() != "cfg.yaml:4: clients[1].name: bad name" {
+		t.Fatalf("got %q (field %q, line %d)", e, e.Field, e.Line)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/keys"
+	"github.com/ferrybridge/ferry/internal/medium"
 )
 
 // Defaults for a Config.
@@ -30,7 +31,7 @@ const (
 	// ResultsChannel is the channel name of result envelopes.
 	ResultsChannel = "results"
 	// MediumDir is the only medium type so far: a directory.
-	MediumDir = "dir"
+	MediumDir = medium.TypeDir
 )
 
 // Config is the DMZ agent's configuration file.
@@ -77,11 +78,7 @@ type Config struct {
 }
 
 // MediumConfig says where envelopes are written to or read from.
-type MediumConfig struct {
-	Type   string          `yaml:"type"`
-	Dir    string          `yaml:"dir"`
-	Rescan config.Duration `yaml:"rescan"` // receive only; 0 means the medium's default
-}
+type MediumConfig = medium.Config
 
 // BatchConfig bounds request envelopes: at most MaxRequests requests, and
 // no request waits longer than MaxDelay for others to join it.
@@ -151,18 +148,7 @@ func (c *Config) Validate() error {
 		if file == "" {
 			file = "dmz config"
 		}
-		var field strings.Builder
-		for i, p := range path {
-			switch {
-			case i == 0:
-				field.WriteString(p)
-			case isIndex(p):
-				field.WriteString("[" + p + "]")
-			default:
-				field.WriteString("." + p)
-			}
-		}
-		return &config.Error{File: file, Line: config.Line(c.root, path...), Field: field.String(), Msg: msg}
+		return config.FieldError(file, c.root, msg, path...)
 	}
 	switch {
 	case !keys.ValidZoneName(c.Zone):
@@ -199,20 +185,11 @@ func (c *Config) Validate() error {
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		return fail(fmt.Sprintf("invalid address %q: want host:port", c.Listen), "listen")
 	}
-	for _, m := range []struct {
-		name string
-		cfg  MediumConfig
-	}{{"send", c.Send}, {"receive", c.Receive}} {
-		switch {
-		case m.cfg.Type != MediumDir:
-			return fail(fmt.Sprintf("unknown medium type %q: want %q", m.cfg.Type, MediumDir), m.name, "type")
-		case m.cfg.Dir == "":
-			return fail("required: the medium's directory", m.name, "dir")
-		case m.cfg.Rescan < 0:
-			return fail("must not be negative", m.name, "rescan")
-		case m.name == "send" && m.cfg.Rescan != 0:
-			return fail("only a receiving medium is rescanned", m.name, "rescan")
-		}
+	if msg, key := c.Send.Check(true); msg != "" {
+		return fail(msg, "send", key)
+	}
+	if msg, key := c.Receive.Check(false); msg != "" {
+		return fail(msg, "receive", key)
 	}
 	if c.Receive.Dir == c.Send.Dir {
 		return fail("must differ from send.dir: each direction has its own medium", "receive", "dir")
@@ -242,11 +219,6 @@ func (c *Config) Validate() error {
 		names[cl.Name], hashes[cl.TokenSHA256] = true, true
 	}
 	return nil
-}
-
-func isIndex(p string) bool {
-	_, err := strconv.Atoi(p)
-	return err == nil
 }
 
 func validTokenHash(s string) bool {

@@ -9,6 +9,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/keys"
+	"github.com/ferrybridge/ferry/internal/medium"
 )
 
 // Defaults for a Config.
@@ -20,7 +21,7 @@ const (
 	// ResultsChannel is the channel name of result envelopes.
 	ResultsChannel = "results"
 	// MediumDir is the only medium type so far: a directory.
-	MediumDir = "dir"
+	MediumDir = medium.TypeDir
 )
 
 // Config is the intranet agent's configuration file.
@@ -58,11 +59,7 @@ type Config struct {
 }
 
 // MediumConfig says where envelopes are read from or written to.
-type MediumConfig struct {
-	Type   string          `yaml:"type"`
-	Dir    string          `yaml:"dir"`
-	Rescan config.Duration `yaml:"rescan"` // receive only; 0 means the medium's default
-}
+type MediumConfig = medium.Config
 
 // BatchConfig bounds result envelopes: at most MaxResults results, and no
 // result waits longer than MaxDelay for others to join it.
@@ -116,18 +113,11 @@ func LoadConfig(path string) (*Config, error) {
 // first problem found.
 func (c *Config) Validate() error {
 	fail := func(msg string, path ...string) error {
-		field := ""
-		for i, p := range path {
-			if i > 0 {
-				field += "."
-			}
-			field += p
-		}
 		file := c.file
 		if file == "" {
 			file = "intranet config"
 		}
-		return &config.Error{File: file, Line: config.Line(c.root, path...), Field: field, Msg: msg}
+		return config.FieldError(file, c.root, msg, path...)
 	}
 	switch {
 	case !keys.ValidZoneName(c.Zone):
@@ -155,20 +145,11 @@ func (c *Config) Validate() error {
 	case c.DrainTimeout < 0:
 		return fail("must not be negative", "drain_timeout")
 	}
-	for _, m := range []struct {
-		name string
-		cfg  MediumConfig
-	}{{"receive", c.Receive}, {"send", c.Send}} {
-		switch {
-		case m.cfg.Type != MediumDir:
-			return fail(fmt.Sprintf("unknown medium type %q: want %q", m.cfg.Type, MediumDir), m.name, "type")
-		case m.cfg.Dir == "":
-			return fail("required: the medium's directory", m.name, "dir")
-		case m.cfg.Rescan < 0:
-			return fail("must not be negative", m.name, "rescan")
-		case m.name == "send" && m.cfg.Rescan != 0:
-			return fail("only a receiving medium is rescanned", m.name, "rescan")
-		}
+	if msg, key := c.Receive.Check(false); msg != "" {
+		return fail(msg, "receive", key)
+	}
+	if msg, key := c.Send.Check(true); msg != "" {
+		return fail(msg, "send", key)
 	}
 	if c.Receive.Dir == c.Send.Dir {
 		return fail("must differ from receive.dir: each direction has its own medium", "send", "dir")
