@@ -130,13 +130,30 @@ func effectsDeployment(t *testing.T) *deployment {
 
 func TestCrashRecovery_ExactlyOnce(t *testing.T) {
 	d := effectsDeployment(t)
-
 	in := d.start(t, "intranet-agent")
 	dz := d.start(t, "dmz-agent")
 	d.waitReady(t, dz)
 
-	const total = 600
-	ids := make([]string, total)
+	// Kill the intranet agent once some envelopes have been applied; the
+	// DMZ keeps accepting, and the intranet is restarted afterwards.
+	ids := submitEffects(t, d, 0, func() { in.kill(t) })
+	in = d.start(t, "intranet-agent")
+	checkEffects(t, d, ids)
+	dz.stop(t)
+	in.stop(t)
+}
+
+// effectsTotal is the number of e2e.effect requests a crash test sends.
+const effectsTotal = 600
+
+// submitEffects submits effectsTotal e2e.effect requests, tagged req-N,
+// from 16 clients, each with its tag as Idempotency-Key. Once a third are
+// handed out and some effect is on the replica, it calls crash. A request
+// that is not accepted is retried for up to retry (a client riding out a
+// restart), then fails the test. It returns the accepted ids, in order.
+func submitEffects(t *testing.T, d *deployment, retry time.Duration, crash func()) []string {
+	t.Helper()
+	ids := make([]string, effectsTotal)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []string
@@ -146,50 +163,64 @@ func TestCrashRecovery_ExactlyOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				st := d.submitNoFatal("e2e.effect", map[string]any{"tag": fmt.Sprintf("req-%d", i)})
-				if st.err != nil || st.code != http.StatusAccepted {
-					mu.Lock()
-					errs = append(errs, fmt.Sprintf("request %d: %v HTTP %d", i, st.err, st.code))
-					mu.Unlock()
-					continue
+				tag := fmt.Sprintf("req-%d", i)
+				body, _ := json.Marshal(map[string]any{"operation": "e2e.effect", "params": map[string]any{"tag": tag}})
+				deadline := time.Now().Add(retry)
+				for {
+					st := d.doNoFatal(http.MethodPost, "/v1/requests", body, "Idempotency-Key", tag)
+					if st.err == nil && st.code == http.StatusAccepted {
+						ids[i] = st.ID
+						break
+					}
+					if !time.Now().Before(deadline) {
+						mu.Lock()
+						errs = append(errs, fmt.Sprintf("request %d: %v HTTP %d", i, st.err, st.code))
+						mu.Unlock()
+						break
+					}
+					time.Sleep(20 * time.Millisecond) // the agent is restarting
 				}
-				ids[i] = st.ID
 			}
 		}()
 	}
 	db := d.replica(t)
-	killed := false
-	for i := 0; i < total; i++ {
+	for i := 0; i < effectsTotal; i++ {
 		work <- i
-		if i == total/3 && !killed {
-			// Kill the intranet agent once some envelopes have been applied.
+		if i == effectsTotal/3 {
 			waitFor(t, 30*time.Second, func() bool {
 				return count(t, db, "SELECT count(*) FROM e2e_effects") > 0
 			})
-			in.kill(t)
-			killed = true
+			crash()
 		}
 	}
 	close(work)
 	wg.Wait()
 	if len(errs) > 0 {
-		t.Fatalf("%d submissions failed: %s", len(errs), strings.Join(errs[:min(5, len(errs))], "; "))
+		t.Fatalf("%d submissions not accepted: %s", len(errs), strings.Join(errs[:min(5, len(errs))], "; "))
 	}
-	in = d.start(t, "intranet-agent")
+	return ids
+}
+
+// checkEffects waits for every request to end and checks that each is
+// done with one row written, and that each took effect exactly once.
+func checkEffects(t *testing.T, d *deployment, ids []string) {
+	t.Helper()
 	for i, id := range ids {
 		st := d.wait(t, id, 2*time.Minute)
 		if st.Status != "done" || st.RowsAffected == nil || *st.RowsAffected != 1 {
 			t.Fatalf("request %d (%s): %s %s, rows_affected %v; want done, 1", i, id, st.Status, st.Reason, st.RowsAffected)
 		}
 	}
-	if n := count(t, db, "SELECT count(*) FROM e2e_effects"); n != total {
-		t.Errorf("%d effects on the replica, want exactly %d", n, total)
+	db := d.replica(t)
+	if n := count(t, db, "SELECT count(*) FROM e2e_effects"); n != len(ids) {
+		t.Errorf("%d effects on the replica, want exactly %d", n, len(ids))
+	}
+	if n := count(t, db, "SELECT count(DISTINCT tag) FROM e2e_effects"); n != len(ids) {
+		t.Errorf("%d requests took effect, want all %d", n, len(ids))
 	}
 	if n := count(t, db, "SELECT count(*) FROM (SELECT tag FROM e2e_effects GROUP BY tag HAVING count(*) > 1)"); n != 0 {
 		t.Errorf("%d requests took effect more than once", n)
 	}
-	dz.stop(t)
-	in.stop(t)
 }
 
 func waitFor(t testing.TB, within time.Duration, cond func() bool) {
@@ -214,65 +245,11 @@ func TestCrashRecovery_DMZKilled(t *testing.T) {
 	dz := d.start(t, "dmz-agent")
 	d.waitReady(t, dz)
 
-	const total = 600
-	ids := make([]string, total)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []string
-	work := make(chan int)
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				tag := fmt.Sprintf("req-%d", i)
-				body, _ := json.Marshal(map[string]any{"operation": "e2e.effect", "params": map[string]any{"tag": tag}})
-				deadline := time.Now().Add(time.Minute)
-				for {
-					st := d.doNoFatal(http.MethodPost, "/v1/requests", body, "Idempotency-Key", tag)
-					if st.err == nil && st.code == http.StatusAccepted {
-						ids[i] = st.ID
-						break
-					}
-					if time.Now().After(deadline) {
-						mu.Lock()
-						errs = append(errs, fmt.Sprintf("request %d: %v HTTP %d", i, st.err, st.code))
-						mu.Unlock()
-						break
-					}
-					time.Sleep(20 * time.Millisecond) // the agent is restarting
-				}
-			}
-		}()
-	}
-	db := d.replica(t)
-	for i := 0; i < total; i++ {
-		work <- i
-		if i == total/3 {
-			waitFor(t, 30*time.Second, func() bool {
-				return count(t, db, "SELECT count(*) FROM e2e_effects") > 0
-			})
-			dz.kill(t)
-			dz = d.start(t, "dmz-agent")
-		}
-	}
-	close(work)
-	wg.Wait()
-	if len(errs) > 0 {
-		t.Fatalf("%d submissions never accepted: %s", len(errs), strings.Join(errs[:min(5, len(errs))], "; "))
-	}
-	for i, id := range ids {
-		st := d.wait(t, id, 2*time.Minute)
-		if st.Status != "done" || st.RowsAffected == nil || *st.RowsAffected != 1 {
-			t.Fatalf("request %d (%s): %s %s, rows_affected %v; want done, 1", i, id, st.Status, st.Reason, st.RowsAffected)
-		}
-	}
-	if n := count(t, db, "SELECT count(DISTINCT tag) FROM e2e_effects"); n != total {
-		t.Errorf("%d requests took effect, want all %d", n, total)
-	}
-	if n := count(t, db, "SELECT count(*) FROM (SELECT tag FROM e2e_effects GROUP BY tag HAVING count(*) > 1)"); n != 0 {
-		t.Errorf("%d requests took effect more than once", n)
-	}
+	ids := submitEffects(t, d, time.Minute, func() {
+		dz.kill(t)
+		dz = d.start(t, "dmz-agent")
+	})
+	checkEffects(t, d, ids)
 	dz.stop(t)
 	in.stop(t)
 }
