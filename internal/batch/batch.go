@@ -4,8 +4,16 @@
 //
 // Bodies arrive from the other zone. A request batch comes from the DMZ,
 // which is assumed compromisable, so [DecodeRequests] is strict: unknown
-// fields, duplicate request ids, malformed ids and oversized values are
-// errors, never panics.
+// fields, duplicate request ids, malformed ids, malformed subjects and
+// oversized values are errors, never panics.
+//
+// # Subject
+//
+// A request may carry a subject: the citizen identity (a resident ID
+// number) that the calling platform authenticated and asserted. This
+// package checks only its shape ([ValidSubject]); whether the client may
+// assert a subject, and whether it is a valid ID number, is the intranet
+// policy's decision. The subject is personal data: never log it.
 package batch
 
 import (
@@ -25,6 +33,7 @@ const (
 	MaxParamsBytes = 8 << 10 // JSON parameters of one request
 	MaxOpName      = 128
 	MaxClientName  = 64
+	MaxSubject     = 64 // bytes of a request's subject
 )
 
 // Request statuses as the DMZ reports them to clients, and result statuses.
@@ -44,6 +53,9 @@ type Request struct {
 	Operation string          `json:"operation"`
 	Params    json.RawMessage `json:"params"`
 	Received  time.Time       `json:"received"`
+	// Subject is the citizen identity the client asserted, or empty for
+	// none; when set it satisfies ValidSubject. Personal data: never log.
+	Subject string `json:"subject,omitempty"`
 }
 
 // Requests is the body of a requests envelope.
@@ -76,6 +88,22 @@ func ValidID(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidSubject reports whether s has the shape of a request's subject: 1
+// to MaxSubject bytes of printable ASCII without spaces (0x21 to 0x7e). It
+// does not check that s is a resident ID number; the intranet's policy
+// does. The empty string is not a subject (it means none).
+func ValidSubject(s string) bool {
+	if len(s) == 0 || len(s) > MaxSubject {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e {
 			return false
 		}
 	}
@@ -128,6 +156,9 @@ func DecodeRequests(data []byte) (*Requests, error) {
 			return nil, fmt.Errorf("requests batch: request %s: client name too long", r.ID)
 		case len(r.Params) > MaxParamsBytes:
 			return nil, fmt.Errorf("requests batch: request %s: parameters larger than %d bytes", r.ID, MaxParamsBytes)
+		case r.Subject != "" && !ValidSubject(r.Subject):
+			// The value is personal data: the error does not quote it.
+			return nil, fmt.Errorf("requests batch: request %s: invalid subject", r.ID)
 		}
 		seen[r.ID] = true
 	}

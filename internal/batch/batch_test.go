@@ -26,6 +26,20 @@ func TestDecodeRequests(t *testing.T) {
 		{"trailing", `{"requests":[]} {}`, "trailing"},
 		{"not json", `{"requests":`, "unexpected EOF"},
 		{"big params", `{"requests":[{"id":"` + id1 + `","operation":"a","params":{"x":"` + strings.Repeat("a", MaxParamsBytes) + `"}}]}`, "parameters larger"},
+		{"subject", withSubject(`"11010119900307001X"`), ""},
+		{"subject empty is none", withSubject(`""`), ""},
+		{"subject null is none", withSubject(`null`), ""},
+		{"subject escaped ascii", withSubject(`"\u0041B"`), ""},
+		{"subject at limit", withSubject(`"` + strings.Repeat("9", MaxSubject) + `"`), ""},
+		{"subject too long", withSubject(`"` + strings.Repeat("9", MaxSubject+1) + `"`), "invalid subject"},
+		{"subject with space", withSubject(`"1101 0119"`), "invalid subject"},
+		{"subject with tab", withSubject(`"1101\t0119"`), "invalid subject"},
+		{"subject with NUL", withSubject(`"1101\u00000119"`), "invalid subject"},
+		{"subject with DEL", withSubject(`"1101\u007f"`), "invalid subject"},
+		{"subject full-width digits", withSubject(`"１１０１"`), "invalid subject"},
+		{"subject invalid UTF-8", withSubject("\"11\xff01\""), "invalid subject"},
+		{"subject a number", withSubject(`110101`), "cannot unmarshal number"},
+		{"subject an object", withSubject(`{}`), "cannot unmarshal object"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeRequests([]byte(tc.body))
@@ -39,6 +53,53 @@ func TestDecodeRequests(t *testing.T) {
 				t.Fatalf("got %v, want error containing %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// withSubject returns a one-request batch whose subject is the JSON value v.
+func withSubject(v string) string {
+	return `{"requests":[{"id":"` + id1 + `","client":"portal","operation":"licence.status","params":{},"received":"2026-11-23T00:00:00Z","subject":` + v + `}]}`
+}
+
+func TestDecodeRequests_subjectValue(t *testing.T) {
+	b, err := DecodeRequests([]byte(withSubject(`"11010119900307001X"`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Requests[0].Subject; got != "11010119900307001X" {
+		t.Fatalf("subject %q", got)
+	}
+	// Without a subject the field is left out of the encoding, so batches
+	// without subjects encode as before.
+	enc, err := Encode(Requests{Requests: []Request{{ID: id1, Operation: "a", Params: json.RawMessage(`{}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(enc), "subject") {
+		t.Fatalf("empty subject encoded: %s", enc)
+	}
+}
+
+func TestValidSubject(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"11010119900307001X", true},
+		{"!~", true},
+		{strings.Repeat("a", MaxSubject), true},
+		{"", false},
+		{strings.Repeat("a", MaxSubject+1), false},
+		{"a b", false},
+		{"a\x00", false},
+		{"a\n", false},
+		{"a\x7f", false},
+		{"a\x80", false},
+		{"１１０", false},
+	} {
+		if got := ValidSubject(tc.s); got != tc.want {
+			t.Errorf("ValidSubject(%q) = %v, want %v", tc.s, got, tc.want)
+		}
 	}
 }
 
@@ -82,18 +143,32 @@ func FuzzDecodeRequests(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	for _, v := range []string{`"11010119900307001X"`, `""`, `"a b"`, `"` + strings.Repeat("9", MaxSubject+1) + `"`, `"\u0000"`, `7`} {
+		f.Add([]byte(withSubject(v)))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeRequests(data)
 		if err != nil {
 			return
 		}
 		// What decodes must re-encode and decode to the same batch.
+		for _, r := range b.Requests {
+			if r.Subject != "" && !ValidSubject(r.Subject) {
+				t.Fatalf("request %s: decoded an invalid subject", r.ID)
+			}
+		}
 		enc, err := json.Marshal(b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := DecodeRequests(enc); err != nil {
+		again, err := DecodeRequests(enc)
+		if err != nil {
 			t.Fatalf("re-encoded batch does not decode: %v", err)
+		}
+		for i := range b.Requests {
+			if again.Requests[i].Subject != b.Requests[i].Subject {
+				t.Fatalf("request %d: subject changed in a round trip", i)
+			}
 		}
 	})
 }

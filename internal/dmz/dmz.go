@@ -19,6 +19,15 @@
 //	receiver   the result medium's Receiver, claiming files into the inbox
 //	ingester   opens each claimed result envelope and applies it
 //
+// # Subject
+//
+// A POST may carry a subject, the citizen identity the calling platform
+// authenticated. The API checks only its shape (batch.ValidSubject,
+// bad_subject otherwise), the spool stores it with the request and covers
+// it by the idempotency check, and the batcher puts it into the request
+// envelope, where the intranet's policy decides what it allows. It is
+// personal data: no log line, error answer or status answer contains it.
+//
 // # Bad files
 //
 // A result file that cannot be read, opened (envelope.Reason: bad

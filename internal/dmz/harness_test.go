@@ -112,13 +112,19 @@ clients:
 // result.
 func startEnv(t testing.TB) *env {
 	t.Helper()
+	return startEnvLogger(t, testLogger(t))
+}
+
+// startEnvLogger is startEnv with the agent logging to log.
+func startEnvLogger(t testing.TB, log *slog.Logger) *env {
+	t.Helper()
 	dir := t.TempDir()
 	path, dz, in := writeDeployment(t, dir, "")
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(cfg, testLogger(t))
+	a, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

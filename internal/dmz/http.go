@@ -37,6 +37,7 @@ const (
 	ReasonBadJSON             = "bad_body"
 	ReasonParamsTooLarge      = "params_too_large"
 	ReasonBadIdempotencyKey   = "bad_idempotency_key"
+	ReasonBadSubject          = "bad_subject"
 	ReasonIdempotencyConflict = "idempotency_conflict"
 	ReasonMissingToken        = "missing_token"
 	ReasonInvalidToken        = "invalid_token"
@@ -127,6 +128,9 @@ func (a *Agent) authenticate(w http.ResponseWriter, r *http.Request) *client {
 type submitBody struct {
 	Operation string          `json:"operation"`
 	Params    json.RawMessage `json:"params"`
+	// Subject stays raw so that a value of the wrong type is refused as
+	// bad_subject rather than bad_body; see parseSubject.
+	Subject json.RawMessage `json:"subject"`
 }
 
 // submitReply is the JSON of a 202 answer.
@@ -165,6 +169,12 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, ReasonBadJSON, msg, param)
 		return
 	}
+	subject, ok := parseSubject(body.Subject)
+	if !ok {
+		// The message never quotes the value: it is personal data.
+		writeError(w, http.StatusBadRequest, ReasonBadSubject, msgBadSubject, "subject")
+		return
+	}
 	var params bytes.Buffer
 	if err := json.Compact(&params, body.Params); err != nil {
 		writeError(w, http.StatusBadRequest, ReasonBadJSON, "params is not valid JSON", "params")
@@ -198,11 +208,17 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		IdempotencyKey: key,
 		Operation:      body.Operation,
 		Params:         params.Bytes(),
+		Subject:        subject,
 	})
 	switch {
 	case errors.Is(err, queue.ErrIdempotencyConflict):
 		writeError(w, http.StatusConflict, ReasonIdempotencyConflict,
-			"this Idempotency-Key was already used with a different operation or params", "")
+			"this Idempotency-Key was already used with a different operation, params or subject", "")
+		return
+	case errors.Is(err, queue.ErrBadSubject):
+		// parseSubject and the spool apply the same rule; kept so that a
+		// divergence answers 400, not 503.
+		writeError(w, http.StatusBadRequest, ReasonBadSubject, msgBadSubject, "subject")
 		return
 	case errors.Is(err, queue.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, ReasonShuttingDown, "the agent is not accepting requests", "")
@@ -252,6 +268,31 @@ func decodeSubmit(data []byte, v *submitBody) (string, string) {
 		return "params must be a JSON object", "params"
 	}
 	return "", ""
+}
+
+// msgBadSubject is the message of a bad_subject answer.
+const msgBadSubject = "subject must be a string of 1 to 64 printable ASCII characters without spaces"
+
+// parseSubject returns the subject of a POST body's raw "subject" value:
+// "" when the field is absent or the empty string, the string when it
+// satisfies batch.ValidSubject, and false for anything else (another JSON
+// type, null included, or a string of the wrong shape).
+func parseSubject(raw json.RawMessage) (string, bool) {
+	if raw == nil {
+		return "", true
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	if s == "" {
+		return "", true
+	}
+	return s, batch.ValidSubject(s)
 }
 
 // statusReply is the JSON of GET /v1/requests/{id}.

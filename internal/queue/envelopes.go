@@ -206,7 +206,7 @@ func (s *Spool) Expire(ctx context.Context, now time.Time) ([]string, error) {
 	}
 	defer tx.Rollback()
 	rows, err := tx.QueryContext(ctx, `UPDATE requests SET status = 'expired', reason = ?, message = ?,
-		params = NULL, updated = ?
+		params = NULL, subject = '', updated = ?
 		WHERE status IN ('queued', 'sent') AND envelope_id IN
 			(SELECT id FROM envelopes WHERE state IN ('sealed', 'published') AND expires <= ?)
 		RETURNING id`,
@@ -287,7 +287,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
 	upd, err := tx.PrepareContext(ctx, `UPDATE requests SET status = ?, result = ?, rows_affected = ?,
-		reason = ?, message = ?, params = NULL, updated = ?
+		reason = ?, message = ?, params = NULL, subject = '', updated = ?
 		WHERE id = ? AND status IN ('queued', 'sent')`)
 	if err != nil {
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
@@ -341,7 +341,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		// The intranet acknowledges an envelope in the same envelope as the
 		// last of its results; a request still open here was never answered.
 		rows, err := tx.QueryContext(ctx, `UPDATE requests SET status = 'failed', reason = ?, message = ?,
-			params = NULL, updated = ? WHERE envelope_id = ? AND status IN ('queued', 'sent') RETURNING id`,
+			params = NULL, subject = '', updated = ? WHERE envelope_id = ? AND status IN ('queued', 'sent') RETURNING id`,
 			ReasonNoResult, "the intranet acknowledged the request without a result", ms(now), id)
 		if err != nil {
 			return nil, fmt.Errorf("apply results %s: ack %s: %w", env.ID, id, err)

@@ -113,21 +113,34 @@ func (in *Intake) Stats() IntakeStats {
 }
 
 // BodyHash is the hash an idempotency key is checked against: SHA-256 over
-// the operation, a zero byte and the parameters' JSON.
-func BodyHash(operation string, params []byte) []byte {
+// the operation, a zero byte and the parameters' JSON, followed, only when
+// subject is not empty, by a zero byte and the subject. Without a subject
+// it is the hash the spool stored before subjects existed, so keys of
+// requests stored by earlier versions still match their retries. Neither
+// JSON nor a valid subject contains a zero byte, so the two forms cannot
+// collide.
+func BodyHash(operation string, params []byte, subject string) []byte {
 	h := sha256.New()
 	h.Write([]byte(operation))
 	h.Write([]byte{0})
 	h.Write(params)
+	if subject != "" {
+		h.Write([]byte{0})
+		h.Write([]byte(subject))
+	}
 	return h.Sum(nil)
 }
 
 // Submit queues r for the next group commit and waits until the
 // transaction holding it has committed. It returns the request's id, or
-// ErrIdempotencyConflict, or ErrClosed once Run has stopped. If ctx ends
+// ErrBadSubject (at once, storing nothing), or ErrIdempotencyConflict, or
+// ErrClosed once Run has stopped. If ctx ends
 // first Submit returns ctx.Err(), and the request may or may not have been
 // stored (a client retries with the same idempotency key to find out).
 func (in *Intake) Submit(ctx context.Context, r Request) (Accepted, error) {
+	if r.Subject != "" && !batch.ValidSubject(r.Subject) {
+		return Accepted{}, ErrBadSubject
+	}
 	if r.ID == "" {
 		id, err := batch.NewID(rand.Reader)
 		if err != nil {
@@ -141,7 +154,7 @@ func (in *Intake) Submit(ctx context.Context, r Request) (Accepted, error) {
 	if len(r.Params) == 0 {
 		r.Params = []byte("{}")
 	}
-	sub := &submission{req: r, hash: BodyHash(r.Operation, r.Params), reply: make(chan submitResult, 1)}
+	sub := &submission{req: r, hash: BodyHash(r.Operation, r.Params, r.Subject), reply: make(chan submitResult, 1)}
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
@@ -248,8 +261,8 @@ func (in *Intake) insert(ctx context.Context, group []*submission) ([]submitResu
 	}
 	defer tx.Rollback()
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO requests
-		(id, client, idem_key, body_hash, operation, params, received, status, updated)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)`)
+		(id, client, idem_key, body_hash, operation, params, subject, received, status, updated)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)`)
 	if err != nil {
 		return nil, 0, fmt.Errorf("intake: prepare: %w", err)
 	}
@@ -284,7 +297,7 @@ func (in *Intake) insert(ctx context.Context, group []*submission) ([]submitResu
 				return nil, 0, fmt.Errorf("intake: idempotency lookup: %w", err)
 			}
 		}
-		if _, err := ins.ExecContext(ctx, r.ID, r.Client, key, sub.hash, r.Operation, []byte(r.Params), ms(r.Received), now); err != nil {
+		if _, err := ins.ExecContext(ctx, r.ID, r.Client, key, sub.hash, r.Operation, []byte(r.Params), r.Subject, ms(r.Received), now); err != nil {
 			return nil, 0, fmt.Errorf("intake: insert request: %w", err)
 		}
 		results[i] = submitResult{acc: Accepted{ID: r.ID, Status: batch.StatusQueued}}

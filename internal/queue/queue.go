@@ -24,9 +24,20 @@
 //
 // A request may carry an idempotency key, unique per client. A request
 // whose client and key are already in the spool is not inserted again: if
-// its operation and parameters are the same, Submit returns the stored
-// request (same id); if they differ, Submit fails with
-// [ErrIdempotencyConflict].
+// its operation, parameters and subject are the same, Submit returns the
+// stored request (same id); if they differ, Submit fails with
+// [ErrIdempotencyConflict]. The comparison is on [BodyHash], stored with
+// the request, so it still holds once the request is final and its
+// parameters and subject are gone, and for requests stored before the
+// subject existed (they hash as requests without a subject).
+//
+// # Subject
+//
+// A request may carry a subject, the citizen identity its client asserted
+// ([batch.ValidSubject] shape, checked by Submit). The spool stores it
+// with the request (migration 0002; older rows have none) and carries it
+// into the [batch.Request] the batcher seals; [Spool.Get] never returns
+// it.
 //
 // # Envelopes and the channel
 //
@@ -48,7 +59,7 @@
 // number, so a copy of it is recognised ([ErrDuplicate]) and an envelope
 // reusing its sequence number is refused ([ErrReplay]). A request reaches a
 // final status once; later results for it are ignored. Final requests lose
-// their parameters (personal data the spool no longer needs).
+// their parameters and subject (personal data the spool no longer needs).
 package queue
 
 import (
@@ -84,6 +95,9 @@ var (
 	// ErrIdempotencyConflict is returned by Submit when the client already
 	// used the idempotency key for a different operation or parameters.
 	ErrIdempotencyConflict = errors.New("queue: idempotency key already used with a different request")
+	// ErrBadSubject is returned by Submit for a request whose subject is
+	// neither empty nor of the batch.ValidSubject shape.
+	ErrBadSubject = errors.New("queue: invalid subject")
 	// ErrClosed is returned by Submit once the intake has stopped.
 	ErrClosed = errors.New("queue: intake stopped")
 	// ErrSeqConflict is returned by StoreSealed when the channel's next
@@ -169,9 +183,13 @@ type Request struct {
 	Operation      string
 	Params         json.RawMessage // a compact JSON object
 	Received       time.Time       // Submit fills it when zero
+	// Subject is the citizen identity the client asserted, empty for
+	// none. Personal data: never log it.
+	Subject string
 }
 
-// Status is a request as a client sees it.
+// Status is a request as a client sees it. It has no subject: a status
+// read never returns one.
 type Status struct {
 	ID           string
 	Client       string
@@ -217,7 +235,7 @@ func (s *Spool) Get(ctx context.Context, id string) (*Status, error) {
 // oldest first, as they cross to the intranet. It reads from the read-only
 // pool, which sees every committed transaction.
 func (s *Spool) Unsealed(ctx context.Context, limit int) ([]batch.Request, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, client, operation, params, received FROM requests
+	rows, err := s.r.QueryContext(ctx, `SELECT id, client, operation, params, received, subject FROM requests
 		WHERE envelope_id IS NULL ORDER BY rid LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("unsealed requests: %w", err)
@@ -230,7 +248,7 @@ func (s *Spool) Unsealed(ctx context.Context, limit int) ([]batch.Request, error
 			params   []byte
 			received int64
 		)
-		if err := rows.Scan(&r.ID, &r.Client, &r.Operation, &params, &received); err != nil {
+		if err := rows.Scan(&r.ID, &r.Client, &r.Operation, &params, &received, &r.Subject); err != nil {
 			return nil, fmt.Errorf("unsealed requests: %w", err)
 		}
 		if len(params) == 0 {
