@@ -8,6 +8,11 @@
 // intake, drains in-flight work within its grace period and returns. A
 // second signal exits at once with status 1.
 //
+// SIGHUP asks an agent that implements [Reloader] to reload what it can
+// without a restart (the intranet agent's policy). A failed reload is
+// logged and the agent goes on with what it had; it never stops the agent.
+// An agent that cannot reload logs that SIGHUP was ignored.
+//
 // # Exit codes
 //
 //	0   clean stop
@@ -44,6 +49,13 @@ type Agent interface {
 	Run(ctx context.Context) error
 	// Close releases resources; it is called once after Run returns.
 	Close() error
+}
+
+// Reloader is an Agent that can reload part of its configuration while it
+// runs. Reload must leave the agent working on its old state when it
+// returns an error.
+type Reloader interface {
+	Reload() error
 }
 
 // Spec describes one daemon.
@@ -96,6 +108,10 @@ func Main(spec Spec, args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	go reloadOnHUP(ctx, agent, hups, logger)
 	go func() {
 		sig := <-sigs
 		logger.Info("stopping: draining in-flight work", slog.String("signal", sig.String()))
@@ -112,6 +128,28 @@ func Main(spec Spec, args []string, stderr io.Writer) int {
 	}
 	logger.Info("stopped")
 	return ExitOK
+}
+
+// reloadOnHUP calls the agent's Reload for every SIGHUP until ctx ends.
+func reloadOnHUP(ctx context.Context, agent Agent, hups <-chan os.Signal, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hups:
+		}
+		r, ok := agent.(Reloader)
+		if !ok {
+			logger.Warn("SIGHUP ignored: this agent reloads nothing")
+			continue
+		}
+		logger.Info("SIGHUP: reloading")
+		if err := r.Reload(); err != nil {
+			logger.Error("reload failed; still running on the previous configuration", slog.String("error", err.Error()))
+			continue
+		}
+		logger.Info("reloaded")
+	}
 }
 
 // NewLogger returns a slog logger writing to w in the given format.

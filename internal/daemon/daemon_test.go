@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -62,5 +64,62 @@ func TestMain_ExitCodes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// reloadingAgent counts reloads and fails the ones after the first.
+type reloadingAgent struct {
+	fakeAgent
+	reloads chan int
+	n       int
+}
+
+func (r *reloadingAgent) Reload() error {
+	r.n++
+	r.reloads <- r.n
+	if r.n > 1 {
+		return errors.New("policy.yaml: under-signed")
+	}
+	return nil
+}
+
+func TestReloadOnHUP(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	hups := make(chan os.Signal, 1)
+	agent := &reloadingAgent{reloads: make(chan int)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		reloadOnHUP(ctx, agent, hups, logger)
+	}()
+	for want := 1; want <= 2; want++ {
+		hups <- syscall.SIGHUP
+		if got := <-agent.reloads; got != want {
+			t.Fatalf("reload %d, want %d", got, want)
+		}
+	}
+	cancel()
+	<-done
+	out := logs.String()
+	if !strings.Contains(out, "msg=reloaded") || !strings.Contains(out, "under-signed") || !strings.Contains(out, "still running on the previous configuration") {
+		t.Errorf("log does not report both reloads:\n%s", out)
+	}
+
+	// An agent that cannot reload says so and keeps running.
+	logs.Reset()
+	ctx, cancel = context.WithCancel(context.Background())
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		reloadOnHUP(ctx, &fakeAgent{}, hups, logger)
+	}()
+	hups <- syscall.SIGHUP
+	hups <- syscall.SIGHUP // accepted only once the first was handled
+	cancel()
+	<-done
+	if !strings.Contains(logs.String(), "SIGHUP ignored") {
+		t.Errorf("log does not say SIGHUP was ignored:\n%s", logs.String())
 	}
 }
