@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/sample"
 )
 
@@ -102,9 +105,6 @@ const effectsOp = `
     statement: INSERT INTO e2e_effects (tag) VALUES (:tag)
 `
 
-// TestCrashRecovery_ExactlyOnce SIGKILLs the intranet agent while requests
-// are flowing, restarts it, and checks that every accepted request reaches
-// a final state and that each took effect on the replica exactly once.
 // effectsDeployment is a deployment whose policies also allow e2e.effect,
 // with its table on the replica.
 func effectsDeployment(t *testing.T) *deployment {
@@ -120,6 +120,7 @@ func effectsDeployment(t *testing.T) *deployment {
 			t.Fatal(err)
 		}
 	}
+	d.signPolicy(t)
 	w := d.writableReplica(t)
 	if _, err := w.Exec(`CREATE TABLE e2e_effects (id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL)`); err != nil {
 		t.Fatal(err)
@@ -128,6 +129,30 @@ func effectsDeployment(t *testing.T) *deployment {
 	return d
 }
 
+// signPolicy signs the intranet's policy again with the admin keys init
+// created, after a test changed it.
+func (d *deployment) signPolicy(t *testing.T) {
+	t.Helper()
+	p := filepath.Join(d.dir, "intranet", "policy.yaml")
+	if err := os.Remove(p + admin.SigSuffix); err != nil {
+		t.Fatal(err)
+	}
+	var signers []note.Signer
+	for _, name := range []string{"admin1", "admin2"} {
+		s, err := admin.LoadSigner(filepath.Join(d.dir, "admins", name+admin.KeySuffix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		signers = append(signers, s)
+	}
+	if _, err := admin.SignPolicyFile(p, signers...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCrashRecovery_ExactlyOnce SIGKILLs the intranet agent while requests
+// are flowing, restarts it, and checks that every accepted request reaches
+// a final state and that each took effect on the replica exactly once.
 func TestCrashRecovery_ExactlyOnce(t *testing.T) {
 	d := effectsDeployment(t)
 	in := d.start(t, "intranet-agent")

@@ -11,10 +11,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/template"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
 
+	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/dmz"
 	"github.com/ferrybridge/ferry/internal/intranet"
 	"github.com/ferrybridge/ferry/internal/keys"
@@ -115,6 +118,10 @@ func runInit(ctx context.Context, opts initOptions, dir string, out io.Writer) (
 			return nil, err
 		}
 	}
+	admins, err := initAdmins(abs)
+	if err != nil {
+		return nil, fmt.Errorf("create admin keys: %w", err)
+	}
 	if err := sample.WriteReplica(ctx, filepath.Join(abs, "intranet", "replica.db")); err != nil {
 		return nil, fmt.Errorf("create sample replica: %w", err)
 	}
@@ -151,7 +158,9 @@ func runInit(ctx context.Context, opts initOptions, dir string, out io.Writer) (
 		{"dmz/policy.yaml", "sample whitelist policy (early rejection at the DMZ)"},
 		{"intranet/intranet.yaml", "intranet agent config"},
 		{"intranet/keys/", fmt.Sprintf("intranet signing key %s+%s, age key %s (private files 0600)", inKeys.Name, keys.KeyID(inKeys.Verifier.KeyHash()), keys.Fingerprint(inKeys.Recipient))},
-		{"intranet/policy.yaml", "sample whitelist policy (the authority)"},
+		{"intranet/policy.yaml", "sample whitelist policy (the authority), signed by " + strings.Join(admins, " and ") + " in policy.yaml.sig"},
+		{"intranet/keys/admins/", "the admins' public keys, which the intranet agent trusts to sign policies"},
+		{"admins/", "the admins' private keys (demo only: in production each admin keeps their own key)"},
 		{"intranet/replica.db", "sample traffic-management replica (SQLite)"},
 		{"exchange/requests/", "request medium: DMZ writes, intranet reads"},
 		{"exchange/results/", "result medium: intranet writes, DMZ reads"},
@@ -162,6 +171,46 @@ func runInit(ctx context.Context, opts initOptions, dir string, out io.Writer) (
 	}
 	fmt.Fprintf(out, "start the agents with:\n  dmz-agent -config %s\n  intranet-agent -config %s\n", d.DMZConfig, d.IntranetConfig)
 	return d, nil
+}
+
+// demoAdmins are the admins init creates, so that the sample policy carries
+// the two signatures the intranet agent requires by default.
+var demoAdmins = []string{"admin1", "admin2"}
+
+// initAdmins creates the demo admins' keys in dir/admins, installs their
+// public keys in the intranet's admins directory and signs the intranet's
+// policy with both. It returns the admins' names.
+func initAdmins(dir string) ([]string, error) {
+	priv := filepath.Join(dir, "admins")
+	pub := filepath.Join(dir, "intranet", "keys", "admins")
+	for _, d := range []string{priv, pub} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	var signers []note.Signer
+	for _, name := range demoAdmins {
+		keyFile, pubFile, err := admin.WriteKey(priv, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		vkey, err := os.ReadFile(pubFile)
+		if err != nil {
+			return nil, err
+		}
+		if err := admin.WriteFile(filepath.Join(pub, filepath.Base(pubFile)), vkey, 0o644, false); err != nil {
+			return nil, err
+		}
+		s, err := admin.LoadSigner(keyFile)
+		if err != nil {
+			return nil, err
+		}
+		signers = append(signers, s)
+	}
+	if _, err := admin.SignPolicyFile(filepath.Join(dir, "intranet", "policy.yaml"), signers...); err != nil {
+		return nil, err
+	}
+	return demoAdmins, nil
 }
 
 func writeZoneKeys(dir string, own *keys.Zone, peer *keys.Peer) error {
@@ -233,7 +282,9 @@ const intranetConfigTemplate = `# ferry intranet agent. Relative paths are relat
 zone: {{.Intranet}}
 peer: {{.DMZ}}
 keys: keys
-policy: policy.yaml
+policy: policy.yaml    # in force only with policy.yaml.sig signed by
+admins: keys/admins    # policy_signatures distinct admins of this directory
+policy_signatures: 2
 replica: replica.db
 receive:               # request medium: the intranet only reads here
   type: dir

@@ -7,13 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ferrybridge/ferry/internal/admin"
-	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/keys"
 )
 
@@ -26,32 +23,6 @@ func newPolicyCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(newPolicySignCmd(g), newPolicyVerifyCmd(g))
 	return cmd
-}
-
-// readPolicyAndSig reads a policy file and its signature file FILE.sig,
-// returning nil for a missing signature file.
-func readPolicyAndSig(path string) (policy, sig []byte, sigPath string, err error) {
-	policy, err = config.ReadFile(path)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	sigPath = path + admin.SigSuffix
-	f, err := os.Open(sigPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return policy, nil, sigPath, nil
-	}
-	if err != nil {
-		return nil, nil, "", err
-	}
-	defer f.Close()
-	sig, err = io.ReadAll(io.LimitReader(f, admin.MaxSignatureSize+1))
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("read %s: %w", sigPath, err)
-	}
-	if len(sig) > admin.MaxSignatureSize {
-		return nil, nil, "", fmt.Errorf("%s: larger than %d bytes", sigPath, admin.MaxSignatureSize)
-	}
-	return policy, sig, sigPath, nil
 }
 
 type policySignOptions struct {
@@ -92,7 +63,7 @@ func runPolicySign(opts policySignOptions, path string, out io.Writer) error {
 	if err != nil {
 		return withHint(err, "--key is your NAME.key from 'ferryctl admin keygen', mode 0600")
 	}
-	policy, sig, sigPath, err := readPolicyAndSig(path)
+	policy, sig, sigPath, err := admin.ReadPolicyFile(path)
 	if err != nil {
 		return err
 	}
@@ -187,7 +158,7 @@ func runPolicyVerify(opts policyVerifyOptions, path string, out io.Writer) error
 	if err != nil {
 		return withHint(err, "--admins is the directory of known admins' NAME.pub files")
 	}
-	policy, sig, sigPath, err := readPolicyAndSig(path)
+	policy, sig, sigPath, err := admin.ReadPolicyFile(path)
 	if err != nil {
 		return err
 	}

@@ -397,10 +397,9 @@ func TestNew_errors(t *testing.T) {
 		want    string
 	}{
 		{"bad policy", func(t *testing.T, e *testEnv) {
-			if err := os.WriteFile(e.cfg.Policy, []byte("version: 1\noperations:\n  - name: x\n    mode: sideways\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}, "policy.yaml:"},
+			e.writePolicy(t, e.cfg.Policy, []byte("version: 1\noperations:\n  - name: x\n    mode: sideways\n"), e.admins...)
+		}, "policy.yaml:4: operations[0].mode"},
+		{"no admin keys", func(t *testing.T, e *testEnv) { e.cfg.Admins = filepath.Join(e.root, "nowhere") }, "load admin keys"},
 		{"loose key", func(t *testing.T, e *testEnv) {
 			if err := os.Chmod(filepath.Join(e.cfg.Keys, keys.SignKeyFile), 0o644); err != nil {
 				t.Fatal(err)

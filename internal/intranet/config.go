@@ -6,6 +6,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/keys"
@@ -20,6 +21,8 @@ const (
 	DefaultDrainTimeout = 10 * time.Second
 	// ResultsChannel is the channel name of result envelopes.
 	ResultsChannel = "results"
+	// MaxPolicySignatures bounds policy_signatures.
+	MaxPolicySignatures = 16
 	// MediumDir is the only medium type so far: a directory.
 	MediumDir = medium.TypeDir
 )
@@ -29,7 +32,9 @@ const (
 //	zone: intranet
 //	peer: dmz
 //	keys: keys                 # keys.LoadZone(dir) and keys.LoadPeer(dir)
-//	policy: policy.yaml
+//	policy: policy.yaml        # signed: policy.yaml.sig (ferryctl policy sign)
+//	admins: keys/admins        # the admins' public keys, NAME.pub each
+//	policy_signatures: 2       # distinct admins who must sign the policy
 //	replica: replica.db        # must exist
 //	receive: {type: dir, dir: ../exchange/requests}
 //	send: {type: dir, dir: ../exchange/results}
@@ -45,6 +50,8 @@ type Config struct {
 	Peer         string          `yaml:"peer"`
 	Keys         string          `yaml:"keys"`
 	Policy       string          `yaml:"policy"`
+	Admins       string          `yaml:"admins"`
+	PolicySigs   int             `yaml:"policy_signatures"`
 	Replica      string          `yaml:"replica"`
 	Receive      MediumConfig    `yaml:"receive"`
 	Send         MediumConfig    `yaml:"send"`
@@ -75,6 +82,8 @@ func DefaultConfig() Config {
 		Peer:         "dmz",
 		Keys:         "keys",
 		Policy:       "policy.yaml",
+		Admins:       "keys/admins",
+		PolicySigs:   admin.DefaultRequired,
 		Replica:      "replica.db",
 		Receive:      MediumConfig{Type: MediumDir},
 		Send:         MediumConfig{Type: MediumDir},
@@ -103,7 +112,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	for _, p := range []*string{&c.Keys, &c.Policy, &c.Replica, &c.Receive.Dir, &c.Send.Dir, &c.Inbox, &c.Quarantine} {
+	for _, p := range []*string{&c.Keys, &c.Policy, &c.Admins, &c.Replica, &c.Receive.Dir, &c.Send.Dir, &c.Inbox, &c.Quarantine} {
 		*p = config.Resolve(path, *p)
 	}
 	return &c, nil
@@ -130,6 +139,10 @@ func (c *Config) Validate() error {
 		return fail("required: the zone's key directory", "keys")
 	case c.Policy == "":
 		return fail("required: the policy file", "policy")
+	case c.Admins == "":
+		return fail("required: the directory of the admins' public keys", "admins")
+	case c.PolicySigs < 1 || c.PolicySigs > MaxPolicySignatures:
+		return fail(fmt.Sprintf("must be between 1 and %d", MaxPolicySignatures), "policy_signatures")
 	case c.Replica == "":
 		return fail("required: the replica database file", "replica")
 	case c.Inbox == "":

@@ -16,6 +16,7 @@ import (
 	"filippo.io/age"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/envelope"
@@ -26,6 +27,7 @@ import (
 // testEnv is a deployment of the intranet side in a temporary directory,
 // with the DMZ's keys so the test can play the DMZ.
 type testEnv struct {
+	admins []note.Signer // the admins whose public keys the agent knows
 	root   string
 	cfg    *Config
 	dmz    *keys.Zone
@@ -58,13 +60,14 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err := keys.WritePeer(kdir, dmz.Public()); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(zdir, "policy.yaml"), sample.Policy(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e0 := &testEnv{}
+	e0.admins = testAdmins(t, filepath.Join(kdir, "admins"), "alice", "bob")
+	e0.writePolicy(t, filepath.Join(zdir, "policy.yaml"), sample.Policy(), e0.admins...)
 	if err := sample.WriteReplica(context.Background(), filepath.Join(zdir, "replica.db")); err != nil {
 		t.Fatal(err)
 	}
 	e := &testEnv{
+		admins: e0.admins,
 		root:   root,
 		dmz:    dmz,
 		intra:  intra,
@@ -79,6 +82,7 @@ func newTestEnv(t testing.TB) *testEnv {
 	}
 	cfg := DefaultConfig()
 	cfg.Keys = kdir
+	cfg.Admins = filepath.Join(kdir, "admins")
 	cfg.Policy = filepath.Join(zdir, "policy.yaml")
 	cfg.Replica = filepath.Join(zdir, "replica.db")
 	cfg.Receive.Dir, cfg.Send.Dir = e.reqDir, e.resDir
@@ -90,6 +94,49 @@ func newTestEnv(t testing.TB) *testEnv {
 	cfg.Quarantine = filepath.Join(zdir, "state", "quarantine")
 	e.cfg = &cfg
 	return e
+}
+
+// testAdmins creates admin keys with the given names and installs their
+// public keys in dir, as an intranet's admins directory.
+func testAdmins(t testing.TB, dir string, names ...string) []note.Signer {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var out []note.Signer
+	for _, name := range names {
+		skey, vkey, err := admin.GenerateKey(name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := note.NewSigner(skey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+admin.PubSuffix), []byte(vkey+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// writePolicy writes a policy file and a fresh signature file signed by
+// signers.
+func (e *testEnv) writePolicy(t testing.TB, path string, data []byte, signers ...note.Signer) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path + admin.SigSuffix); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if len(signers) == 0 {
+		return
+	}
+	if _, err := admin.SignPolicyFile(path, signers...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // testLogger logs to the test's output, so failures show the agent's log.
@@ -367,4 +414,12 @@ func newRequest(op string, params map[string]any) batch.Request {
 	reqCounter.Unlock()
 	p, _ := json.Marshal(params)
 	return batch.Request{ID: fmt.Sprintf("%08x%024x", time.Now().UnixNano()&0xffffffff, n), Client: "portal", Operation: op, Params: p, Received: time.Now().UTC()}
+}
+
+// writeFile replaces a file's contents, keeping nothing else.
+func (e *testEnv) writeFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -20,6 +20,14 @@
 //	publish  publish the result envelope, mark it published, remove the
 //	         request envelope files it answers from the inbox
 //
+// # The policy
+//
+// The policy takes effect only with the signatures of policy_signatures
+// distinct admins (the file FILE.sig next to it, see internal/admin and
+// docs/policy.md). The agent refuses to start without such a policy, and
+// [Agent.Reload] (SIGHUP) replaces the policy in force only with one that
+// passes the same checks; a refused reload is logged and changes nothing.
+//
 // # Bad files
 //
 // A file that cannot be read, opened or decoded, that is not a requests
@@ -59,11 +67,11 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/dir"
-	"github.com/ferrybridge/ferry/internal/policy"
 	"github.com/ferrybridge/ferry/internal/replica"
 )
 
@@ -82,23 +90,27 @@ const openTimeout = 30 * time.Second
 
 // Constant log attribute keys.
 const (
-	logFile      = "file"
-	logEnvelope  = "envelope"
-	logSeq       = "seq"
-	logChannel   = "channel"
-	logReason    = "reason"
-	logError     = "error"
-	logRequests  = "requests"
-	logDone      = "done"
-	logRejected  = "rejected"
-	logFailed    = "failed"
-	logResults   = "results"
-	logAcks      = "acks"
-	logUnsealed  = "unsealed"
-	logUnpub     = "unpublished"
-	logNextSeq   = "next_seq"
-	logState     = "state"
-	logRetryWait = "retry_in"
+	logFile       = "file"
+	logEnvelope   = "envelope"
+	logSeq        = "seq"
+	logChannel    = "channel"
+	logReason     = "reason"
+	logError      = "error"
+	logRequests   = "requests"
+	logDone       = "done"
+	logRejected   = "rejected"
+	logFailed     = "failed"
+	logResults    = "results"
+	logAcks       = "acks"
+	logUnsealed   = "unsealed"
+	logUnpub      = "unpublished"
+	logNextSeq    = "next_seq"
+	logState      = "state"
+	logRetryWait  = "retry_in"
+	logPolicy     = "policy_sha256"
+	logPrevious   = "previous_sha256"
+	logSigners    = "signers"
+	logOperations = "operations"
 )
 
 // Agent is the intranet agent.
@@ -107,13 +119,17 @@ type Agent struct {
 	log    *slog.Logger
 	zone   *keys.Zone
 	peer   *keys.Peer
-	pol    *policy.Policy
+	ring   *admin.Keyring
 	db     *replica.DB
 	inbox  *medium.Inbox
 	recv   medium.Receiver
 	pub    medium.Publisher
 	opener *envelope.Opener
 	now    func() time.Time
+
+	// policy is the policy in force; Reload replaces it only with one
+	// that passed every check.
+	policy atomic.Pointer[activePolicy]
 
 	running   atomic.Bool
 	ready     chan struct{}
@@ -127,8 +143,9 @@ type Agent struct {
 }
 
 // New validates cfg, loads the zone's keys (refusing private key files with
-// loose permissions) and the policy (refusing a bad one with its file and
-// line), opens the inbox, the media and the replica, and returns an agent
+// loose permissions), the admins' public keys and the policy (refusing one
+// that fewer than policy_signatures distinct admins signed, and a bad one
+// with its file and line), opens the inbox, the media and the replica, and returns an agent
 // ready to Run.
 func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if cfg == nil {
@@ -144,9 +161,13 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := policy.Load(cfg.Policy)
+	ring, err := admin.LoadKeyring(cfg.Admins)
 	if err != nil {
-		return nil, fmt.Errorf("load policy: %w", err)
+		return nil, fmt.Errorf("load admin keys: %w", err)
+	}
+	active, err := loadPolicy(cfg.Policy, ring, cfg.PolicySigs)
+	if err != nil {
+		return nil, err
 	}
 	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger})
 	if err != nil {
@@ -166,12 +187,12 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:    cfg,
 		log:    logger,
 		zone:   zone,
 		peer:   peer,
-		pol:    pol,
+		ring:   ring,
 		db:     db,
 		inbox:  inbox,
 		recv:   recv,
@@ -179,7 +200,29 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		opener: &envelope.Opener{Self: zone.Name, Identity: zone.Identity, Sender: peer.Verifier},
 		now:    time.Now,
 		ready:  make(chan struct{}),
-	}, nil
+	}
+	a.policy.Store(active)
+	logger.Info("policy in force", slog.String(logPolicy, active.sha256), slog.Int(logOperations, len(active.pol.Operations)),
+		slog.Any(logSigners, active.signers))
+	return a, nil
+}
+
+// Reload reads the policy file and its signatures again and puts the new
+// policy in force if, and only if, it passes every check the agent made at
+// start. Otherwise it returns the reason and the policy in force stays.
+// Requests already being applied finish under the policy they started
+// with. SIGHUP calls it (see package daemon).
+func (a *Agent) Reload() error {
+	active, err := loadPolicy(a.cfg.Policy, a.ring, a.cfg.PolicySigs)
+	if err != nil {
+		a.log.Error("policy reload refused; the previous policy stays in force", slog.String(logError, err.Error()),
+			slog.String(logPolicy, a.policy.Load().sha256))
+		return err
+	}
+	old := a.policy.Swap(active)
+	a.log.Info("policy reloaded", slog.String(logPolicy, active.sha256), slog.String(logPrevious, old.sha256),
+		slog.Int(logOperations, len(active.pol.Operations)), slog.Any(logSigners, active.signers))
+	return nil
 }
 
 // Ready returns a channel that is closed once Run has recovered unfinished

@@ -162,7 +162,7 @@ func (a *Agent) applyStage(ctx context.Context, in <-chan *openedEnvelope, out c
 
 func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealItem) error {
 	env := o.env
-	res, err := a.db.Apply(ctx, env, o.reqs, a.pol)
+	res, err := a.db.Apply(ctx, env, o.reqs, a.policy.Load().pol)
 	switch {
 	case errors.Is(err, replica.ErrReplay):
 		a.quarantine(env.File, ReasonReplay, err)

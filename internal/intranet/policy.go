@@ -1,0 +1,44 @@
+package intranet
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/ferrybridge/ferry/internal/admin"
+	"github.com/ferrybridge/ferry/internal/policy"
+)
+
+// activePolicy is a policy that passed every check and is in force, with
+// what the agent needs to know about who made it so.
+type activePolicy struct {
+	pol     *policy.Policy
+	signers []string // distinct admins whose signatures made it take effect
+	sha256  string   // hex SHA-256 of the policy file's bytes
+}
+
+// loadPolicy reads the policy file and its detached signature file
+// (FILE.sig), checks that at least required distinct admins of the
+// keyring signed these exact bytes, and only then parses and validates the
+// policy. Nothing of an under-signed file is parsed: an unsigned policy is
+// the input of whoever could write the file, and the parser is the
+// agent's largest attack surface after the envelope reader.
+func loadPolicy(path string, ring *admin.Keyring, required int) (*activePolicy, error) {
+	data, sig, sigPath, err := admin.ReadPolicyFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	if sig == nil {
+		return nil, fmt.Errorf("load policy %s: no signature file %s: sign the policy with `ferryctl policy sign` (%d admins needed)", path, sigPath, required)
+	}
+	signers, err := admin.VerifyPolicy(data, sig, ring, required)
+	if err != nil {
+		return nil, fmt.Errorf("load policy %s: signature %s: %w", path, sigPath, err)
+	}
+	pol, err := policy.Parse(path, data)
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	return &activePolicy{pol: pol, signers: signers, sha256: hex.EncodeToString(sum[:])}, nil
+}
