@@ -11,6 +11,7 @@ import (
 type scannedSQL struct {
 	keyword      string   // first keyword, upper case
 	placeholders []string // :name placeholders in order of first use
+	hasSelect    bool     // the keyword SELECT appears: the statement reads tables
 }
 
 // scanSQL reads an SQLite statement just far enough to find its first
@@ -89,6 +90,9 @@ func scanSQL(s string) (scannedSQL, error) {
 			}
 			if out.keyword == "" {
 				out.keyword = strings.ToUpper(s[i:j])
+			}
+			if strings.EqualFold(s[i:j], "SELECT") {
+				out.hasSelect = true
 			}
 			i = j
 		default:
