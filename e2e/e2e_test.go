@@ -226,9 +226,21 @@ func (d *deployment) do(t testing.TB, method, path string, body any) *status {
 	return &st
 }
 
+// submit posts a request of the portal; a citizen's id_number parameter is
+// also its subject, as when a citizen asks about their own records.
 func (d *deployment) submit(t testing.TB, op string, params map[string]any) *status {
 	t.Helper()
-	return d.do(t, http.MethodPost, "/v1/requests", map[string]any{"operation": op, "params": params})
+	return d.do(t, http.MethodPost, "/v1/requests", submitBody(op, params))
+}
+
+// submitBody is the JSON body of POST /v1/requests for op and params, with
+// the params' id_number as the subject when there is one.
+func submitBody(op string, params map[string]any) map[string]any {
+	body := map[string]any{"operation": op, "params": params}
+	if id, ok := params["id_number"].(string); ok {
+		body["subject"] = id
+	}
+	return body
 }
 
 func final(s string) bool {
@@ -290,7 +302,7 @@ func (d *deployment) writableReplica(t testing.TB) *sql.DB {
 
 // submitNoFatal is submit for use from worker goroutines.
 func (d *deployment) submitNoFatal(op string, params map[string]any) *status {
-	b, _ := json.Marshal(map[string]any{"operation": op, "params": params})
+	b, _ := json.Marshal(submitBody(op, params))
 	return d.doNoFatal(http.MethodPost, "/v1/requests", b)
 }
 

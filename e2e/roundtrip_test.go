@@ -52,8 +52,18 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("query of another's plate: %+v, want done with no rows", res)
 	}
 
+	// Another citizen's records under this citizen's subject: refused by
+	// the subject binding.
+	theirs := submitBody("violations.query", map[string]any{"id_number": other.IDNumber, "plate": other.Plate})
+	theirs["subject"] = c.IDNumber
+	if st = d.do(t, http.MethodPost, "/v1/requests", theirs); st.code != http.StatusBadRequest || st.Error == nil || st.Error.Reason != "forbidden_subject" {
+		t.Fatalf("another citizen's records: HTTP %d %+v, want 400 forbidden_subject", st.code, st.Error)
+	}
+
 	// Refused at the DMZ by the policy, with a reason code and the param.
-	st = d.submit(t, "violations.query", map[string]any{"id_number": "12345", "plate": c.Plate})
+	bad := submitBody("violations.query", map[string]any{"id_number": "12345", "plate": c.Plate})
+	bad["subject"] = c.IDNumber
+	st = d.do(t, http.MethodPost, "/v1/requests", bad)
 	if st.code != http.StatusBadRequest || st.Error == nil || st.Error.Reason == "" || st.Error.Param != "id_number" {
 		t.Fatalf("bad ID number: HTTP %d %+v, want 400 naming id_number", st.code, st.Error)
 	}
@@ -103,6 +113,7 @@ const effectsOp = `
         max_len: 40
         pattern: '[a-z0-9-]+'
     statement: INSERT INTO e2e_effects (tag) VALUES (:tag)
+    inserts: [e2e_effects]
 `
 
 // effectsDeployment is a deployment whose policies also allow e2e.effect,
@@ -131,7 +142,7 @@ func effectsDeployment(t *testing.T) *deployment {
 
 // signPolicy signs the intranet's policy again with the admin keys init
 // created, after a test changed it.
-func (d *deployment) signPolicy(t *testing.T) {
+func (d *deployment) signPolicy(t testing.TB) {
 	t.Helper()
 	p := filepath.Join(d.dir, "intranet", "policy.yaml")
 	if err := os.Remove(p + admin.SigSuffix); err != nil {

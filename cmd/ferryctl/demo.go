@@ -176,7 +176,8 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
 	c := sample.Citizens()[0]
 	fmt.Fprintf(out, "\n== 4. citizen requests (POST /v1/requests, then GET /v1/requests/{id}?wait=10s)\n")
 	fmt.Fprintf(out, "  citizen: %s, ID number %s, plate %s (synthetic sample data)\n", c.Name, c.IDNumber, c.Plate)
-	steps := demoSteps(c)
+	fmt.Fprintf(out, "  the portal has authenticated the citizen and sends their ID number as the subject of each request\n")
+	steps := demoSteps(c, sample.Citizens()[1])
 	var slotID any
 	for i, s := range steps {
 		params := s.params
@@ -187,7 +188,7 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
 			params["slot_id"] = slotID
 		}
 		fmt.Fprintf(out, "\n  %c) %s\n     %s %s\n", 'a'+i, s.title, s.op, compactJSON(params))
-		st, err := api.submit(ctx, s.op, params)
+		st, err := api.submit(ctx, s.op, c.IDNumber, params)
 		if err != nil {
 			return err
 		}
@@ -239,15 +240,28 @@ type demoStep struct {
 	expectRefusal bool
 }
 
-func demoSteps(c sample.Citizen) []demoStep {
+// demoSteps are the requests citizen c makes; other is another citizen
+// whose records c must not see.
+func demoSteps(c, other sample.Citizen) []demoStep {
 	return []demoStep{
-		{title: "query my traffic violations", op: "violations.query", params: map[string]any{"id_number": c.IDNumber, "plate": c.Plate}},
-		{title: "query my licence status and points", op: "licence.status", params: map[string]any{"id_number": c.IDNumber}},
+		{title: "query my traffic violations", op: "violations.query", params: map[string]any{"plate": c.Plate}},
+		{title: "query my licence status and points (the holder's details come back masked)", op: "licence.status", params: map[string]any{}},
 		{title: "list exam slots for subject 1", op: "exam.slots", params: map[string]any{"subject": 1}},
-		{title: "book an exam appointment (the one write)", op: "exam.book", params: map[string]any{"id_number": c.IDNumber}},
-		{title: "a malformed ID number: the policy refuses it", op: "violations.query", params: map[string]any{"id_number": "12345", "plate": c.Plate}, expectRefusal: true},
+		{title: "book an exam appointment (the one write)", op: "exam.book", params: map[string]any{}},
+		{title: "another citizen's violations: the subject binding refuses it", op: "violations.query", params: map[string]any{"id_number": other.IDNumber, "plate": other.Plate}, expectRefusal: true},
+		{title: "an ID number with a wrong check digit: the policy refuses it", op: "licence.status", params: map[string]any{"id_number": wrongCheckDigit(c.IDNumber)}, expectRefusal: true},
 		{title: "an operation the policy does not list: default deny", op: "drivers.export", params: map[string]any{}, expectRefusal: true},
 	}
+}
+
+// wrongCheckDigit returns id with its last character, the GB 11643 check
+// digit, replaced by another.
+func wrongCheckDigit(id string) string {
+	last := byte('0')
+	if id[len(id)-1] == '0' {
+		last = '1'
+	}
+	return id[:len(id)-1] + string(last)
 }
 
 func firstSlot(rows []map[string]any) any {
@@ -397,9 +411,9 @@ func (c *demoClient) operations(ctx context.Context) ([]operationInfo, error) {
 	return body.Operations, nil
 }
 
-func (c *demoClient) submit(ctx context.Context, op string, params map[string]any) (*requestStatus, error) {
+func (c *demoClient) submit(ctx context.Context, op, subject string, params map[string]any) (*requestStatus, error) {
 	var st requestStatus
-	code, err := c.do(ctx, http.MethodPost, "/v1/requests", map[string]any{"operation": op, "params": params}, &st)
+	code, err := c.do(ctx, http.MethodPost, "/v1/requests", map[string]any{"operation": op, "subject": subject, "params": params}, &st)
 	if err != nil {
 		return nil, err
 	}

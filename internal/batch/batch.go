@@ -14,6 +14,14 @@
 // package checks only its shape ([ValidSubject]); whether the client may
 // assert a subject, and whether it is a valid ID number, is the intranet
 // policy's decision. The subject is personal data: never log it.
+//
+// # Catalogue
+//
+// A results body may also carry the intranet policy's operation catalogue
+// ([Results.Catalogue], the JSON of policy.Catalogue). [DecodeResults]
+// checks only that it is one JSON object of at most [MaxCatalogue] bytes;
+// the DMZ parses it with policy.ParseCatalogue. A results body may carry a
+// catalogue and no results or acknowledgements at all.
 package batch
 
 import (
@@ -34,6 +42,9 @@ const (
 	MaxOpName      = 128
 	MaxClientName  = 64
 	MaxSubject     = 64 // bytes of a request's subject
+	// MaxCatalogue caps the operation catalogue a results body carries,
+	// in bytes of its JSON as sent.
+	MaxCatalogue = 1 << 20
 )
 
 // Request statuses as the DMZ reports them to clients, and result statuses.
@@ -75,9 +86,13 @@ type Result struct {
 
 // Results is the body of a results envelope. Acks lists the ids of the
 // request envelopes whose requests these results (and earlier ones) answer.
+// Catalogue, when present, is the intranet policy's operation catalogue
+// (policy.Catalogue as JSON, one object of at most MaxCatalogue bytes);
+// the envelope's sequence number orders catalogues.
 type Results struct {
-	Acks    []string `json:"acks"`
-	Results []Result `json:"results"`
+	Acks      []string        `json:"acks"`
+	Results   []Result        `json:"results"`
+	Catalogue json.RawMessage `json:"catalogue,omitempty"`
 }
 
 // ValidID reports whether s is 32 lowercase hex digits.
@@ -188,6 +203,18 @@ func DecodeResults(data []byte) (*Results, error) {
 		default:
 			return nil, fmt.Errorf("results batch: result %s: invalid status %q", r.RequestID, r.Status)
 		}
+	}
+	if b.Catalogue != nil {
+		// The decoder has checked that it is valid JSON; a JSON null is
+		// kept as "null" and refused here like any other non-object.
+		c := bytes.TrimSpace(b.Catalogue)
+		switch {
+		case len(c) > MaxCatalogue:
+			return nil, fmt.Errorf("results batch: catalogue of %d bytes, limit %d", len(c), MaxCatalogue)
+		case len(c) == 0 || c[0] != '{':
+			return nil, errors.New("results batch: catalogue is not a JSON object")
+		}
+		b.Catalogue = c
 	}
 	return &b, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -111,6 +112,18 @@ func TestDecodeResults(t *testing.T) {
 		{"bad status", `{"acks":[],"results":[{"request_id":"` + id1 + `","status":"queued"}]}`, "invalid status"},
 		{"bad ack", `{"acks":["zz"],"results":[]}`, "invalid envelope id"},
 		{"bad request id", `{"acks":[],"results":[{"request_id":"1","status":"done"}]}`, "invalid request id"},
+		{"catalogue", `{"acks":["` + id2 + `"],"results":[],"catalogue":{"version":1,"operations":[]}}`, ""},
+		{"catalogue only", `{"acks":[],"results":[],"catalogue":{}}`, ""},
+		{"catalogue, no lists", `{"catalogue":{"version":1}}`, ""},
+		{"catalogue with spaces", `{"acks":[],"results":[],"catalogue":  { "version" : 1 }  }`, ""},
+		{"catalogue at limit", withCatalogue(MaxCatalogue), ""},
+		{"catalogue over limit", withCatalogue(MaxCatalogue + 1), "catalogue of 1048577 bytes"},
+		{"catalogue null", `{"acks":[],"results":[],"catalogue":null}`, "not a JSON object"},
+		{"catalogue array", `{"acks":[],"results":[],"catalogue":[{"version":1}]}`, "not a JSON object"},
+		{"catalogue string", `{"acks":[],"results":[],"catalogue":"{}"}`, "not a JSON object"},
+		{"catalogue number", `{"acks":[],"results":[],"catalogue":1}`, "not a JSON object"},
+		{"catalogue malformed", `{"acks":[],"results":[],"catalogue":{"version":}}`, "invalid character"},
+		{"catalogue unterminated", `{"acks":[],"results":[],"catalogue":{"version":1`, "unexpected EOF"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeResults([]byte(tc.body))
@@ -124,6 +137,35 @@ func TestDecodeResults(t *testing.T) {
 				t.Fatalf("got %v, want error containing %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// withCatalogue returns a results body whose catalogue is a JSON object
+// of exactly n bytes.
+func withCatalogue(n int) string {
+	const head, tail = `{"d":"`, `"}`
+	return `{"acks":[],"results":[],"catalogue":` + head + strings.Repeat("a", n-len(head)-len(tail)) + tail + `}`
+}
+
+func TestDecodeResults_catalogue(t *testing.T) {
+	// The catalogue comes out as sent, without the spaces around it, and
+	// a body without one has none.
+	b, err := DecodeResults([]byte(`{"acks":[],"results":[],"catalogue": {"version":1} }`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b.Catalogue) != `{"version":1}` {
+		t.Fatalf("catalogue %q", b.Catalogue)
+	}
+	b, err = DecodeResults([]byte(`{"acks":[],"results":[]}`))
+	if err != nil || b.Catalogue != nil {
+		t.Fatalf("no catalogue: %q %v", b.Catalogue, err)
+	}
+	// Without a catalogue the field is left out of the encoding, so
+	// results bodies encode as before.
+	enc, err := Encode(Results{Acks: []string{}, Results: []Result{}})
+	if err != nil || string(enc) != `{"acks":[],"results":[]}` {
+		t.Fatalf("encoding without catalogue: %s %v", enc, err)
 	}
 }
 
@@ -175,7 +217,37 @@ func FuzzDecodeRequests(f *testing.F) {
 
 func FuzzDecodeResults(f *testing.F) {
 	f.Add([]byte(`{"acks":["` + id2 + `"],"results":[{"request_id":"` + id1 + `","status":"done","rows":[{"a":1}]}]}`))
+	for _, s := range []string{
+		`{"acks":[],"results":[],"catalogue":{"version":1,"timezone":"Asia/Shanghai","clients":[],"operations":[]}}`,
+		`{"catalogue":{}}`,
+		`{"acks":[],"results":[],"catalogue":null}`,
+		`{"acks":[],"results":[],"catalogue":[]}`,
+		`{"acks":[],"results":[],"catalogue":{"a":[{"b":"\u0000"}]}} `,
+		withCatalogue(64),
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = DecodeResults(data)
+		b, err := DecodeResults(data)
+		if err != nil || b.Catalogue == nil {
+			return
+		}
+		// What decodes carries an object within the cap, and survives a
+		// round trip unchanged.
+		if len(b.Catalogue) > MaxCatalogue || b.Catalogue[0] != '{' || !json.Valid(b.Catalogue) {
+			t.Fatalf("decoded a bad catalogue: %.64q", b.Catalogue)
+		}
+		enc, err := Encode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := DecodeResults(enc)
+		if err != nil {
+			t.Fatalf("re-encoded body does not decode: %v", err)
+		}
+		var x, y any
+		if json.Unmarshal(b.Catalogue, &x) != nil || json.Unmarshal(again.Catalogue, &y) != nil || !reflect.DeepEqual(x, y) {
+			t.Fatal("catalogue changed in a round trip")
+		}
 	})
 }

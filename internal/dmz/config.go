@@ -40,7 +40,7 @@ const (
 //	peer: intranet
 //	listen: 127.0.0.1:8080
 //	keys: keys                  # keys.LoadZone(dir) and keys.LoadPeer(dir)
-//	policy: policy.yaml
+//	policy: policy.yaml         # optional: used until the intranet's catalogue arrives
 //	spool: state/spool.db
 //	send: {type: dir, dir: ../exchange/requests}
 //	receive: {type: dir, dir: ../exchange/results}
@@ -55,13 +55,17 @@ const (
 //	    token_sha256: 9f86d0…   # hex SHA-256 of the bearer token
 //	    operations: [a, b]      # optional: allow only these operations
 //
-// Relative paths are relative to the directory of the config file.
+// Relative paths are relative to the directory of the config file. The
+// policy file is a bootstrap: the agent checks requests against it only
+// until the first operation catalogue arrives from the intranet, and not
+// at all once the spool holds one. Without it, the agent refuses every
+// request (503 catalogue_unavailable) until the catalogue arrives.
 type Config struct {
 	Zone         string          `yaml:"zone"`
 	Peer         string          `yaml:"peer"`
 	Listen       string          `yaml:"listen"`
 	Keys         string          `yaml:"keys"`
-	Policy       string          `yaml:"policy"`
+	Policy       string          `yaml:"policy"` // optional; "" for none
 	Spool        string          `yaml:"spool"`
 	Send         MediumConfig    `yaml:"send"`
 	Receive      MediumConfig    `yaml:"receive"`
@@ -104,7 +108,6 @@ func DefaultConfig() Config {
 		Peer:         "intranet",
 		Listen:       DefaultListen,
 		Keys:         "keys",
-		Policy:       "policy.yaml",
 		Spool:        "state/spool.db",
 		Send:         MediumConfig{Type: MediumDir},
 		Receive:      MediumConfig{Type: MediumDir},
@@ -161,8 +164,6 @@ func (c *Config) Validate() error {
 		return fail("required: the HTTP API's host:port", "listen")
 	case c.Keys == "":
 		return fail("required: the zone's key directory", "keys")
-	case c.Policy == "":
-		return fail("required: the policy file", "policy")
 	case c.Spool == "":
 		return fail("required: the spool database file", "spool")
 	case c.Inbox == "":

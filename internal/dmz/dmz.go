@@ -28,6 +28,21 @@
 // envelope, where the intranet's policy decides what it allows. It is
 // personal data: no log line, error answer or status answer contains it.
 //
+// # Catalogue
+//
+// The intranet is the policy authority. It sends its operation catalogue
+// (policy.Catalogue: operations, parameter rules, subject bindings, no
+// SQL) inside results envelopes. The ingester parses each one
+// (policy.ParseCatalogue) and, if the envelope's sequence number is higher
+// than the stored catalogue's, stores it in the spool in the envelope's
+// transaction and puts it in force at once (an atomic pointer swap); a
+// catalogue that does not parse is logged and the current one stays. At
+// start the agent uses the stored catalogue, else the config's policy file
+// (a bootstrap), else nothing: then POST /v1/requests and GET
+// /v1/operations answer 503 catalogue_unavailable and /readyz 503 until a
+// catalogue arrives. Every check of a request is policy.Evaluate on the
+// current catalogue; the DMZ applies no rate limits (the intranet does).
+//
 // # Bad files
 //
 // A result file that cannot be read, opened (envelope.Reason: bad
@@ -66,7 +81,6 @@ import (
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/dir"
-	"github.com/ferrybridge/ferry/internal/policy"
 	"github.com/ferrybridge/ferry/internal/queue"
 )
 
@@ -95,6 +109,10 @@ const (
 	logUnknown  = "unknown"
 	logStale    = "stale"
 	logNoResult = "no_result"
+	// logOperations counts a catalogue's operations; logSource says where
+	// it came from.
+	logOperations = "operations"
+	logSource     = "source"
 )
 
 // Agent is the DMZ agent.
@@ -103,7 +121,6 @@ type Agent struct {
 	log     *slog.Logger
 	zone    *keys.Zone
 	peer    *keys.Peer
-	pol     *policy.Policy
 	clients []client
 	spool   *queue.Spool
 	intake  *queue.Intake
@@ -117,6 +134,10 @@ type Agent struct {
 	waiters *waiters
 	now     func() time.Time
 
+	// checker is the catalogue requests are checked against; nil until
+	// one is known.
+	checker atomic.Pointer[checker]
+
 	started   atomic.Bool
 	ready     atomic.Bool
 	stopping  chan struct{} // closed when draining starts
@@ -129,12 +150,13 @@ type Agent struct {
 type client struct {
 	name string
 	hash [sha256.Size]byte
-	ops  map[string]bool // nil: every operation of the policy
+	ops  map[string]bool // nil: every operation of the catalogue
 }
 
 // New validates cfg, loads the zone's keys (refusing private key files with
-// loose permissions) and the policy, opens the spool, the inbox and the
-// media, and opens the API listener, so that Addr works before Run.
+// loose permissions), opens the spool, the inbox and the media, loads the
+// stored catalogue or else the policy file cfg names (if any), and opens
+// the API listener, so that Addr works before Run.
 func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if cfg == nil {
 		return nil, errors.New("dmz: no config")
@@ -149,10 +171,6 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := policy.Load(cfg.Policy)
-	if err != nil {
-		return nil, fmt.Errorf("load policy: %w", err)
-	}
 	clients := make([]client, 0, len(cfg.Clients))
 	for i, c := range cfg.Clients {
 		cl := client{name: c.Name}
@@ -160,11 +178,10 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("clients[%d].token_sha256: %w", i, err)
 		}
 		if len(c.Operations) > 0 {
+			// Checked against each catalogue as it comes into force
+			// (warnClientOps): the catalogue is not known yet.
 			cl.ops = map[string]bool{}
 			for _, op := range c.Operations {
-				if _, ok := pol.Operation(op); !ok {
-					return nil, fmt.Errorf("%s: clients[%d].operations: operation %q is not in policy %s", cfg.fileName(), i, op, cfg.Policy)
-				}
 				cl.ops[op] = true
 			}
 		}
@@ -188,6 +205,11 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	ck, err := initialChecker(ctx, cfg, spool, logger)
+	if err != nil {
+		spool.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		spool.Close()
@@ -198,7 +220,6 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		log:      logger,
 		zone:     zone,
 		peer:     peer,
-		pol:      pol,
 		clients:  clients,
 		spool:    spool,
 		intake:   queue.NewIntake(spool, queue.IntakeConfig{}),
@@ -211,6 +232,10 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		now:      time.Now,
 		stopping: make(chan struct{}),
 	}
+	if ck != nil {
+		a.checker.Store(ck)
+		a.warnClientOps(ck)
+	}
 	a.handler = a.routes()
 	a.srv = &http.Server{
 		Handler:           a.handler,
@@ -222,13 +247,6 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return a, nil
-}
-
-func (c *Config) fileName() string {
-	if c.file == "" {
-		return "dmz config"
-	}
-	return c.file
 }
 
 // Addr returns the address the API listens on.

@@ -111,8 +111,7 @@ func TestAgent_SubmitDurableAndIdempotent(t *testing.T) {
 	if again.code != http.StatusAccepted || again.str("id") != id {
 		t.Fatalf("repeat: %d %s, want id %s", again.code, again.raw, id)
 	}
-	c := sample.Citizens()[1]
-	other := `{"operation":"violations.query","params":{"id_number":"` + c.IDNumber + `","plate":"` + c.Plate + `"}}`
+	other := citizenBody(t, sample.Citizens()[1], "violations.query")
 	if r := e.do(t, "POST", "/v1/requests", tokenPortal, other, key); r.code != http.StatusConflict || r.reason() != ReasonIdempotencyConflict {
 		t.Fatalf("conflict: %d %s", r.code, r.raw)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,15 +30,18 @@ const (
 // env is a running DMZ agent on a real directory tree, with the intranet's
 // keys to play the other side.
 type env struct {
-	dir    string
-	cfg    *Config
-	agent  *Agent
-	dmz    *keys.Zone
-	intra  *keys.Zone
-	base   string
-	client *http.Client
-	seq    uint64 // results channel
-	prev   [32]byte
+	dir     string
+	cfg     *Config
+	cfgPath string
+	agent   *Agent
+	log     *slog.Logger
+	stop    func() // stops the agent and checks Run's result
+	dmz     *keys.Zone
+	intra   *keys.Zone
+	base    string
+	client  *http.Client
+	seq     uint64 // results channel
+	prev    [32]byte
 }
 
 func hashHex(s string) string {
@@ -108,54 +112,104 @@ clients:
 	return path, dz, in
 }
 
+// envOptions vary the deployment startEnvWith makes.
+type envOptions struct {
+	log *slog.Logger // nil: testLogger
+	// noPolicy leaves the policy key out of the config, so that the agent
+	// has nothing to check requests against until a catalogue arrives.
+	noPolicy bool
+	extra    string // appended to the config file
+}
+
 // startEnv builds and runs an agent; cleanup stops it and checks Run's
 // result.
 func startEnv(t testing.TB) *env {
 	t.Helper()
-	return startEnvLogger(t, testLogger(t))
+	return startEnvWith(t, envOptions{})
 }
 
 // startEnvLogger is startEnv with the agent logging to log.
 func startEnvLogger(t testing.TB, log *slog.Logger) *env {
 	t.Helper()
+	return startEnvWith(t, envOptions{log: log})
+}
+
+// startEnvWith writes a deployment as opts say and runs an agent on it.
+func startEnvWith(t testing.TB, opts envOptions) *env {
+	t.Helper()
+	if opts.log == nil {
+		opts.log = testLogger(t)
+	}
 	dir := t.TempDir()
-	path, dz, in := writeDeployment(t, dir, "")
+	path, dz, in := writeDeployment(t, dir, opts.extra)
+	if opts.noPolicy {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(strings.Replace(string(data), "policy: policy.yaml\n", "", 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := &env{dir: dir, dmz: dz, intra: in, client: &http.Client{Timeout: 60 * time.Second}, log: opts.log}
+	e.start(t, path)
+	return e
+}
+
+// start builds and runs an agent from the config file at path, and waits
+// until it serves; stop (and cleanup) stops it and checks Run's result.
+func (e *env) start(t testing.TB, path string) {
+	t.Helper()
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(cfg, log)
+	a, err := New(cfg, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if err := a.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	e := &env{dir: dir, cfg: cfg, agent: a, dmz: dz, intra: in, base: "http://" + a.Addr().String(),
-		client: &http.Client{Timeout: 60 * time.Second}}
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if err := a.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(e.stop)
+	e.cfg, e.cfgPath, e.agent, e.base = cfg, path, a, "http://"+a.Addr().String()
+	// Ready once Run runs; without a catalogue /readyz stays 503, so the
+	// wait is on the agent's own flag and then on /healthz.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := e.client.Get(e.base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return e
+		if a.ready.Load() {
+			resp, err := e.client.Get(e.base + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return
+				}
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("agent not ready within 10s")
+			t.Fatal("agent not serving within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// restart stops the agent and starts a new one on the same deployment.
+func (e *env) restart(t testing.TB) {
+	t.Helper()
+	e.stop()
+	e.start(t, e.cfgPath)
 }
 
 // testLogger logs through t, so failures show the agent's log.
@@ -216,13 +270,32 @@ func (e *env) do(t testing.TB, method, path, token string, body string, hdr map[
 	return r
 }
 
-// goodBody returns a request the sample policy accepts.
+// goodBody returns a request the sample policy accepts from client
+// portal: the first citizen's violations, with the citizen as subject.
 func goodBody(t testing.TB) string {
 	t.Helper()
-	c := sample.Citizens()[0]
-	b, _ := json.Marshal(map[string]any{"operation": "violations.query", "params": map[string]any{"id_number": c.IDNumber, "plate": c.Plate}})
+	return citizenBody(t, sample.Citizens()[0], "violations.query")
+}
+
+// citizenBody returns a request of citizen c for op (violations.query or
+// licence.status), with c as the subject and c's id_number left to the
+// subject binding.
+func citizenBody(t testing.TB, c sample.Citizen, op string) string {
+	t.Helper()
+	params := map[string]any{}
+	if op == "violations.query" {
+		params["plate"] = c.Plate
+	}
+	b, err := json.Marshal(map[string]any{"operation": op, "params": params, "subject": c.IDNumber})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return string(b)
 }
+
+// plainBody is a request without a subject that the sample policy
+// accepts from any client.
+const plainBody = `{"operation":"exam.slots","params":{"subject":1}}`
 
 func (e *env) submit(t testing.TB) string {
 	t.Helper()
@@ -292,12 +365,18 @@ func (e *env) sealResults(t testing.TB, h envelope.Header, body any) (string, []
 	return envelope.FileName(&s.Header), s.Data
 }
 
+// resultsHeader is the header of the next envelope on the results
+// channel.
 func (e *env) resultsHeader() envelope.Header {
 	e.seq++
+	return e.headerSeq(e.seq)
+}
+
+// headerSeq is a results header with sequence number seq.
+func (e *env) headerSeq(seq uint64) envelope.Header {
 	now := time.Now()
-	h := envelope.Header{ID: envelope.NewID(), Kind: envelope.KindResults, From: "intranet", To: "dmz",
-		Channel: ResultsChannel, Seq: e.seq, Prev: e.prev, Created: now, Expires: now.Add(time.Hour)}
-	return h
+	return envelope.Header{ID: envelope.NewID(), Kind: envelope.KindResults, From: "intranet", To: "dmz",
+		Channel: ResultsChannel, Seq: seq, Prev: e.prev, Created: now, Expires: now.Add(time.Hour)}
 }
 
 // drop writes a file into the result medium the way a ferry does: under a

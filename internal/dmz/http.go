@@ -49,7 +49,13 @@ const (
 	ReasonUnavailable         = "unavailable"
 	ReasonShuttingDown        = "shutting_down"
 	ReasonNotReady            = "not_ready"
+	// ReasonCatalogueUnavailable: no catalogue has arrived from the
+	// intranet yet and the config names no local policy.
+	ReasonCatalogueUnavailable = "catalogue_unavailable"
 )
+
+// msgCatalogueUnavailable is the message of a catalogue_unavailable answer.
+const msgCatalogueUnavailable = "the operation catalogue has not arrived from the intranet yet; retry later"
 
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -148,6 +154,13 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, ReasonShuttingDown, "the agent is not accepting requests", "")
 		return
 	}
+	// One catalogue decides the whole request, even if a newer one comes
+	// into force meanwhile.
+	ck := a.current()
+	if ck == nil {
+		writeError(w, http.StatusServiceUnavailable, ReasonCatalogueUnavailable, msgCatalogueUnavailable, "")
+		return
+	}
 	key := r.Header.Get("Idempotency-Key")
 	if _, present := r.Header["Idempotency-Key"]; present && (key == "" || len(key) > MaxIdempotencyKey || !printable(key)) {
 		writeError(w, http.StatusBadRequest, ReasonBadIdempotencyKey,
@@ -188,7 +201,8 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, ReasonForbidden, "this client may not submit this operation", "operation")
 		return
 	}
-	if _, err := a.pol.Check(body.Operation, params.Bytes()); err != nil {
+	if _, err := ck.pol.Evaluate(policy.Request{Client: cl.name, Subject: subject, Operation: body.Operation,
+		Params: params.Bytes(), Now: a.now()}); err != nil {
 		var rej *policy.RejectError
 		if errors.As(err, &rej) {
 			reason := rej.Reason
@@ -395,7 +409,13 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 		Result:    st.Result,
 	}
 	if st.Status == batch.StatusDone {
-		if op, ok := a.pol.Operation(st.Operation); st.RowsAffected != 0 || ok && op.Mode == policy.ModeWrite {
+		// The mode comes from the catalogue in force now; a request whose
+		// operation it no longer lists shows rows_affected only if not 0.
+		var op *policy.Operation
+		if ck := a.current(); ck != nil {
+			op, _ = ck.pol.Operation(st.Operation)
+		}
+		if st.RowsAffected != 0 || op != nil && op.Mode == policy.ModeWrite {
 			n := st.RowsAffected
 			reply.RowsAffected = &n
 		}
@@ -405,26 +425,18 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 
 // operationsReply is the JSON of GET /v1/operations.
 type operationsReply struct {
-	Operations []operationJSON `json:"operations"`
+	// Source is SourceCatalogue or SourceLocalPolicy.
+	Source string `json:"source"`
+	// Catalogue says which catalogue, for SourceCatalogue.
+	Catalogue *catalogueInfo `json:"catalogue,omitempty"`
+	// Operations are the catalogue's own JSON for each operation the
+	// client may submit, in catalogue order.
+	Operations []policy.CatalogueOperation `json:"operations"`
 }
 
-type operationJSON struct {
-	Name        string      `json:"name"`
-	Description string      `json:"description,omitempty"`
-	Mode        policy.Mode `json:"mode"`
-	Params      []paramJSON `json:"params"`
-}
-
-type paramJSON struct {
-	Name        string   `json:"name"`
-	Type        string   `json:"type"`
-	Description string   `json:"description,omitempty"`
-	Required    bool     `json:"required"`
-	MaxLen      int      `json:"max_len,omitempty"`
-	Pattern     string   `json:"pattern,omitempty"`
-	Min         *int64   `json:"min,omitempty"`
-	Max         *int64   `json:"max,omitempty"`
-	Values      []string `json:"values,omitempty"`
+type catalogueInfo struct {
+	Seq      uint64    `json:"seq"`
+	Received time.Time `json:"received"`
 }
 
 func (a *Agent) handleOperations(w http.ResponseWriter, r *http.Request) {
@@ -432,19 +444,20 @@ func (a *Agent) handleOperations(w http.ResponseWriter, r *http.Request) {
 	if cl == nil {
 		return
 	}
-	out := operationsReply{Operations: []operationJSON{}}
-	for _, op := range a.pol.Operations {
+	ck := a.current()
+	if ck == nil {
+		writeError(w, http.StatusServiceUnavailable, ReasonCatalogueUnavailable, msgCatalogueUnavailable, "")
+		return
+	}
+	out := operationsReply{Source: ck.source, Operations: []policy.CatalogueOperation{}}
+	if ck.source == SourceCatalogue {
+		out.Catalogue = &catalogueInfo{Seq: ck.seq, Received: ck.received}
+	}
+	for _, op := range ck.ops {
 		if cl.ops != nil && !cl.ops[op.Name] {
 			continue
 		}
-		o := operationJSON{Name: op.Name, Description: op.Description, Mode: op.Mode, Params: []paramJSON{}}
-		for _, p := range op.Params {
-			o.Params = append(o.Params, paramJSON{
-				Name: p.Name, Type: p.Type, Description: p.Description, Required: p.Required,
-				MaxLen: p.MaxLen, Pattern: p.Pattern, Min: p.Min, Max: p.Max, Values: p.Values,
-			})
-		}
-		out.Operations = append(out.Operations, o)
+		out.Operations = append(out.Operations, op)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -456,6 +469,10 @@ func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handleReady(w http.ResponseWriter, r *http.Request) {
 	if !a.ready.Load() {
 		writeError(w, http.StatusServiceUnavailable, ReasonNotReady, "the agent is starting or draining", "")
+		return
+	}
+	if a.current() == nil {
+		writeError(w, http.StatusServiceUnavailable, ReasonNotReady, msgCatalogueUnavailable, "")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)

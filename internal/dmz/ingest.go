@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/envelope"
@@ -64,10 +65,18 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 		return
 	}
 	env := queue.ReceivedEnvelope{ID: h.ID, Channel: h.Channel, Seq: h.Seq}
+	ck := a.parseCatalogue(&h, res)
+	if ck != nil {
+		env.Catalogue = res.Catalogue
+	}
 	delay := retryMin
-	var applied *queue.Applied
+	var (
+		applied *queue.Applied
+		now     time.Time
+	)
 	for {
-		applied, err = a.spool.ApplyResults(ctx, env, res, a.now())
+		now = a.now()
+		applied, err = a.spool.ApplyResults(ctx, env, res, now)
 		switch {
 		case errors.Is(err, queue.ErrDuplicate):
 			a.log.Info("duplicate result envelope dropped", slog.String(logEnvelope, h.ID), slog.Uint64(logSeq, h.Seq), slog.String(logFile, name))
@@ -89,6 +98,14 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 		}
 		break
 	}
+	switch {
+	case applied.CatalogueStored:
+		// As the spool keeps it, so that a restart shows the same time.
+		ck.received = time.UnixMilli(now.UnixMilli()).UTC()
+		a.install(ck)
+	case ck != nil:
+		a.log.Info("operation catalogue older than the stored one ignored", slog.String(logEnvelope, h.ID), slog.Uint64(logSeq, h.Seq))
+	}
 	a.waiters.notify(applied.Final)
 	for _, id := range applied.Unknown {
 		a.log.Warn("result for an unknown request ignored", slog.String(logEnvelope, h.ID), slog.String(logRequest, id))
@@ -101,6 +118,30 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 		slog.Int(logCount, len(res.Results)), slog.Int(logAcked, applied.Acked),
 		slog.Int(logUnknown, len(applied.Unknown)), slog.Int(logStale, applied.Stale))
 	a.remove(name)
+}
+
+// parseCatalogue returns a checker of the catalogue a results envelope
+// carries, or nil if it carries none or one that cannot be used; the
+// envelope's results are applied either way.
+func (a *Agent) parseCatalogue(h *envelope.Header, res *batch.Results) *checker {
+	if res.Catalogue == nil {
+		return nil
+	}
+	if h.Seq == 0 {
+		// Catalogues are ordered by sequence number, from 1.
+		a.log.Error("operation catalogue on an envelope with sequence number 0 ignored; keeping the current one",
+			slog.String(logEnvelope, h.ID))
+		return nil
+	}
+	// A catalogue holds no personal data; the error names fields and
+	// rules, and is bounded.
+	ck, err := catalogueChecker(res.Catalogue, h.Seq, time.Time{})
+	if err != nil {
+		a.log.Error("operation catalogue from the intranet does not parse; keeping the current one",
+			slog.String(logEnvelope, h.ID), slog.Uint64(logSeq, h.Seq), slog.String(logError, truncate(err.Error())))
+		return nil
+	}
+	return ck
 }
 
 func (a *Agent) remove(name string) {

@@ -34,12 +34,12 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-// subjectBody returns a request the sample policy accepts, carrying the
-// JSON value subject (left out when empty).
+// subjectBody returns a violations.query request for the second sample
+// citizen's plate, carrying the JSON value subject (left out when empty).
+// Its params hold no ID number: the subject binding supplies it.
 func subjectBody(t testing.TB, subject string) string {
 	t.Helper()
-	c := sample.Citizens()[0]
-	params, err := json.Marshal(map[string]string{"id_number": c.IDNumber, "plate": c.Plate})
+	params, err := json.Marshal(map[string]string{"plate": sample.Citizens()[1].Plate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,9 +85,13 @@ func TestAgent_SubmitBadSubject(t *testing.T) {
 			}
 		})
 	}
-	// An empty subject is no subject.
-	if r := e.do(t, http.MethodPost, "/v1/requests", tokenPortal, subjectBody(t, `""`), nil); r.code != http.StatusAccepted {
+	// An empty subject is no subject: an operation without a subject
+	// binding takes it, and one with a binding misses it.
+	if r := e.do(t, http.MethodPost, "/v1/requests", tokenPortal, `{"operation":"exam.slots","params":{"subject":1},"subject":""}`, nil); r.code != http.StatusAccepted {
 		t.Fatalf("empty subject: HTTP %d %s", r.code, r.raw)
+	}
+	if r := e.do(t, http.MethodPost, "/v1/requests", tokenPortal, subjectBody(t, `""`), nil); r.code != http.StatusBadRequest || r.reason() != "missing_subject" {
+		t.Fatalf("empty subject on a bound operation: HTTP %d %s, want 400 missing_subject", r.code, r.raw)
 	}
 	if n := countRequests(t, e); n != 1 {
 		t.Fatalf("%d requests in the spool, want only the one without a subject", n)
@@ -101,8 +105,9 @@ func TestAgent_Subject(t *testing.T) {
 	var logs logBuffer
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(&logs, tWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := startEnvLogger(t, log)
-	// The subject is another citizen than the one in the params, so that
-	// finding it anywhere means the subject leaked, not the params.
+	// The params hold no ID number (the binding supplies it), so that
+	// finding the subject anywhere means the subject leaked, not the
+	// params.
 	subject := sample.Citizens()[1].IDNumber
 	other := "110101199003074514"
 	if subject == other || strings.Contains(subjectBody(t, ""), subject) {
@@ -117,7 +122,11 @@ func TestAgent_Subject(t *testing.T) {
 	if strings.Contains(r.raw, subject) {
 		t.Fatalf("202 answer shows the subject: %s", r.raw)
 	}
-	plain := e.submit(t)
+	pr := e.do(t, http.MethodPost, "/v1/requests", tokenPortal, plainBody, nil)
+	if pr.code != http.StatusAccepted {
+		t.Fatalf("submit without subject: HTTP %d %s", pr.code, pr.raw)
+	}
+	plain := pr.str("id")
 
 	// Idempotency covers the subject.
 	for _, tt := range []struct {
@@ -126,11 +135,13 @@ func TestAgent_Subject(t *testing.T) {
 	}{
 		{"same subject", `"` + subject + `"`, http.StatusAccepted},
 		{"other subject", `"` + other + `"`, http.StatusConflict},
-		{"no subject", "", http.StatusConflict},
+		// The policy refuses it before the key is looked at.
+		{"no subject", "", http.StatusBadRequest},
 	} {
 		r := e.do(t, http.MethodPost, "/v1/requests", tokenPortal, subjectBody(t, tt.subject), key)
 		if r.code != tt.code || (tt.code == http.StatusAccepted && r.str("id") != id) ||
-			(tt.code == http.StatusConflict && r.reason() != ReasonIdempotencyConflict) {
+			(tt.code == http.StatusConflict && r.reason() != ReasonIdempotencyConflict) ||
+			(tt.code == http.StatusBadRequest && r.reason() != "missing_subject") {
 			t.Fatalf("%s: HTTP %d %s, want %d", tt.name, r.code, r.raw, tt.code)
 		}
 		if strings.Contains(r.raw, subject) || strings.Contains(r.raw, other) {
@@ -199,5 +210,60 @@ func TestAgent_Subject(t *testing.T) {
 	}
 	if strings.Contains(out, subject) {
 		t.Fatalf("the log shows the subject:\n%s", out)
+	}
+}
+
+// TestAgent_SubjectBinding checks at the DMZ that a subject-bound
+// operation sees only its own subject, and that only a client the policy
+// trusts may assert a subject.
+func TestAgent_SubjectBinding(t *testing.T) {
+	e := startEnv(t)
+	me, them := sample.Citizens()[0], sample.Citizens()[1]
+	body := func(op string, params map[string]any, subject string) string {
+		m := map[string]any{"operation": op, "params": params}
+		if subject != "" {
+			m["subject"] = subject
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	tests := []struct {
+		name   string
+		token  string
+		body   string
+		code   int
+		reason string
+	}{
+		{"own id left out", tokenPortal, body("violations.query", map[string]any{"plate": me.Plate}, me.IDNumber), 202, ""},
+		{"own id in params", tokenPortal, body("violations.query", map[string]any{"plate": me.Plate, "id_number": me.IDNumber}, me.IDNumber), 202, ""},
+		{"own licence", tokenPortal, body("licence.status", map[string]any{}, me.IDNumber), 202, ""},
+		{"another's violations", tokenPortal, body("violations.query", map[string]any{"plate": them.Plate, "id_number": them.IDNumber}, me.IDNumber), 400, "forbidden_subject"},
+		{"another's licence", tokenPortal, body("licence.status", map[string]any{"id_number": them.IDNumber}, me.IDNumber), 400, "forbidden_subject"},
+		{"booking for another", tokenPortal, body("exam.book", map[string]any{"slot_id": 1, "id_number": them.IDNumber}, me.IDNumber), 400, "forbidden_subject"},
+		{"no subject", tokenPortal, body("licence.status", map[string]any{"id_number": me.IDNumber}, ""), 400, "missing_subject"},
+		{"untrusted client", tokenOther, body("licence.status", map[string]any{}, me.IDNumber), 400, "subject_not_trusted"},
+		{"untrusted client, unbound operation", tokenOther, `{"operation":"exam.slots","params":{"subject":1},"subject":"` + me.IDNumber + `"}`, 400, "subject_not_trusted"},
+		{"untrusted client without subject", tokenOther, plainBody, 202, ""},
+	}
+	accepted := 0
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(t, http.MethodPost, "/v1/requests", tt.token, tt.body, nil)
+			if r.code != tt.code || r.reason() != tt.reason {
+				t.Fatalf("HTTP %d %s, want %d %q", r.code, r.raw, tt.code, tt.reason)
+			}
+			if tt.code == http.StatusAccepted {
+				accepted++
+			}
+			if r.code != http.StatusAccepted && (strings.Contains(r.raw, me.IDNumber) || strings.Contains(r.raw, them.IDNumber)) {
+				t.Fatalf("answer shows an ID number: %s", r.raw)
+			}
+		})
+	}
+	if n := countRequests(t, e); n != accepted {
+		t.Fatalf("%d requests in the spool, want the %d accepted", n, accepted)
 	}
 }

@@ -1,6 +1,7 @@
 package intranet
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -399,6 +400,22 @@ func TestNew_errors(t *testing.T) {
 		{"bad policy", func(t *testing.T, e *testEnv) {
 			e.writePolicy(t, e.cfg.Policy, []byte("version: 1\noperations:\n  - name: x\n    mode: sideways\n"), e.admins...)
 		}, "policy.yaml:4: operations[0].mode"},
+		{"statement reads an undeclared column", func(t *testing.T, e *testEnv) {
+			p := bytes.Replace(sample.Policy(), []byte("drivers: [id_number, name, mobile]"), []byte("drivers: [id_number, name]"), 1)
+			if bytes.Equal(p, sample.Policy()) {
+				t.Fatal("the sample policy no longer declares drivers' columns for licence.status")
+			}
+			e.writePolicy(t, e.cfg.Policy, p, e.admins...)
+		}, "operation licence.status: read statement not allowed: reads drivers.mobile"},
+		{"read statement that writes", func(t *testing.T, e *testEnv) {
+			p := append(sample.Policy(), `
+  - name: exam.sneak
+    mode: read
+    statement: WITH s AS (SELECT 1 AS id) INSERT INTO appointments (slot_id, id_number) SELECT id, 'x' FROM s
+    reads: {}
+`...)
+			e.writePolicy(t, e.cfg.Policy, p, e.admins...)
+		}, "operation exam.sneak"},
 		{"no admin keys", func(t *testing.T, e *testEnv) { e.cfg.Admins = filepath.Join(e.root, "nowhere") }, "load admin keys"},
 		{"loose key", func(t *testing.T, e *testEnv) {
 			if err := os.Chmod(filepath.Join(e.cfg.Keys, keys.SignKeyFile), 0o644); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
+	"github.com/ferrybridge/ferry/internal/policy"
 	"github.com/ferrybridge/ferry/internal/sample"
 )
 
@@ -62,7 +63,10 @@ func newTestEnv(t testing.TB) *testEnv {
 	}
 	e0 := &testEnv{}
 	e0.admins = testAdmins(t, filepath.Join(kdir, "admins"), "alice", "bob")
-	e0.writePolicy(t, filepath.Join(zdir, "policy.yaml"), sample.Policy(), e0.admins...)
+	// The sample policy with its rate limits raised: these tests send one
+	// citizen's requests hundreds of times (the limits are tested in
+	// package replica).
+	e0.writePolicy(t, filepath.Join(zdir, "policy.yaml"), sample.LoadPolicy(), e0.admins...)
 	if err := sample.WriteReplica(context.Background(), filepath.Join(zdir, "replica.db")); err != nil {
 		t.Fatal(err)
 	}
@@ -267,6 +271,8 @@ type answers struct {
 	results map[string][]batch.Result // by request id, every copy
 	acks    map[string]int            // request envelope id → times acked
 	seqs    []uint64
+	// catalogues holds the operation catalogues received, in channel order.
+	catalogues []*policy.Policy
 }
 
 // collect opens every result envelope in the results directory with the
@@ -325,6 +331,13 @@ func (e *testEnv) collect(t testing.TB) *answers {
 		}
 		for _, r := range en.body.Results {
 			a.results[r.RequestID] = append(a.results[r.RequestID], r)
+		}
+		if en.body.Catalogue != nil {
+			cat, err := policy.ParseCatalogue(en.body.Catalogue)
+			if err != nil {
+				t.Fatalf("result envelope seq %d: catalogue: %v", seq, err)
+			}
+			a.catalogues = append(a.catalogues, cat)
 		}
 	}
 	return a
@@ -407,13 +420,18 @@ var reqCounter struct {
 }
 
 // newRequest returns a request with a fresh id.
+//
+// The request comes from the portal; a citizen's id_number parameter is
+// also its subject, as when a citizen asks about their own records.
 func newRequest(op string, params map[string]any) batch.Request {
 	reqCounter.Lock()
 	reqCounter.n++
 	n := reqCounter.n
 	reqCounter.Unlock()
 	p, _ := json.Marshal(params)
-	return batch.Request{ID: fmt.Sprintf("%08x%024x", time.Now().UnixNano()&0xffffffff, n), Client: "portal", Operation: op, Params: p, Received: time.Now().UTC()}
+	subject, _ := params["id_number"].(string)
+	return batch.Request{ID: fmt.Sprintf("%08x%024x", time.Now().UnixNano()&0xffffffff, n), Client: "portal", Subject: subject,
+		Operation: op, Params: p, Received: time.Now().UTC()}
 }
 
 // writeFile replaces a file's contents, keeping nothing else.

@@ -58,6 +58,7 @@ package intranet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,6 +69,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferrybridge/ferry/internal/admin"
+	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -111,6 +113,10 @@ const (
 	logPrevious   = "previous_sha256"
 	logSigners    = "signers"
 	logOperations = "operations"
+	logOperation  = "operation"
+	logClient     = "client"
+	logScope      = "scope"
+	logCatalogue  = "catalogue"
 )
 
 // Agent is the intranet agent.
@@ -130,6 +136,15 @@ type Agent struct {
 	// policy is the policy in force; Reload replaces it only with one
 	// that passed every check.
 	policy atomic.Pointer[activePolicy]
+
+	// catalogue is the JSON of the operation catalogue of the policy in
+	// force; the seal stage sends it to the DMZ at start and whenever
+	// catalogueChanged fires.
+	catalogue        atomic.Pointer[[]byte]
+	catalogueChanged chan struct{}
+
+	// rateLimited counts the requests rate limits refused; see Stats.
+	rateLimited atomic.Uint64
 
 	running   atomic.Bool
 	ready     chan struct{}
@@ -165,10 +180,6 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load admin keys: %w", err)
 	}
-	active, err := loadPolicy(cfg.Policy, ring, cfg.PolicySigs)
-	if err != nil {
-		return nil, err
-	}
 	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("open inbox: %w", err)
@@ -187,6 +198,11 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	active, err := loadPolicy(ctx, cfg.Policy, ring, cfg.PolicySigs, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	a := &Agent{
 		cfg:    cfg,
 		log:    logger,
@@ -201,7 +217,11 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		now:    time.Now,
 		ready:  make(chan struct{}),
 	}
-	a.policy.Store(active)
+	a.catalogueChanged = make(chan struct{}, 1)
+	if err := a.setPolicy(active); err != nil {
+		db.Close()
+		return nil, err
+	}
 	logger.Info("policy in force", slog.String(logPolicy, active.sha256), slog.Int(logOperations, len(active.pol.Operations)),
 		slog.Any(logSigners, active.signers))
 	return a, nil
@@ -213,16 +233,53 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 // Requests already being applied finish under the policy they started
 // with. SIGHUP calls it (see package daemon).
 func (a *Agent) Reload() error {
-	active, err := loadPolicy(a.cfg.Policy, a.ring, a.cfg.PolicySigs)
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	active, err := loadPolicy(ctx, a.cfg.Policy, a.ring, a.cfg.PolicySigs, a.db)
 	if err != nil {
 		a.log.Error("policy reload refused; the previous policy stays in force", slog.String(logError, err.Error()),
 			slog.String(logPolicy, a.policy.Load().sha256))
 		return err
 	}
-	old := a.policy.Swap(active)
+	old := a.policy.Load()
+	if err := a.setPolicy(active); err != nil {
+		a.log.Error("policy reload refused; the previous policy stays in force", slog.String(logError, err.Error()),
+			slog.String(logPolicy, old.sha256))
+		return err
+	}
 	a.log.Info("policy reloaded", slog.String(logPolicy, active.sha256), slog.String(logPrevious, old.sha256),
 		slog.Int(logOperations, len(active.pol.Operations)), slog.Any(logSigners, active.signers))
 	return nil
+}
+
+// setPolicy puts a checked policy in force and queues its catalogue for
+// the DMZ.
+func (a *Agent) setPolicy(active *activePolicy) error {
+	cat, err := json.Marshal(active.pol.Catalogue())
+	if err != nil {
+		return fmt.Errorf("policy catalogue: %w", err)
+	}
+	if len(cat) > batch.MaxCatalogue {
+		return fmt.Errorf("policy catalogue: %d bytes, more than the %d a result envelope may carry", len(cat), batch.MaxCatalogue)
+	}
+	a.policy.Store(active)
+	a.catalogue.Store(&cat)
+	select {
+	case a.catalogueChanged <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Stats are counters of a running agent, for metrics.
+type Stats struct {
+	// RateLimited counts the requests a rate limit refused since start.
+	RateLimited uint64
+}
+
+// Stats returns the agent's counters.
+func (a *Agent) Stats() Stats {
+	return Stats{RateLimited: a.rateLimited.Load()}
 }
 
 // Ready returns a channel that is closed once Run has recovered unfinished

@@ -1,6 +1,7 @@
 package intranet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -160,6 +161,29 @@ func (a *Agent) applyStage(ctx context.Context, in <-chan *openedEnvelope, out c
 	}
 }
 
+// reportLimited counts the requests that rate limits refused and warns
+// once per envelope for each operation, client and scope that hit a
+// limit: high-frequency access by one subject or client. The subject is
+// never logged.
+func (a *Agent) reportLimited(limited []replica.Limited) {
+	if len(limited) == 0 {
+		return
+	}
+	a.rateLimited.Add(uint64(len(limited)))
+	counts := map[replica.Limited]int{}
+	var order []replica.Limited
+	for _, l := range limited {
+		if counts[l] == 0 {
+			order = append(order, l)
+		}
+		counts[l]++
+	}
+	for _, l := range order {
+		a.log.Warn("rate limit reached: high-frequency access", slog.String(logOperation, l.Operation),
+			slog.String(logClient, l.Client), slog.String(logScope, l.Scope), slog.Int(logRequests, counts[l]))
+	}
+}
+
 func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealItem) error {
 	env := o.env
 	res, err := a.db.Apply(ctx, env, o.reqs, a.policy.Load().pol)
@@ -188,6 +212,7 @@ func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealIte
 		a.log.Info("envelope applied", slog.String(logEnvelope, env.ID), slog.String(logChannel, env.Channel),
 			slog.Uint64(logSeq, env.Seq), slog.Int(logRequests, len(o.reqs)),
 			slog.Int(logDone, done), slog.Int(logRejected, rejected), slog.Int(logFailed, failed))
+		a.reportLimited(res.Limited)
 		return send(ctx, out, sealItem{id: env.ID, file: env.File, results: res.Results})
 	}
 	if id, ok := a.recovered[env.File]; ok && id == env.ID {
@@ -300,6 +325,25 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 		}
 		return nil
 	}
+	// sendCatalogue seals the catalogue of the policy in force, if it
+	// changed since the last one sent, in an envelope of its own.
+	var sentCatalogue []byte
+	sendCatalogue := func() error {
+		cat := a.catalogue.Load()
+		if cat == nil || bytes.Equal(*cat, sentCatalogue) {
+			return nil
+		}
+		o, err := a.sealBody(ctx, nil, *cat, next, prev)
+		if err != nil {
+			return fmt.Errorf("seal catalogue: %w", err)
+		}
+		sentCatalogue = *cat
+		next, prev = o.Seq+1, o.HeaderHash
+		return send(ctx, out, o)
+	}
+	if err := sendCatalogue(); err != nil {
+		return err
+	}
 	for _, it := range pending {
 		if err := add(it); err != nil {
 			return err
@@ -310,6 +354,10 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 	}
 	for {
 		select {
+		case <-a.catalogueChanged:
+			if err := sendCatalogue(); err != nil {
+				return err
+			}
 		case it, ok := <-in:
 			if !ok {
 				return flush()
@@ -379,7 +427,13 @@ func shrink(it sealItem, limit int) sealItem {
 // seal seals the results of group as result envelope number seq and
 // stores it, with the envelopes it answers, in the ledger.
 func (a *Agent) seal(ctx context.Context, group []sealItem, seq uint64, prev [32]byte) (*replica.Outgoing, error) {
-	body := batch.Results{Acks: make([]string, 0, len(group)), Results: []batch.Result{}}
+	return a.sealBody(ctx, group, nil, seq, prev)
+}
+
+// sealBody seals the results of group, and the operation catalogue when
+// catalogue is not nil, as the result envelope seq of the channel.
+func (a *Agent) sealBody(ctx context.Context, group []sealItem, catalogue []byte, seq uint64, prev [32]byte) (*replica.Outgoing, error) {
+	body := batch.Results{Acks: make([]string, 0, len(group)), Results: []batch.Result{}, Catalogue: catalogue}
 	for _, it := range group {
 		body.Acks = append(body.Acks, it.id)
 		body.Results = append(body.Results, it.results...)
@@ -388,7 +442,8 @@ func (a *Agent) seal(ctx context.Context, group []sealItem, seq uint64, prev [32
 	if err != nil {
 		return nil, fmt.Errorf("seal results: %w", err)
 	}
-	if len(data) > maxResultsBody {
+	// A catalogue alone (at most batch.MaxCatalogue bytes) always fits.
+	if len(group) > 0 && len(data) > maxResultsBody {
 		return nil, fmt.Errorf("seal results: %w: %d bytes", errResultsTooLarge, len(data))
 	}
 	now := a.now()
@@ -419,7 +474,7 @@ func (a *Agent) seal(ctx context.Context, group []sealItem, seq uint64, prev [32
 		return nil, err
 	}
 	a.log.Info("results sealed", slog.String(logEnvelope, o.ID), slog.Uint64(logSeq, seq),
-		slog.Int(logAcks, len(body.Acks)), slog.Int(logResults, len(body.Results)))
+		slog.Int(logAcks, len(body.Acks)), slog.Int(logResults, len(body.Results)), slog.Bool(logCatalogue, catalogue != nil))
 	return o, nil
 }
 

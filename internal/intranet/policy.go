@@ -1,12 +1,14 @@
 package intranet
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 
 	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/policy"
+	"github.com/ferrybridge/ferry/internal/replica"
 )
 
 // activePolicy is a policy that passed every check and is in force, with
@@ -23,7 +25,12 @@ type activePolicy struct {
 // policy. Nothing of an under-signed file is parsed: an unsigned policy is
 // the input of whoever could write the file, and the parser is the
 // agent's largest attack surface after the envelope reader.
-func loadPolicy(path string, ring *admin.Keyring, required int) (*activePolicy, error) {
+//
+// Then every statement is proven against the replica (db): compiled under
+// the SQLite authorizer its declared access allows, read statements
+// read-only. A policy whose statement could write where it must not, or
+// read an undeclared table or column, does not take effect.
+func loadPolicy(ctx context.Context, path string, ring *admin.Keyring, required int, db *replica.DB) (*activePolicy, error) {
 	data, sig, sigPath, err := admin.ReadPolicyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
@@ -38,6 +45,9 @@ func loadPolicy(path string, ring *admin.Keyring, required int) (*activePolicy, 
 	pol, err := policy.Parse(path, data)
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	if err := db.ProvePolicy(ctx, pol); err != nil {
+		return nil, fmt.Errorf("load policy %s: statements not proven against the replica (check with `ferryctl policy lint --replica`): %w", path, err)
 	}
 	sum := sha256.Sum256(data)
 	return &activePolicy{pol: pol, signers: signers, sha256: hex.EncodeToString(sum[:])}, nil

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/batch"
@@ -92,6 +93,14 @@ func TestAgent_Reload(t *testing.T) {
 		}
 	}
 	ask(batch.StatusDone)
+	// The DMZ got the catalogue at start, before any results.
+	cats := e.waitCatalogues(t, 1)
+	if len(cats) != 1 {
+		t.Fatalf("%d catalogues sent at start, want 1", len(cats))
+	}
+	if _, ok := cats[0].Operation("violations.query"); !ok {
+		t.Fatal("the catalogue sent at start lacks violations.query")
+	}
 
 	// A policy that both admins signed takes effect at once.
 	e.writePolicy(t, e.cfg.Policy, withoutOperation(t, "violations.query"), e.admins...)
@@ -99,6 +108,13 @@ func TestAgent_Reload(t *testing.T) {
 		t.Fatalf("Reload: %v", err)
 	}
 	ask(batch.StatusRejected + " " + policy.ReasonUnknownOperation)
+	cats = e.waitCatalogues(t, 2)
+	if len(cats) != 2 {
+		t.Fatalf("%d catalogues sent, want 2: one at start, one after the reload", len(cats))
+	}
+	if _, ok := cats[1].Operation("violations.query"); ok || len(cats[1].Operations) != len(cats[0].Operations)-1 {
+		t.Fatal("the catalogue sent after the reload still lists violations.query")
+	}
 
 	// Refused reloads leave that policy in force: one signature only, a
 	// file changed after signing, and a well-signed but invalid policy.
@@ -120,5 +136,21 @@ func TestAgent_Reload(t *testing.T) {
 		t.Fatalf("Reload of an invalid policy: %v", err)
 	}
 	ask(batch.StatusRejected + " " + policy.ReasonUnknownOperation)
+	if n := len(e.collect(t).catalogues); n != 2 {
+		t.Fatalf("%d catalogues sent, want 2: refused reloads send none", n)
+	}
 	r.stop(t)
+}
+
+// waitCatalogues waits until n catalogues have been sent and returns them.
+func (e *testEnv) waitCatalogues(t *testing.T, n int) []*policy.Policy {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cats := e.collect(t).catalogues
+		if len(cats) >= n || time.Now().After(deadline) {
+			return cats
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

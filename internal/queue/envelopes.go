@@ -246,6 +246,11 @@ type ReceivedEnvelope struct {
 	ID      string
 	Channel string
 	Seq     uint64
+	// Catalogue, when not nil, is the operation catalogue the envelope
+	// carries, already checked by the caller. ApplyResults stores it, in
+	// its transaction, as a Catalogue with Seq and the time of applying,
+	// if Seq is higher than the stored catalogue's.
+	Catalogue json.RawMessage
 }
 
 // Applied says what ApplyResults did.
@@ -255,13 +260,18 @@ type Applied struct {
 	Stale    int      // results for requests already final, ignored
 	Acked    int      // request envelopes newly acknowledged
 	NoResult []string // requests of acknowledged envelopes left without a result, now failed
+	// CatalogueStored says that the envelope's catalogue replaced the
+	// stored one (or was the first).
+	CatalogueStored bool
 }
 
 // ApplyResults stores the results of one result envelope and marks the
 // request envelopes it acknowledges, in one transaction that also records
-// env. It returns ErrDuplicate if env.ID was applied before, and ErrReplay
-// if another envelope already used env's channel and sequence number; in
-// both cases nothing changes.
+// env and stores env.Catalogue (see ReceivedEnvelope). It returns
+// ErrDuplicate if env.ID was applied before, and ErrReplay if another
+// envelope already used env's channel and sequence number; in both cases
+// nothing changes. An envelope with no results and no acknowledgements is
+// recorded all the same.
 func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *batch.Results, now time.Time) (*Applied, error) {
 	if env.Seq >= math.MaxInt64 {
 		return nil, fmt.Errorf("apply results %s: sequence number %d out of range", env.ID, env.Seq)
@@ -352,6 +362,13 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		}
 		out.NoResult = append(out.NoResult, ids...)
 		out.Final = append(out.Final, ids...)
+	}
+	if env.Catalogue != nil {
+		stored, err := storeCatalogue(ctx, tx, &Catalogue{Data: env.Catalogue, Seq: env.Seq, Received: now})
+		if err != nil {
+			return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
+		}
+		out.CatalogueStored = stored
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("apply results %s: commit: %w", env.ID, err)

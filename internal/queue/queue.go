@@ -60,6 +60,15 @@
 // reusing its sequence number is refused ([ErrReplay]). A request reaches a
 // final status once; later results for it are ignored. Final requests lose
 // their parameters and subject (personal data the spool no longer needs).
+//
+// # Catalogue
+//
+// The intranet sends its operation catalogue in results envelopes. The
+// spool keeps the latest one ([Catalogue], migration 0003, a single row):
+// ApplyResults stores the catalogue given in [ReceivedEnvelope.Catalogue]
+// in the envelope's transaction, but only if the envelope's sequence
+// number is higher than the stored catalogue's, so a late envelope never
+// brings back an older catalogue. The spool does not interpret it.
 package queue
 
 import (

@@ -20,6 +20,21 @@
 // replica as of the last committed envelope, not the uncommitted writes of
 // the envelope being applied.
 //
+// # The policy at work
+//
+// Each request is evaluated with the policy ([Checker], normally
+// *policy.Policy) with its client, its subject and the agent's clock.
+// Then the operation's rate limits are taken (ferry_rates, in the same
+// transaction, so they hold across restarts; see ratelimit.go), and the
+// statement runs under [sqlguard.Guard] with the access its operation
+// declares: a read on a connection of the read-only pool, a write on the
+// writer's connection inside the envelope's transaction. A statement the
+// guard refuses (say, after a trigger was added that writes elsewhere)
+// fails with apply_failed and has no effect. Read results have the
+// operation's declared columns masked before they are stored and sent.
+// [ProvePolicy] checks every statement against the replica once, when a
+// policy is loaded.
+//
 // # Answers
 //
 // The ledger also carries the answer's progress: an applied envelope is
@@ -45,6 +60,7 @@ import (
 
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/policy"
+	"github.com/ferrybridge/ferry/internal/sqlguard"
 	"github.com/ferrybridge/ferry/internal/sqlitedb"
 )
 
@@ -105,7 +121,7 @@ type Envelope struct {
 // Checker evaluates a request against the policy; *policy.Policy is one.
 // A refusal is a *policy.RejectError.
 type Checker interface {
-	Check(op string, params json.RawMessage) (*policy.Checked, error)
+	Evaluate(r policy.Request) (*policy.Checked, error)
 }
 
 var _ Checker = (*policy.Policy)(nil)
@@ -122,6 +138,17 @@ type Applied struct {
 	// duplicate what the ledger held.
 	State State
 	File  string
+	// Limited lists the requests of this envelope that a rate limit
+	// refused, for the agent's log and metrics. It names the client and
+	// the operation, never the subject.
+	Limited []Limited
+}
+
+// Limited is one request refused by a rate limit.
+type Limited struct {
+	Operation string
+	Client    string
+	Scope     string // ScopeSubject or ScopeClient
 }
 
 // Pending is an applied envelope whose results are not yet sealed.
@@ -148,6 +175,9 @@ type DB struct {
 	path string
 	w    *sql.DB // the single writer connection
 	ro   *sql.DB // read-only pool for read operations
+	now  func() time.Time
+
+	applies int // Apply calls since the rate table was last purged
 }
 
 // Open opens the replica database at path, which must already exist, and
@@ -176,7 +206,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open replica read-only: %w", err)
 	}
-	return &DB{path: path, w: w, ro: ro}, nil
+	return &DB{path: path, w: w, ro: ro, now: time.Now}, nil
 }
 
 // Path returns the database file's path.
@@ -206,7 +236,14 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 	if err := validEnvelope(env, reqs); err != nil {
 		return nil, err
 	}
-	tx, err := db.w.BeginTx(ctx, nil)
+	// The transaction runs on the writer's one connection, held here so
+	// that a write statement's guard is installed on that connection.
+	conn, err := db.w.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("apply envelope %s: begin: %w", env.ID, err)
 	}
@@ -246,7 +283,8 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 	if err != nil {
 		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
-	now := time.Now().UnixMilli()
+	clock := db.now()
+	now := clock.UnixMilli()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_envelopes
 		(id, sender, channel, seq, prev, header_hash, file, requests, state, applied_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'applied', ?)`,
@@ -268,6 +306,7 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 	defer record.Close()
 
 	results := make([]batch.Result, len(reqs))
+	var limited []Limited
 	for i, r := range reqs {
 		var stored []byte
 		err := lookup.QueryRowContext(ctx, r.ID).Scan(&stored)
@@ -280,9 +319,12 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 		if !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("apply envelope %s: look up request %s: %w", env.ID, r.ID, err)
 		}
-		res, err := db.applyOne(ctx, tx, r, pol)
+		res, lim, err := db.applyOne(ctx, conn, tx, r, pol, clock)
 		if err != nil {
 			return nil, fmt.Errorf("apply envelope %s: request %s: %w", env.ID, r.ID, err)
+		}
+		if lim != nil {
+			limited = append(limited, *lim)
 		}
 		data, err := json.Marshal(res)
 		if err != nil {
@@ -308,10 +350,16 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 			return nil, fmt.Errorf("apply envelope %s: record request %s: %w", env.ID, r.ID, err)
 		}
 	}
+	if db.applies++; db.applies >= purgeEvery {
+		db.applies = 0
+		if err := purgeRates(ctx, tx, clock); err != nil {
+			return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("apply envelope %s: commit: %w", env.ID, err)
 	}
-	return &Applied{Results: results, State: StateApplied, File: env.File}, nil
+	return &Applied{Results: results, State: StateApplied, File: env.File, Limited: limited}, nil
 }
 
 func validEnvelope(env Envelope, reqs []batch.Request) error {
@@ -333,102 +381,135 @@ func validEnvelope(env Envelope, reqs []batch.Request) error {
 
 // applyOne checks and runs one request that the ledger has not seen. It
 // returns an error only when the whole envelope must be abandoned: the
-// context ended or the database failed.
-func (db *DB) applyOne(ctx context.Context, tx *sql.Tx, r batch.Request, pol Checker) (batch.Result, error) {
+// context ended or the database failed. A request a rate limit refused
+// also returns what to report about it.
+func (db *DB) applyOne(ctx context.Context, conn *sql.Conn, tx *sql.Tx, r batch.Request, pol Checker, now time.Time) (batch.Result, *Limited, error) {
 	res := batch.Result{RequestID: r.ID}
-	checked, err := pol.Check(r.Operation, r.Params)
+	checked, err := pol.Evaluate(policy.Request{Client: r.Client, Subject: r.Subject, Operation: r.Operation, Params: r.Params, Now: now})
 	if err != nil {
 		var rej *policy.RejectError
 		if errors.As(err, &rej) {
 			res.Status, res.Reason, res.Message = batch.StatusRejected, rej.Reason, rej.Message
-			return res, nil
+			return res, nil, nil
 		}
 		res.Status, res.Reason, res.Message = batch.StatusFailed, ReasonCheckFailed, messageCheckFailed
-		return res, nil
+		return res, nil, nil
 	}
 	if checked == nil || checked.Op == nil {
 		res.Status, res.Reason, res.Message = batch.StatusFailed, ReasonCheckFailed, messageCheckFailed
-		return res, nil
+		return res, nil, nil
 	}
-	switch checked.Op.Mode {
+	op := checked.Op
+	scope, retry, err := limit(ctx, tx, op, r.Client, checked.Subject, now)
+	if err != nil {
+		return res, nil, err
+	}
+	if scope != "" {
+		res.Status, res.Reason = batch.StatusRejected, policy.ReasonRateLimited
+		res.Message = fmt.Sprintf("operation %s is limited to %s requests per %s; retry in %s", op.Name, rateCount(op, scope), scope, retryText(retry))
+		return res, &Limited{Operation: op.Name, Client: r.Client, Scope: scope}, nil
+	}
+	switch op.Mode {
 	case policy.ModeRead:
 		rows, err := db.read(ctx, checked)
 		if err != nil {
 			if fatal(ctx, err) {
-				return res, err
+				return res, nil, err
 			}
 			res.Status, res.Reason, res.Message = batch.StatusFailed, ReasonApplyFailed, messageApplyFailed
-			return res, nil
+			return res, nil, nil
 		}
 		res.Status, res.Rows = batch.StatusDone, rows
 	case policy.ModeWrite:
-		n, err := write(ctx, tx, checked)
+		n, err := write(ctx, conn, tx, checked)
 		if err != nil {
 			if fatal(ctx, err) {
-				return res, err
+				return res, nil, err
 			}
 			res.Status, res.Reason, res.Message = batch.StatusFailed, ReasonApplyFailed, messageApplyFailed
-			return res, nil
+			return res, nil, nil
 		}
 		res.Status, res.RowsAffected = batch.StatusDone, n
 	default:
 		res.Status, res.Reason, res.Message = batch.StatusFailed, ReasonCheckFailed, messageCheckFailed
 	}
-	return res, nil
+	return res, nil, nil
 }
 
-// read runs a read operation on the read-only pool, never on the writer.
+// read runs a read operation on a connection of the read-only pool, never
+// on the writer, under the guard of the operation's declared access, and
+// masks the declared columns of every row.
 func (db *DB) read(ctx context.Context, c *policy.Checked) ([]map[string]any, error) {
 	max := c.Op.MaxRows
 	if max <= 0 {
 		max = DefaultMaxRows
 	}
-	rows, err := db.ro.QueryContext(ctx, c.Op.Statement, c.Args...)
+	conn, err := db.ro.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	out := []map[string]any{}
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	for len(out) < max && rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
+	defer conn.Close()
+	var out []map[string]any
+	err = sqlguard.Guard(ctx, conn, sqlguard.Read, Access(c.Op), func() error {
+		rows, err := conn.QueryContext(ctx, c.Op.Statement, c.Args...)
+		if err != nil {
+			return err
 		}
-		m := make(map[string]any, len(cols))
-		for i, c := range cols {
-			if b, ok := vals[i].([]byte); ok {
-				m[c] = string(b)
-			} else {
-				m[c] = vals[i]
+		defer rows.Close()
+		cols, err := rows.Columns()
+		if err != nil {
+			return err
+		}
+		out = []map[string]any{}
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		for len(out) < max && rows.Next() {
+			if err := rows.Scan(ptrs...); err != nil {
+				return err
 			}
+			m := make(map[string]any, len(cols))
+			for i, c := range cols {
+				if b, ok := vals[i].([]byte); ok {
+					m[c] = string(b)
+				} else {
+					m[c] = vals[i]
+				}
+			}
+			if len(c.Op.Mask) > 0 {
+				c.Op.MaskRow(m)
+			}
+			out = append(out, m)
 		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return rows.Close()
+	})
+	if err != nil {
 		return nil, err
 	}
-	return out, rows.Close()
+	return out, nil
 }
 
 // write runs a write operation inside tx under a savepoint, so that its
-// failure undoes its own effect and nothing else.
-func write(ctx context.Context, tx *sql.Tx, c *policy.Checked) (int64, error) {
+// failure undoes its own effect and nothing else, and under the guard of
+// its declared access on the writer's connection.
+func write(ctx context.Context, conn *sql.Conn, tx *sql.Tx, c *policy.Checked) (int64, error) {
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT ferry_request`); err != nil {
 		return 0, err
 	}
-	res, err := tx.ExecContext(ctx, c.Op.Statement, c.Args...)
 	var n int64
-	if err == nil {
+	err := sqlguard.Guard(ctx, conn, sqlguard.Write, Access(c.Op), func() error {
+		res, err := tx.ExecContext(ctx, c.Op.Statement, c.Args...)
+		if err != nil {
+			return err
+		}
 		n, err = res.RowsAffected()
-	}
+		return err
+	})
 	if err != nil {
 		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO ferry_request`); rerr != nil {
 			return 0, errors.Join(err, fmt.Errorf("roll back request: %w", rerr))

@@ -19,21 +19,37 @@ import (
 // sample policy does not have (a "read" that writes, a write that fails).
 type checkFunc func(op string, params json.RawMessage) (*policy.Checked, error)
 
+func (f checkFunc) Evaluate(r policy.Request) (*policy.Checked, error) {
+	return f(r.Operation, r.Params)
+}
+
 func (f checkFunc) Check(op string, params json.RawMessage) (*policy.Checked, error) {
 	return f(op, params)
 }
 
+// The declared access of the test operations.
+var (
+	readAppointments   = map[string][]string{"appointments": {"id", "slot", "note", "blob"}}
+	insertAppointments = []string{"appointments"}
+)
+
 var testOps = map[string]*policy.Operation{
-	"slot.book":  {Name: "slot.book", Mode: policy.ModeWrite, Statement: `INSERT INTO appointments (slot, note) VALUES (:slot, :note)`},
-	"slot.list":  {Name: "slot.list", Mode: policy.ModeRead, Statement: `SELECT id, slot, note, blob FROM appointments ORDER BY id`, MaxRows: 3},
-	"evil.read":  {Name: "evil.read", Mode: policy.ModeRead, Statement: `INSERT INTO appointments (slot, note) VALUES (:slot, :note)`},
-	"slot.clear": {Name: "slot.clear", Mode: policy.ModeWrite, Statement: `DELETE FROM appointments WHERE slot = :slot`},
+	"slot.book": {Name: "slot.book", Mode: policy.ModeWrite, Statement: `INSERT INTO appointments (slot, note) VALUES (:slot, :note)`,
+		Inserts: insertAppointments},
+	"slot.list": {Name: "slot.list", Mode: policy.ModeRead, Statement: `SELECT id, slot, note, blob FROM appointments ORDER BY id`, MaxRows: 3,
+		Reads: readAppointments},
+	// A "read" that writes, even with the access a write would need.
+	"evil.read": {Name: "evil.read", Mode: policy.ModeRead, Statement: `INSERT INTO appointments (slot, note) VALUES (:slot, :note)`,
+		Reads: readAppointments, Inserts: insertAppointments},
+	"slot.clear": {Name: "slot.clear", Mode: policy.ModeWrite, Statement: `DELETE FROM appointments WHERE slot = :slot`,
+		Reads: readAppointments, Inserts: insertAppointments},
 	// A value JSON cannot carry: SQLite reads 9e999 as +Inf.
 	"slot.inf": {Name: "slot.inf", Mode: policy.ModeRead, Statement: `SELECT 9e999 AS x WHERE :slot > 0`, MaxRows: 1},
 	// Two statements: when the second fails, only the savepoint undoes
 	// the first (SQLite's statement rollback covers one statement).
 	"slot.logbook": {Name: "slot.logbook", Mode: policy.ModeWrite,
-		Statement: `INSERT INTO booklog (slot) VALUES (0); INSERT INTO appointments (slot, note) VALUES (:slot, :note)`},
+		Statement: `INSERT INTO booklog (slot) VALUES (0); INSERT INTO appointments (slot, note) VALUES (:slot, :note)`,
+		Inserts:   []string{"booklog", "appointments"}},
 }
 
 // testChecker allows the operations in testOps with params {"slot": n}.

@@ -27,13 +27,18 @@ func newSampleReplica(t *testing.T) (*DB, *policy.Policy) {
 	return openTest(t, path), pol
 }
 
-func sampleReq(t *testing.T, op string, params map[string]any) batch.Request {
+// sampleReq is a request of the portal (which the sample policy trusts to
+// assert subjects) on behalf of subject ("" for none).
+func sampleReq(t testing.TB, op, subject string, params map[string]any) batch.Request {
 	t.Helper()
+	if params == nil {
+		params = map[string]any{}
+	}
 	p, err := json.Marshal(params)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return batch.Request{ID: newID(t), Client: "portal", Operation: op, Params: p}
+	return batch.Request{ID: newID(t), Client: "portal", Subject: subject, Operation: op, Params: p}
 }
 
 func appointments(t *testing.T, db *DB) int {
@@ -65,9 +70,9 @@ func TestDB_Apply_sample(t *testing.T) {
 	db, pol := newSampleReplica(t)
 	c := sample.Citizens()[0]
 	before := appointments(t, db)
-	book := sampleReq(t, "exam.book", map[string]any{"id_number": c.IDNumber, "slot_id": freeSlot(t, db, c.IDNumber)})
-	query := sampleReq(t, "violations.query", map[string]any{"id_number": c.IDNumber, "plate": c.Plate})
-	bad := sampleReq(t, "violations.query", map[string]any{"id_number": "not-an-id", "plate": c.Plate})
+	book := sampleReq(t, "exam.book", c.IDNumber, map[string]any{"id_number": c.IDNumber, "slot_id": freeSlot(t, db, c.IDNumber)})
+	query := sampleReq(t, "violations.query", c.IDNumber, map[string]any{"plate": c.Plate})
+	bad := sampleReq(t, "violations.query", c.IDNumber, map[string]any{"id_number": "not-an-id", "plate": c.Plate})
 	env := testEnvelope(t, 1)
 	reqs := []batch.Request{book, query, bad}
 
@@ -126,7 +131,7 @@ operations:
 	}
 	c := sample.Citizens()[0]
 	before := appointments(t, db)
-	r := sampleReq(t, "exam.sneak", map[string]any{"id_number": c.IDNumber, "slot_id": freeSlot(t, db, c.IDNumber)})
+	r := sampleReq(t, "exam.sneak", "", map[string]any{"id_number": c.IDNumber, "slot_id": freeSlot(t, db, c.IDNumber)})
 	a, err := db.Apply(context.Background(), testEnvelope(t, 1), []batch.Request{r}, pol)
 	if err != nil {
 		t.Fatal(err)

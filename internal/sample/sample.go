@@ -17,7 +17,9 @@
 //
 // policy.yaml, embedded, is the whitelist for this replica: violations.query,
 // licence.status, exam.slots and exam.book (the one write). Its statements
-// are tested against a replica written by [WriteReplica].
+// are tested against a replica written by [WriteReplica], and
+// policy_cases.yaml ([PolicyCases]) holds its test cases for
+// `ferryctl policy test`.
 package sample
 
 //go:generate go run ./gen -out ../../testdata/sample
@@ -44,6 +46,9 @@ var schemaSQL []byte
 //go:embed policy.yaml
 var policyYAML []byte
 
+//go:embed policy_cases.yaml
+var policyCasesYAML []byte
+
 // generated is the sample data, built once.
 var generated = sync.OnceValue(generate)
 
@@ -52,6 +57,10 @@ var dataSQL = sync.OnceValue(func() []byte { return generated().render() })
 
 // Policy returns the sample policy YAML.
 func Policy() []byte { return bytes.Clone(policyYAML) }
+
+// PolicyCases returns the sample policy's test cases, the YAML that
+// `ferryctl policy test` runs against the sample replica.
+func PolicyCases() []byte { return bytes.Clone(policyCasesYAML) }
 
 // Schema returns the replica schema as SQL.
 func Schema() []byte { return bytes.Clone(schemaSQL) }
@@ -71,6 +80,7 @@ func Files() []File {
 		{Name: "schema.sql", Data: Schema()},
 		{Name: "data.sql", Data: Data()},
 		{Name: "policy.yaml", Data: Policy()},
+		{Name: "policy_cases.yaml", Data: PolicyCases()},
 	}
 }
 

@@ -112,6 +112,7 @@ var sampleAccess = map[string]Access{
 	}},
 	"licence.status": {Read: map[string][]string{
 		"licences": {"class", "status", "points", "issued_on", "valid_until", "id_number"},
+		"drivers":  {"id_number", "name", "mobile"},
 	}},
 	"exam.slots": {Read: map[string][]string{
 		"exam_slots":   {"id", "exam_date", "start_time", "centre", "subject", "capacity"},
