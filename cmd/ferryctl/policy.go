@@ -21,7 +21,7 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Use:   "policy",
 		Short: "Check, sign and verify policy files",
 	}
-	cmd.AddCommand(newPolicySignCmd(g), newPolicyVerifyCmd(g))
+	cmd.AddCommand(newPolicySignCmd(g), newPolicyVerifyCmd(g), newPolicyLintCmd(g), newPolicyTestCmd(g), newPolicyDiffCmd(g))
 	return cmd
 }
 
