@@ -34,7 +34,7 @@
 // same person: the agent refuses an approval by an admin who signed the
 // policy in force ([CheckSeparation]).
 //
-// The exact formats are in docs/policy-signing.md.
+// The exact formats are in docs/policy.md ("Signed policies and approvals").
 package admin
 
 import (
