@@ -29,89 +29,13 @@ func BenchmarkRoundTrip(b *testing.B) {
 	c := sample.Citizens()[0]
 	params := map[string]any{"id_number": c.IDNumber, "plate": c.Plate}
 
-	b.Run("bridge", func(b *testing.B) {
-		d := newDeployment(b)
-		// The whole policy engine, with the sample's rate limits raised:
-		// every request here is one citizen's.
-		if err := os.WriteFile(filepath.Join(d.dir, "intranet", "policy.yaml"), sample.LoadPolicy(), 0o640); err != nil {
-			b.Fatal(err)
-		}
-		d.signPolicy(b)
-		d.client.Transport = &http.Transport{MaxIdleConnsPerHost: 2 * benchConcurrency}
-		in := d.start(b, "intranet-agent")
-		dz := d.start(b, "dmz-agent")
-		d.waitReady(b, dz)
-		b.ResetTimer()
-		// Open loop: submitters post as fast as the DMZ accepts, while as
-		// many waiters long-poll for the results of accepted requests. The
-		// clock stops when the last result has been read by a client.
-		var (
-			mu     sync.Mutex
-			failed error
-		)
-		fail := func(err error) {
-			mu.Lock()
-			if failed == nil {
-				failed = err
-			}
-			mu.Unlock()
-		}
-		work := make(chan struct{})
-		accepted := make(chan string, b.N)
-		var submitters, waiters sync.WaitGroup
-		for range benchConcurrency {
-			submitters.Add(1)
-			go func() {
-				defer submitters.Done()
-				for range work {
-					st := d.submitNoFatal("violations.query", params)
-					if st.err != nil || st.code != http.StatusAccepted {
-						fail(fmt.Errorf("submit: %v (HTTP %d)", st.err, st.code))
-						continue
-					}
-					accepted <- st.ID
-				}
-			}()
-			waiters.Add(1)
-			go func() {
-				defer waiters.Done()
-				for id := range accepted {
-					deadline := time.Now().Add(2 * time.Minute)
-					for {
-						st := d.doNoFatal(http.MethodGet, "/v1/requests/"+id+"?wait=10s", nil)
-						if st.err != nil || st.code != http.StatusOK {
-							fail(fmt.Errorf("GET %s: %v (HTTP %d)", id, st.err, st.code))
-							break
-						}
-						if final(st.Status) {
-							if st.Status != "done" {
-								fail(fmt.Errorf("request %s ended %s (%s)", id, st.Status, st.Reason))
-							}
-							break
-						}
-						if time.Now().After(deadline) {
-							fail(fmt.Errorf("request %s still %s after 2m", id, st.Status))
-							break
-						}
-					}
-				}
-			}()
-		}
-		for i := 0; i < b.N; i++ {
-			work <- struct{}{}
-		}
-		close(work)
-		submitters.Wait()
-		close(accepted)
-		waiters.Wait()
-		b.StopTimer()
-		if failed != nil {
-			b.Fatal(failed)
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
-		dz.stop(b)
-		in.stop(b)
-	})
+	// The whole policy engine (subject binding, rate limits kept and
+	// updated, masks, the authorizer), with the sample's limits raised:
+	// every request here is one citizen's.
+	b.Run("bridge", func(b *testing.B) { benchBridge(b, sample.LoadPolicy(), params) })
+	// The same statements and authorizer without subject binding, limits
+	// or masks: the engine's cost is the difference.
+	b.Run("bridge-bare-policy", func(b *testing.B) { benchBridge(b, sample.BarePolicy(), params) })
 
 	b.Run("cli-age-minisign", func(b *testing.B) {
 		for _, tool := range []string{"age", "age-keygen", "minisign"} {
@@ -147,4 +71,88 @@ func BenchmarkRoundTrip(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	})
+}
+
+// benchBridge runs the round trip through both agents with the intranet
+// policy pol.
+func benchBridge(b *testing.B, pol []byte, params map[string]any) {
+	d := newDeployment(b)
+	if err := os.WriteFile(filepath.Join(d.dir, "intranet", "policy.yaml"), pol, 0o640); err != nil {
+		b.Fatal(err)
+	}
+	d.signPolicy(b)
+	d.client.Transport = &http.Transport{MaxIdleConnsPerHost: 2 * benchConcurrency}
+	in := d.start(b, "intranet-agent")
+	dz := d.start(b, "dmz-agent")
+	d.waitReady(b, dz)
+	b.ResetTimer()
+	// Open loop: submitters post as fast as the DMZ accepts, while as
+	// many waiters long-poll for the results of accepted requests. The
+	// clock stops when the last result has been read by a client.
+	var (
+		mu     sync.Mutex
+		failed error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if failed == nil {
+			failed = err
+		}
+		mu.Unlock()
+	}
+	work := make(chan struct{})
+	accepted := make(chan string, b.N)
+	var submitters, waiters sync.WaitGroup
+	for range benchConcurrency {
+		submitters.Add(1)
+		go func() {
+			defer submitters.Done()
+			for range work {
+				st := d.submitNoFatal("violations.query", params)
+				if st.err != nil || st.code != http.StatusAccepted {
+					fail(fmt.Errorf("submit: %v (HTTP %d)", st.err, st.code))
+					continue
+				}
+				accepted <- st.ID
+			}
+		}()
+		waiters.Add(1)
+		go func() {
+			defer waiters.Done()
+			for id := range accepted {
+				deadline := time.Now().Add(2 * time.Minute)
+				for {
+					st := d.doNoFatal(http.MethodGet, "/v1/requests/"+id+"?wait=10s", nil)
+					if st.err != nil || st.code != http.StatusOK {
+						fail(fmt.Errorf("GET %s: %v (HTTP %d)", id, st.err, st.code))
+						break
+					}
+					if final(st.Status) {
+						if st.Status != "done" {
+							fail(fmt.Errorf("request %s ended %s (%s)", id, st.Status, st.Reason))
+						}
+						break
+					}
+					if time.Now().After(deadline) {
+						fail(fmt.Errorf("request %s still %s after 2m", id, st.Status))
+						break
+					}
+				}
+			}
+		}()
+	}
+	for i := 0; i < b.N; i++ {
+		work <- struct{}{}
+	}
+	close(work)
+	submitters.Wait()
+	close(accepted)
+	waiters.Wait()
+	b.StopTimer()
+	if failed != nil {
+		b.Fatal(failed)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	dz.stop(b)
+	in.stop(b)
 }

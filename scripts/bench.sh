@@ -4,6 +4,8 @@
 #   intake:     durable 202s per second vs a no-op Go HTTP handler
 #   round trip: end-to-end requests per second through both agents vs a shell
 #               loop of the age and minisign CLIs sealing one file per request
+#   policy:     end-to-end requests per second with the full policy engine vs
+#               the same statements without subject binding, limits or masks
 # Raw output is kept in bench.out. The machine is shared and noisy; compare
 # ratios, not absolute figures, across runs.
 set -euo pipefail
@@ -37,7 +39,11 @@ echo
 echo "== headline figures (same run)"
 intake=$(metric '^BenchmarkIntake' 'req/s')
 noop=$(metric '^BenchmarkIntake' 'noop-req/s')
-bridge=$(metric '^BenchmarkRoundTrip/bridge' 'req/s')
+bridge=$(metric '^BenchmarkRoundTrip/bridge-' 'req/s')
+bare=$(metric '^BenchmarkRoundTrip/bridge-bare-policy' 'req/s')
+evaluate=$(metric '^BenchmarkEvaluate-' 'ns/op')
+evalallocs=$(metric '^BenchmarkEvaluate-' 'allocs/op')
 cli=$(metric '^BenchmarkRoundTrip/cli' 'req/s')
 printf 'intake      durable %s req/s, no-op handler %s req/s, ratio %s (target >= 0.5)\n' "${intake:-n/a}" "${noop:-n/a}" "$(ratio "$intake" "$noop")"
 printf 'round trip  bridge %s req/s, age+minisign CLI loop %s req/s, ratio %s (target >= 100)\n' "${bridge:-n/a}" "${cli:-n/a}" "$(ratio "$bridge" "$cli")"
+printf 'policy      full engine %s req/s, bare policy %s req/s, ratio %s (target >= 0.9); Evaluate %s ns/op, %s allocs/op\n' "${bridge:-n/a}" "${bare:-n/a}" "$(ratio "$bridge" "$bare")" "${evaluate:-n/a}" "${evalallocs:-n/a}"

@@ -56,3 +56,26 @@ func rateless(b []byte) []byte {
 	}
 	return bytes.Join(out, []byte("\n"))
 }
+
+func TestBarePolicy(t *testing.T) {
+	p, err := policy.Parse("bare.yaml", sample.BarePolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := policy.Parse("policy.yaml", sample.Policy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Operations) != len(full.Operations) || len(p.Clients) != len(full.Clients) {
+		t.Fatalf("%d operations, %d clients; want %d, %d", len(p.Operations), len(p.Clients), len(full.Operations), len(full.Clients))
+	}
+	for i, op := range p.Operations {
+		f := full.Operations[i]
+		if op.Subject != "" || !op.Limits.PerSubject.IsZero() || !op.Limits.PerClient.IsZero() || len(op.Mask) != 0 {
+			t.Errorf("%s keeps a subject binding, a limit or a mask", op.Name)
+		}
+		if op.Statement != f.Statement || len(op.Params) != len(f.Params) || len(op.Reads) != len(f.Reads) || len(op.Inserts) != len(f.Inserts) {
+			t.Errorf("%s differs from the sample in more than the engine's additions", op.Name)
+		}
+	}
+}
