@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -287,4 +288,43 @@ func TestDB_Apply_guardAtRunTime(t *testing.T) {
 	if err := db.ProvePolicy(context.Background(), pol); err == nil || !strings.Contains(err.Error(), "exam.book") {
 		t.Fatalf("ProvePolicy after the trigger: %v, want exam.book refused", err)
 	}
+}
+
+// TestDB_Apply_rateLimitBothScopes checks that a request refused by the
+// client limit does not count against the subject limit.
+func TestDB_Apply_rateLimitBothScopes(t *testing.T) {
+	src := sample.Policy()
+	old := []byte("      per_subject: 10/1m\n")
+	if !bytes.Contains(src, old) {
+		t.Fatal("the sample's licence.status limit changed")
+	}
+	pol, err := policy.Parse("both.yaml", bytes.Replace(src, old, []byte("      per_subject: 2/1h\n      per_client: 1/1m\n"), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "replica.db")
+	if err := sample.WriteReplica(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	db := openTest(t, path)
+	clock := time.Date(2026, 7, 1, 9, 0, 0, 0, time.UTC)
+	db.now = func() time.Time { return clock }
+	me := sample.Citizens()[0].IDNumber
+	ask := func(want string) {
+		t.Helper()
+		r := db.applyTest(t, pol, sampleReq(t, "licence.status", me, nil))
+		got := r.Status
+		if r.Reason != "" {
+			got += " " + r.Reason + ": " + r.Message
+		}
+		if !strings.HasPrefix(got, want) {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	ask(batch.StatusDone)
+	ask("rejected rate_limited: operation licence.status is limited to 1/1m requests per client")
+	clock = clock.Add(time.Minute)
+	ask(batch.StatusDone) // the subject's second, had the refused one not counted
+	clock = clock.Add(time.Minute)
+	ask("rejected rate_limited: operation licence.status is limited to 2/1h requests per subject")
 }

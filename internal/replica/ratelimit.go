@@ -23,36 +23,45 @@ type rateStore interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// take applies the generic cell rate algorithm (GCRA) to one bucket: n
+// bucket is one rate-limit bucket as a request finds it.
+type bucket struct {
+	scope, op string
+	key       [32]byte // SHA-256 of the subject or client name
+	next      int64    // the bucket's tat if the request is allowed
+}
+
+// peek applies the generic cell rate algorithm (GCRA) to one bucket: n
 // requests per period, with a burst of n. It reports whether a request at
-// now may go ahead; if not, retry is how long until one may. An allowed
-// request is recorded in tx, so that it counts only if the transaction
-// that applies it commits; a refused one changes nothing.
-func take(ctx context.Context, tx rateStore, scope, op, key string, n int, per time.Duration, now time.Time) (ok bool, retry time.Duration, err error) {
-	if n <= 0 || per <= 0 {
-		return true, 0, nil
-	}
-	h := sha256.Sum256([]byte(key))
+// now may go ahead and, if not, how long until one may. It changes
+// nothing; store records an allowed request.
+func peek(ctx context.Context, tx rateStore, scope, op, key string, n int, per time.Duration, now time.Time) (b bucket, ok bool, retry time.Duration, err error) {
+	b = bucket{scope: scope, op: op, key: sha256.Sum256([]byte(key))}
 	interval := per.Nanoseconds() / int64(n)
 	nowNS := now.UnixNano()
 	var tat int64
 	err = tx.QueryRowContext(ctx, `SELECT tat FROM ferry_rates WHERE scope = ? AND operation = ? AND key = ?`,
-		scope, op, h[:]).Scan(&tat)
+		scope, op, b.key[:]).Scan(&tat)
 	switch {
 	case errors.Is(err, sql.ErrNoRows), err == nil && tat < nowNS:
 		tat = nowNS
 	case err != nil:
-		return false, 0, fmt.Errorf("rate limit %s: %w", scope, err)
+		return b, false, 0, fmt.Errorf("rate limit %s: %w", scope, err)
 	}
-	next := tat + interval
-	if allowAt := next - per.Nanoseconds(); allowAt > nowNS {
-		return false, time.Duration(allowAt - nowNS), nil
+	b.next = tat + interval
+	if allowAt := b.next - per.Nanoseconds(); allowAt > nowNS {
+		return b, false, time.Duration(allowAt - nowNS), nil
 	}
+	return b, true, 0, nil
+}
+
+// store records an allowed request in its bucket, inside tx, so that it
+// counts only if the transaction that applies it commits.
+func store(ctx context.Context, tx rateStore, b bucket) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_rates (scope, operation, key, tat) VALUES (?, ?, ?, ?)
-		ON CONFLICT (scope, operation, key) DO UPDATE SET tat = excluded.tat`, scope, op, h[:], next); err != nil {
-		return false, 0, fmt.Errorf("rate limit %s: %w", scope, err)
+		ON CONFLICT (scope, operation, key) DO UPDATE SET tat = excluded.tat`, b.scope, b.op, b.key[:], b.next); err != nil {
+		return fmt.Errorf("rate limit %s: %w", b.scope, err)
 	}
-	return true, 0, nil
+	return nil
 }
 
 // purgeRates deletes the buckets that are full again; they count the same
@@ -69,48 +78,39 @@ func purgeRates(ctx context.Context, tx rateStore, now time.Time) error {
 const purgeEvery = 1000
 
 // limit applies the operation's rate limits to one request, per subject
-// first, then per client, inside a savepoint so that a request refused by
-// the second limit does not count against the first. It returns the scope
-// that refused the request ("" if none did) and the wait until it would
-// not.
+// first, then per client. Both buckets are read before either is written,
+// so a request refused by one limit counts against neither. It returns the
+// scope that refused the request ("" if none did) and the wait until it
+// would not.
 func limit(ctx context.Context, tx *sql.Tx, op *policy.Operation, client, subject string, now time.Time) (string, time.Duration, error) {
 	ps, pc := op.Limits.PerSubject, op.Limits.PerClient
-	if ps.IsZero() && pc.IsZero() {
-		return "", 0, nil
-	}
-	if _, err := tx.ExecContext(ctx, `SAVEPOINT ferry_rate`); err != nil {
-		return "", 0, err
-	}
-	scope, retry, err := func() (string, time.Duration, error) {
-		if !ps.IsZero() {
-			// The policy refuses a request without a subject on an
-			// operation limited per subject; "" is never a bucket.
-			if subject == "" {
-				return ScopeSubject, ps.Per, nil
-			}
-			ok, retry, err := take(ctx, tx, ScopeSubject, op.Name, subject, ps.N, ps.Per, now)
-			if err != nil || !ok {
-				return ScopeSubject, retry, err
-			}
+	var take [2]bucket
+	n := 0
+	if !ps.IsZero() {
+		// The policy refuses a request without a subject on an operation
+		// limited per subject; "" is never a bucket.
+		if subject == "" {
+			return ScopeSubject, ps.Per, nil
 		}
-		if !pc.IsZero() {
-			ok, retry, err := take(ctx, tx, ScopeClient, op.Name, client, pc.N, pc.Per, now)
-			if err != nil || !ok {
-				return ScopeClient, retry, err
-			}
+		b, ok, retry, err := peek(ctx, tx, ScopeSubject, op.Name, subject, ps.N, ps.Per, now)
+		if err != nil || !ok {
+			return ScopeSubject, retry, err
 		}
-		return "", 0, nil
-	}()
-	if err == nil && scope != "" {
-		_, err = tx.ExecContext(ctx, `ROLLBACK TO ferry_rate`)
+		take[n], n = b, n+1
 	}
-	if _, rerr := tx.ExecContext(ctx, `RELEASE ferry_rate`); rerr != nil && err == nil {
-		err = rerr
+	if !pc.IsZero() {
+		b, ok, retry, err := peek(ctx, tx, ScopeClient, op.Name, client, pc.N, pc.Per, now)
+		if err != nil || !ok {
+			return ScopeClient, retry, err
+		}
+		take[n], n = b, n+1
 	}
-	if err != nil {
-		return "", 0, fmt.Errorf("rate limit: %w", err)
+	for _, b := range take[:n] {
+		if err := store(ctx, tx, b); err != nil {
+			return "", 0, err
+		}
 	}
-	return scope, retry, nil
+	return "", 0, nil
 }
 
 // rateCount renders the limit of a scope for a refusal message.
