@@ -42,6 +42,9 @@ const (
 	MaxOpName      = 128
 	MaxClientName  = 64
 	MaxSubject     = 64 // bytes of a request's subject
+	// MaxRetryAfter bounds a result's retry_after, in seconds: no rate
+	// limit period is longer than a day.
+	MaxRetryAfter = 24 * 60 * 60
 	// MaxCatalogue caps the operation catalogue a results body carries,
 	// in bytes of its JSON as sent.
 	MaxCatalogue = 1 << 20
@@ -82,6 +85,9 @@ type Result struct {
 	Message      string           `json:"message,omitempty"`
 	Rows         []map[string]any `json:"rows,omitempty"`
 	RowsAffected int64            `json:"rows_affected,omitempty"`
+	// RetryAfter is, for a request refused with reason rate_limited, the
+	// whole seconds to wait before the same request may succeed.
+	RetryAfter int64 `json:"retry_after,omitempty"`
 }
 
 // Results is the body of a results envelope. Acks lists the ids of the
@@ -197,6 +203,9 @@ func DecodeResults(data []byte) (*Results, error) {
 	for i, r := range b.Results {
 		if !ValidID(r.RequestID) {
 			return nil, fmt.Errorf("results batch: result %d: invalid request id", i)
+		}
+		if r.RetryAfter < 0 || r.RetryAfter > MaxRetryAfter {
+			return nil, fmt.Errorf("results batch: result %s: retry_after out of range", r.RequestID)
 		}
 		switch r.Status {
 		case StatusDone, StatusRejected, StatusFailed:

@@ -172,11 +172,13 @@ func TestAgent_IngestBadFiles(t *testing.T) {
 	// Then a good one, which must still be applied.
 	e.seq -= 2 // the two bad ones never counted
 	gname, gdata := e.sealResults(t, e.resultsHeader(), batch.Results{Results: []batch.Result{
-		{RequestID: id1, Status: batch.StatusDone}, {RequestID: id2, Status: batch.StatusRejected, Reason: "rate_limited"}}})
+		{RequestID: id1, Status: batch.StatusDone}, {RequestID: id2, Status: batch.StatusRejected, Reason: "rate_limited", RetryAfter: 6}}})
 	e.drop(t, gname, gdata)
-	e.waitStatus(t, id1, batch.StatusDone)
-	if r := e.waitStatus(t, id2, batch.StatusRejected); r.str("reason") != "rate_limited" {
-		t.Fatalf("rejected request: %s", r.raw)
+	if r := e.waitStatus(t, id1, batch.StatusDone); strings.Contains(r.raw, "retry_after") {
+		t.Fatalf("done request with retry_after: %s", r.raw)
+	}
+	if r := e.waitStatus(t, id2, batch.StatusRejected); r.str("reason") != "rate_limited" || !strings.Contains(r.raw, `"retry_after":6`) {
+		t.Fatalf("rejected request: %s, want reason rate_limited and retry_after 6", r.raw)
 	}
 	for _, n := range []string{"tampered-" + name, mname} {
 		waitFile(t, filepath.Join(qdir, n))

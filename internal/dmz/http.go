@@ -322,6 +322,9 @@ type statusReply struct {
 	// RowsAffected is present for a done write operation, zero included
 	// (a booking of a full slot writes nothing).
 	RowsAffected *int64 `json:"rows_affected,omitempty"`
+	// RetryAfter is set for a request refused with rate_limited: the
+	// seconds to wait before sending it again.
+	RetryAfter int64 `json:"retry_after,omitempty"`
 }
 
 func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -399,14 +402,15 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	reply := statusReply{
-		ID:        st.ID,
-		Status:    st.Status,
-		Operation: st.Operation,
-		Received:  st.Received,
-		Updated:   st.Updated,
-		Reason:    st.Reason,
-		Message:   st.Message,
-		Result:    st.Result,
+		ID:         st.ID,
+		Status:     st.Status,
+		Operation:  st.Operation,
+		Received:   st.Received,
+		Updated:    st.Updated,
+		Reason:     st.Reason,
+		Message:    st.Message,
+		Result:     st.Result,
+		RetryAfter: st.RetryAfter,
 	}
 	if st.Status == batch.StatusDone {
 		// The mode comes from the catalogue in force now; a request whose

@@ -297,7 +297,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
 	upd, err := tx.PrepareContext(ctx, `UPDATE requests SET status = ?, result = ?, rows_affected = ?,
-		reason = ?, message = ?, params = NULL, subject = '', updated = ?
+		retry_after = ?, reason = ?, message = ?, params = NULL, subject = '', updated = ?
 		WHERE id = ? AND status IN ('queued', 'sent')`)
 	if err != nil {
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
@@ -320,7 +320,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 				rows = []byte("[]")
 			}
 		}
-		n, err := affected(upd.ExecContext(ctx, r.Status, rows, r.RowsAffected, r.Reason, r.Message, ms(now), r.RequestID))
+		n, err := affected(upd.ExecContext(ctx, r.Status, rows, r.RowsAffected, max(r.RetryAfter, 0), r.Reason, r.Message, ms(now), r.RequestID))
 		if err != nil {
 			return nil, fmt.Errorf("apply results %s: result %s: %w", env.ID, r.RequestID, err)
 		}

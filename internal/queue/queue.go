@@ -211,6 +211,7 @@ type Status struct {
 	Message      string
 	Result       json.RawMessage // JSON array of rows, when done
 	RowsAffected int64
+	RetryAfter   int64 // seconds, for a request refused with rate_limited
 }
 
 // Get returns the status of request id, or ErrNotFound. It reads from the
@@ -223,9 +224,9 @@ func (s *Spool) Get(ctx context.Context, id string) (*Status, error) {
 		received, updated int64
 	)
 	err := s.r.QueryRowContext(ctx, `SELECT id, client, operation, status, envelope_id, received, updated,
-		reason, message, result, rows_affected FROM requests WHERE id = ?`, id).Scan(
+		reason, message, result, rows_affected, retry_after FROM requests WHERE id = ?`, id).Scan(
 		&st.ID, &st.Client, &st.Operation, &st.Status, &env, &received, &updated,
-		&st.Reason, &st.Message, &result, &st.RowsAffected)
+		&st.Reason, &st.Message, &result, &st.RowsAffected, &st.RetryAfter)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, ErrNotFound

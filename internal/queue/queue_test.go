@@ -328,7 +328,7 @@ func TestSpool_ApplyResults(t *testing.T) {
 	res := &batch.Results{
 		Results: []batch.Result{
 			{RequestID: ids[0], Status: batch.StatusDone, Rows: []map[string]any{{"n": 1}}},
-			{RequestID: ids[1], Status: batch.StatusRejected, Reason: "rate_limited", Message: "slow down"},
+			{RequestID: ids[1], Status: batch.StatusRejected, Reason: "rate_limited", Message: "slow down", RetryAfter: 6},
 			{RequestID: unknown, Status: batch.StatusDone},
 		},
 	}
@@ -365,18 +365,20 @@ func TestSpool_ApplyResults(t *testing.T) {
 	}
 	want := []struct {
 		status, reason, result string
+		retry                  int64
 	}{
-		{batch.StatusDone, "", `[{"n":1}]`},
-		{batch.StatusRejected, "rate_limited", ""},
-		{batch.StatusFailed, ReasonNoResult, ""},
+		{batch.StatusDone, "", `[{"n":1}]`, 0},
+		{batch.StatusRejected, "rate_limited", "", 6},
+		{batch.StatusFailed, ReasonNoResult, "", 0},
 	}
 	for i, w := range want {
 		st, err := s.Get(ctx, ids[i])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Status != w.status || st.Reason != w.reason || string(st.Result) != w.result {
-			t.Errorf("request %d: %s/%s/%s, want %s/%s/%s", i, st.Status, st.Reason, st.Result, w.status, w.reason, w.result)
+		if st.Status != w.status || st.Reason != w.reason || string(st.Result) != w.result || st.RetryAfter != w.retry {
+			t.Errorf("request %d: %s/%s/%s retry %d, want %s/%s/%s retry %d", i, st.Status, st.Reason, st.Result, st.RetryAfter,
+				w.status, w.reason, w.result, w.retry)
 		}
 	}
 	// Final requests no longer hold their parameters.

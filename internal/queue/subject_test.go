@@ -194,8 +194,8 @@ func TestSpool_MigrateFrom0001(t *testing.T) {
 
 	s := openSpool(t, path)
 	var version int
-	if err := s.r.QueryRow(`SELECT version FROM ferry_schema WHERE component = ?`, Component).Scan(&version); err != nil || version != 3 {
-		t.Fatalf("schema version %d (%v), want 3", version, err)
+	if err := s.r.QueryRow(`SELECT version FROM ferry_schema WHERE component = ?`, Component).Scan(&version); err != nil || version != 4 {
+		t.Fatalf("schema version %d (%v), want 4", version, err)
 	}
 	if _, err := s.Catalogue(ctx); !errors.Is(err, ErrNoCatalogue) {
 		t.Fatalf("catalogue after migration: %v, want ErrNoCatalogue", err)

@@ -129,7 +129,7 @@ func TestDB_Apply_rateLimitAcrossRestart(t *testing.T) {
 		}
 	}
 	r := db.applyTest(t, pol, sampleReq(t, "licence.status", me, nil))
-	if r.Status != batch.StatusRejected || r.Reason != policy.ReasonRateLimited || !strings.Contains(r.Message, "retry in 6s") {
+	if r.Status != batch.StatusRejected || r.Reason != policy.ReasonRateLimited || r.RetryAfter != 6 || !strings.Contains(r.Message, "retry in 6s") {
 		t.Fatalf("request %d: %+v, want rate_limited with retry in 6s", limit.N+1, r)
 	}
 	// Across a restart (the agent's process ends; the file stays).

@@ -122,7 +122,7 @@ func rateCount(op *policy.Operation, scope string) string {
 	return r.String()
 }
 
-// retryText rounds a wait up to whole seconds.
-func retryText(d time.Duration) string {
-	return (d + time.Second - 1).Truncate(time.Second).String()
+// retrySeconds rounds a wait up to whole seconds, at least 1.
+func retrySeconds(d time.Duration) int64 {
+	return max(int64((d+time.Second-1)/time.Second), 1)
 }

@@ -406,7 +406,8 @@ func (db *DB) applyOne(ctx context.Context, conn *sql.Conn, tx *sql.Tx, r batch.
 	}
 	if scope != "" {
 		res.Status, res.Reason = batch.StatusRejected, policy.ReasonRateLimited
-		res.Message = fmt.Sprintf("operation %s is limited to %s requests per %s; retry in %s", op.Name, rateCount(op, scope), scope, retryText(retry))
+		res.RetryAfter = retrySeconds(retry)
+		res.Message = fmt.Sprintf("operation %s is limited to %s requests per %s; retry in %ds", op.Name, rateCount(op, scope), scope, res.RetryAfter)
 		return res, &Limited{Operation: op.Name, Client: r.Client, Scope: scope}, nil
 	}
 	switch op.Mode {
