@@ -80,7 +80,7 @@ func benchBridge(b *testing.B, pol []byte, params map[string]any) {
 	if err := os.WriteFile(filepath.Join(d.dir, "intranet", "policy.yaml"), pol, 0o640); err != nil {
 		b.Fatal(err)
 	}
-	d.signPolicy(b)
+	d.signIntranetPolicy(b, "admin1", "admin2")
 	d.client.Transport = &http.Transport{MaxIdleConnsPerHost: 2 * benchConcurrency}
 	in := d.start(b, "intranet-agent")
 	dz := d.start(b, "dmz-agent")

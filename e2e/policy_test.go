@@ -82,12 +82,19 @@ func TestPolicyReload_SIGHUP(t *testing.T) {
 
 // writeIntranetPolicy replaces the intranet's policy and its signature
 // file, signed by the named admins of the deployment.
-func (d *deployment) writeIntranetPolicy(t *testing.T, data []byte, signers ...string) {
+func (d *deployment) writeIntranetPolicy(t testing.TB, data []byte, signers ...string) {
 	t.Helper()
-	p := filepath.Join(d.dir, "intranet", "policy.yaml")
-	if err := os.WriteFile(p, data, 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(d.dir, "intranet", "policy.yaml"), data, 0o640); err != nil {
 		t.Fatal(err)
 	}
+	d.signIntranetPolicy(t, signers...)
+}
+
+// signIntranetPolicy replaces the signature file of the intranet's policy
+// with the signatures of the named admins, whose keys ferryctl init made.
+func (d *deployment) signIntranetPolicy(t testing.TB, signers ...string) {
+	t.Helper()
+	p := filepath.Join(d.dir, "intranet", "policy.yaml")
 	if err := os.Remove(p + admin.SigSuffix); err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
-	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/sample"
 )
 
@@ -131,34 +128,13 @@ func effectsDeployment(t *testing.T) *deployment {
 			t.Fatal(err)
 		}
 	}
-	d.signPolicy(t)
+	d.signIntranetPolicy(t, "admin1", "admin2")
 	w := d.writableReplica(t)
 	if _, err := w.Exec(`CREATE TABLE e2e_effects (id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
 	return d
-}
-
-// signPolicy signs the intranet's policy again with the admin keys init
-// created, after a test changed it.
-func (d *deployment) signPolicy(t testing.TB) {
-	t.Helper()
-	p := filepath.Join(d.dir, "intranet", "policy.yaml")
-	if err := os.Remove(p + admin.SigSuffix); err != nil {
-		t.Fatal(err)
-	}
-	var signers []note.Signer
-	for _, name := range []string{"admin1", "admin2"} {
-		s, err := admin.LoadSigner(filepath.Join(d.dir, "admins", name+admin.KeySuffix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		signers = append(signers, s)
-	}
-	if _, err := admin.SignPolicyFile(p, signers...); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestCrashRecovery_ExactlyOnce SIGKILLs the intranet agent while requests

@@ -58,7 +58,6 @@ package intranet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,7 +68,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferrybridge/ferry/internal/admin"
-	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -137,10 +135,8 @@ type Agent struct {
 	// that passed every check.
 	policy atomic.Pointer[activePolicy]
 
-	// catalogue is the JSON of the operation catalogue of the policy in
-	// force; the seal stage sends it to the DMZ at start and whenever
-	// catalogueChanged fires.
-	catalogue        atomic.Pointer[[]byte]
+	// catalogueChanged fires when a new policy is in force, so that the
+	// seal stage sends its catalogue to the DMZ.
 	catalogueChanged chan struct{}
 
 	// rateLimited counts the requests rate limits refused; see Stats.
@@ -218,10 +214,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		ready:  make(chan struct{}),
 	}
 	a.catalogueChanged = make(chan struct{}, 1)
-	if err := a.setPolicy(active); err != nil {
-		db.Close()
-		return nil, err
-	}
+	a.setPolicy(active)
 	logger.Info("policy in force", slog.String(logPolicy, active.sha256), slog.Int(logOperations, len(active.pol.Operations)),
 		slog.Any(logSigners, active.signers))
 	return a, nil
@@ -235,18 +228,14 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 func (a *Agent) Reload() error {
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
+	old := a.policy.Load()
 	active, err := loadPolicy(ctx, a.cfg.Policy, a.ring, a.cfg.PolicySigs, a.db)
 	if err != nil {
-		a.log.Error("policy reload refused; the previous policy stays in force", slog.String(logError, err.Error()),
-			slog.String(logPolicy, a.policy.Load().sha256))
-		return err
-	}
-	old := a.policy.Load()
-	if err := a.setPolicy(active); err != nil {
 		a.log.Error("policy reload refused; the previous policy stays in force", slog.String(logError, err.Error()),
 			slog.String(logPolicy, old.sha256))
 		return err
 	}
+	a.setPolicy(active)
 	a.log.Info("policy reloaded", slog.String(logPolicy, active.sha256), slog.String(logPrevious, old.sha256),
 		slog.Int(logOperations, len(active.pol.Operations)), slog.Any(logSigners, active.signers))
 	return nil
@@ -254,21 +243,12 @@ func (a *Agent) Reload() error {
 
 // setPolicy puts a checked policy in force and queues its catalogue for
 // the DMZ.
-func (a *Agent) setPolicy(active *activePolicy) error {
-	cat, err := json.Marshal(active.pol.Catalogue())
-	if err != nil {
-		return fmt.Errorf("policy catalogue: %w", err)
-	}
-	if len(cat) > batch.MaxCatalogue {
-		return fmt.Errorf("policy catalogue: %d bytes, more than the %d a result envelope may carry", len(cat), batch.MaxCatalogue)
-	}
+func (a *Agent) setPolicy(active *activePolicy) {
 	a.policy.Store(active)
-	a.catalogue.Store(&cat)
 	select {
 	case a.catalogueChanged <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // Stats are counters of a running agent, for metrics.

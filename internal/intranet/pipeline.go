@@ -329,15 +329,15 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 	// changed since the last one sent, in an envelope of its own.
 	var sentCatalogue []byte
 	sendCatalogue := func() error {
-		cat := a.catalogue.Load()
-		if cat == nil || bytes.Equal(*cat, sentCatalogue) {
+		cat := a.policy.Load().catalogue
+		if bytes.Equal(cat, sentCatalogue) {
 			return nil
 		}
-		o, err := a.sealBody(ctx, nil, *cat, next, prev)
+		o, err := a.sealBody(ctx, nil, cat, next, prev)
 		if err != nil {
 			return fmt.Errorf("seal catalogue: %w", err)
 		}
-		sentCatalogue = *cat
+		sentCatalogue = cat
 		next, prev = o.Seq+1, o.HeaderHash
 		return send(ctx, out, o)
 	}

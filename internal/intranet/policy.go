@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 
 	"github.com/ferrybridge/ferry/internal/admin"
+	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/policy"
 	"github.com/ferrybridge/ferry/internal/replica"
 )
@@ -17,6 +19,9 @@ type activePolicy struct {
 	pol     *policy.Policy
 	signers []string // distinct admins whose signatures made it take effect
 	sha256  string   // hex SHA-256 of the policy file's bytes
+	// catalogue is the JSON of the policy's operation catalogue, which the
+	// seal stage sends to the DMZ.
+	catalogue []byte
 }
 
 // loadPolicy reads the policy file and its detached signature file
@@ -29,7 +34,8 @@ type activePolicy struct {
 // Then every statement is proven against the replica (db): compiled under
 // the SQLite authorizer its declared access allows, read statements
 // read-only. A policy whose statement could write where it must not, or
-// read an undeclared table or column, does not take effect.
+// read an undeclared table or column, does not take effect; nor does one
+// whose catalogue is too large for a result envelope.
 func loadPolicy(ctx context.Context, path string, ring *admin.Keyring, required int, db *replica.DB) (*activePolicy, error) {
 	data, sig, sigPath, err := admin.ReadPolicyFile(path)
 	if err != nil {
@@ -49,6 +55,13 @@ func loadPolicy(ctx context.Context, path string, ring *admin.Keyring, required 
 	if err := db.ProvePolicy(ctx, pol); err != nil {
 		return nil, fmt.Errorf("load policy %s: statements not proven against the replica (check with `ferryctl policy lint --replica`): %w", path, err)
 	}
+	cat, err := json.Marshal(pol.Catalogue())
+	if err != nil {
+		return nil, fmt.Errorf("load policy %s: catalogue: %w", path, err)
+	}
+	if len(cat) > batch.MaxCatalogue {
+		return nil, fmt.Errorf("load policy %s: catalogue of %d bytes, more than the %d a result envelope may carry", path, len(cat), batch.MaxCatalogue)
+	}
 	sum := sha256.Sum256(data)
-	return &activePolicy{pol: pol, signers: signers, sha256: hex.EncodeToString(sum[:])}, nil
+	return &activePolicy{pol: pol, signers: signers, sha256: hex.EncodeToString(sum[:]), catalogue: cat}, nil
 }

@@ -2,11 +2,9 @@ package replica
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"github.com/ferrybridge/ferry/internal/batch"
-	"github.com/ferrybridge/ferry/internal/policy"
 	"github.com/ferrybridge/ferry/internal/sample"
 )
 
@@ -22,15 +20,8 @@ func BenchmarkApply_policyEngine(b *testing.B) {
 		pol  []byte
 	}{{"full", sample.LoadPolicy()}, {"bare", sample.BarePolicy()}} {
 		b.Run(tc.name, func(b *testing.B) {
-			path := filepath.Join(b.TempDir(), "replica.db")
-			if err := sample.WriteReplica(context.Background(), path); err != nil {
-				b.Fatal(err)
-			}
-			pol, err := policy.Parse(tc.name, tc.pol)
-			if err != nil {
-				b.Fatal(err)
-			}
-			db := openTest(b, path)
+			pol := parsePolicy(b, tc.pol)
+			db := openTest(b, sampleReplicaFile(b))
 			c := sample.Citizens()[0]
 			const perEnvelope = 256
 			b.ResetTimer()

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,9 +82,8 @@ func TestDB_Apply_masking(t *testing.T) {
 	if row["id_number"] != wantID {
 		t.Errorf("id_number %q, want %q", row["id_number"], wantID)
 	}
-	first, _, _ := strings.Cut(c.Name, "")
-	if name, _ := row["holder"].(string); name != string([]rune(c.Name)[:1])+"*" {
-		t.Errorf("holder %q, want %q*", name, first)
+	if name, want := row["holder"], string([]rune(c.Name)[:1])+"*"; name != want {
+		t.Errorf("holder %q, want %q", name, want)
 	}
 	if m, _ := row["mobile"].(string); len(m) != 11 || m[3:7] != "****" {
 		t.Errorf("mobile %q, want its middle four digits masked", m)
@@ -98,14 +96,8 @@ func TestDB_Apply_masking(t *testing.T) {
 }
 
 func TestDB_Apply_rateLimitAcrossRestart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "replica.db")
-	if err := sample.WriteReplica(context.Background(), path); err != nil {
-		t.Fatal(err)
-	}
-	pol, err := policy.Parse("sample", sample.Policy())
-	if err != nil {
-		t.Fatal(err)
-	}
+	path := sampleReplicaFile(t)
+	pol := parsePolicy(t, sample.Policy())
 	op, _ := pol.Operation("licence.status")
 	limit := op.Limits.PerSubject
 	if limit.N == 0 {
@@ -298,15 +290,8 @@ func TestDB_Apply_rateLimitBothScopes(t *testing.T) {
 	if !bytes.Contains(src, old) {
 		t.Fatal("the sample's licence.status limit changed")
 	}
-	pol, err := policy.Parse("both.yaml", bytes.Replace(src, old, []byte("      per_subject: 2/1h\n      per_client: 1/1m\n"), 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "replica.db")
-	if err := sample.WriteReplica(context.Background(), path); err != nil {
-		t.Fatal(err)
-	}
-	db := openTest(t, path)
+	pol := parsePolicy(t, bytes.Replace(src, old, []byte("      per_subject: 2/1h\n      per_client: 1/1m\n"), 1))
+	db := openTest(t, sampleReplicaFile(t))
 	clock := time.Date(2026, 7, 1, 9, 0, 0, 0, time.UTC)
 	db.now = func() time.Time { return clock }
 	me := sample.Citizens()[0].IDNumber

@@ -80,9 +80,9 @@ const purgeEvery = 1000
 // limit applies the operation's rate limits to one request, per subject
 // first, then per client. Both buckets are read before either is written,
 // so a request refused by one limit counts against neither. It returns the
-// scope that refused the request ("" if none did) and the wait until it
-// would not.
-func limit(ctx context.Context, tx *sql.Tx, op *policy.Operation, client, subject string, now time.Time) (string, time.Duration, error) {
+// scope that refused the request ("" if none did), its rate, and the wait
+// until it would not.
+func limit(ctx context.Context, tx *sql.Tx, op *policy.Operation, client, subject string, now time.Time) (string, policy.Rate, time.Duration, error) {
 	ps, pc := op.Limits.PerSubject, op.Limits.PerClient
 	var take [2]bucket
 	n := 0
@@ -90,36 +90,27 @@ func limit(ctx context.Context, tx *sql.Tx, op *policy.Operation, client, subjec
 		// The policy refuses a request without a subject on an operation
 		// limited per subject; "" is never a bucket.
 		if subject == "" {
-			return ScopeSubject, ps.Per, nil
+			return ScopeSubject, ps, ps.Per, nil
 		}
 		b, ok, retry, err := peek(ctx, tx, ScopeSubject, op.Name, subject, ps.N, ps.Per, now)
 		if err != nil || !ok {
-			return ScopeSubject, retry, err
+			return ScopeSubject, ps, retry, err
 		}
 		take[n], n = b, n+1
 	}
 	if !pc.IsZero() {
 		b, ok, retry, err := peek(ctx, tx, ScopeClient, op.Name, client, pc.N, pc.Per, now)
 		if err != nil || !ok {
-			return ScopeClient, retry, err
+			return ScopeClient, pc, retry, err
 		}
 		take[n], n = b, n+1
 	}
 	for _, b := range take[:n] {
 		if err := store(ctx, tx, b); err != nil {
-			return "", 0, err
+			return "", policy.Rate{}, 0, err
 		}
 	}
-	return "", 0, nil
-}
-
-// rateCount renders the limit of a scope for a refusal message.
-func rateCount(op *policy.Operation, scope string) string {
-	r := op.Limits.PerClient
-	if scope == ScopeSubject {
-		r = op.Limits.PerSubject
-	}
-	return r.String()
+	return "", policy.Rate{}, 0, nil
 }
 
 // retrySeconds rounds a wait up to whole seconds, at least 1.

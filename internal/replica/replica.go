@@ -400,14 +400,14 @@ func (db *DB) applyOne(ctx context.Context, conn *sql.Conn, tx *sql.Tx, r batch.
 		return res, nil, nil
 	}
 	op := checked.Op
-	scope, retry, err := limit(ctx, tx, op, r.Client, checked.Subject, now)
+	scope, rate, retry, err := limit(ctx, tx, op, r.Client, checked.Subject, now)
 	if err != nil {
 		return res, nil, err
 	}
 	if scope != "" {
 		res.Status, res.Reason = batch.StatusRejected, policy.ReasonRateLimited
 		res.RetryAfter = retrySeconds(retry)
-		res.Message = fmt.Sprintf("operation %s is limited to %s requests per %s; retry in %ds", op.Name, rateCount(op, scope), scope, res.RetryAfter)
+		res.Message = fmt.Sprintf("operation %s is limited to %s requests per %s; retry in %ds", op.Name, rate, scope, res.RetryAfter)
 		return res, &Limited{Operation: op.Name, Client: r.Client, Scope: scope}, nil
 	}
 	switch op.Mode {

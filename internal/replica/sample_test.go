@@ -16,15 +16,28 @@ import (
 // sample policy.
 func newSampleReplica(t *testing.T) (*DB, *policy.Policy) {
 	t.Helper()
+	return openTest(t, sampleReplicaFile(t)), parsePolicy(t, sample.Policy())
+}
+
+// sampleReplicaFile creates the sample replica in a temporary directory and
+// returns its path.
+func sampleReplicaFile(t testing.TB) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "replica.db")
 	if err := sample.WriteReplica(context.Background(), path); err != nil {
 		t.Fatal(err)
 	}
-	pol, err := policy.Parse("sample", sample.Policy())
+	return path
+}
+
+// parsePolicy parses a policy text or fails the test.
+func parsePolicy(t testing.TB, text []byte) *policy.Policy {
+	t.Helper()
+	pol, err := policy.Parse("policy.yaml", text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return openTest(t, path), pol
+	return pol
 }
 
 // sampleReq is a request of the portal (which the sample policy trusts to
