@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/sample"
 )
 
@@ -200,6 +202,11 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(out, "     -> HTTP %d %s, request id %s\n", st.httpStatus, st.Status, st.ID)
+		if s.approve {
+			if err := demoApproval(ctx, api, dep, st.ID, out); err != nil {
+				return err
+			}
+		}
 		res, err := api.wait(ctx, st.ID)
 		if err != nil {
 			return err
@@ -238,6 +245,37 @@ type demoStep struct {
 	op            string
 	params        map[string]any
 	expectRefusal bool
+	approve       bool // held for approval: the reviewer approves it
+}
+
+// demoApproval waits until request id is held on the intranet, shows that
+// an admin who signed the policy may not approve it, and approves it as
+// the demo's reviewer, as an admin would with ferryctl approve.
+func demoApproval(ctx context.Context, api *demoClient, dep *deployment, id string, out io.Writer) error {
+	st, err := api.wait(ctx, id, "held")
+	if err != nil {
+		return err
+	}
+	if st.Status != "held" {
+		return fmt.Errorf("demo: request %s ended %s, want held for approval", id, st.Status)
+	}
+	printResult(out, st)
+	admins := filepath.Join(dep.Dir, "admins")
+	fmt.Fprintf(out, "     $ ferryctl approve --config %s --key %s %s\n", dep.IntranetConfig, filepath.Join(admins, "admin1"+admin.KeySuffix), id)
+	err = runApprove(ctx, approveOptions{Config: dep.IntranetConfig, Key: filepath.Join(admins, "admin1"+admin.KeySuffix)}, id, io.Discard)
+	if err == nil {
+		return errors.New("demo: an admin who signed the policy approved a request under it")
+	}
+	fmt.Fprintf(out, "       refused: %v\n", err)
+	fmt.Fprintf(out, "     $ ferryctl approve --config %s --key %s %s\n", dep.IntranetConfig, filepath.Join(admins, demoReviewer+admin.KeySuffix), id)
+	var buf strings.Builder
+	if err := runApprove(ctx, approveOptions{Config: dep.IntranetConfig, Key: filepath.Join(admins, demoReviewer+admin.KeySuffix)}, id, &buf); err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		fmt.Fprintf(out, "       %s\n", line)
+	}
+	return nil
 }
 
 // demoSteps are the requests citizen c makes; other is another citizen
@@ -247,7 +285,8 @@ func demoSteps(c, other sample.Citizen) []demoStep {
 		{title: "query my traffic violations", op: "violations.query", params: map[string]any{"plate": c.Plate}},
 		{title: "query my licence status and points (the holder's details come back masked)", op: "licence.status", params: map[string]any{}},
 		{title: "list exam slots for subject 1", op: "exam.slots", params: map[string]any{"subject": 1}},
-		{title: "book an exam appointment (the one write)", op: "exam.book", params: map[string]any{}},
+		{title: "book an exam appointment (a write)", op: "exam.book", params: map[string]any{}},
+		{title: "renew my licence (a write an admin must approve first)", op: "licence.renew", params: map[string]any{}, approve: true},
 		{title: "another citizen's violations: the subject binding refuses it", op: "violations.query", params: map[string]any{"id_number": other.IDNumber, "plate": other.Plate}, expectRefusal: true},
 		{title: "an ID number with a wrong check digit: the policy refuses it", op: "licence.status", params: map[string]any{"id_number": wrongCheckDigit(c.IDNumber)}, expectRefusal: true},
 		{title: "an operation the policy does not list: default deny", op: "drivers.export", params: map[string]any{}, expectRefusal: true},
@@ -424,7 +463,8 @@ func (c *demoClient) submit(ctx context.Context, op, subject string, params map[
 	return &st, nil
 }
 
-func (c *demoClient) wait(ctx context.Context, id string) (*requestStatus, error) {
+// wait polls request id until it reaches a final status, or one of also.
+func (c *demoClient) wait(ctx context.Context, id string, also ...string) (*requestStatus, error) {
 	deadline := time.Now().Add(demoResultTimeout)
 	for time.Now().Before(deadline) {
 		var st requestStatus
@@ -437,6 +477,9 @@ func (c *demoClient) wait(ctx context.Context, id string) (*requestStatus, error
 		}
 		switch st.Status {
 		case "done", "rejected", "failed", "expired":
+			return &st, nil
+		}
+		if slices.Contains(also, st.Status) {
 			return &st, nil
 		}
 	}

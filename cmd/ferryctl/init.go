@@ -159,7 +159,8 @@ func runInit(ctx context.Context, opts initOptions, dir string, out io.Writer) (
 		{"intranet/intranet.yaml", "intranet agent config"},
 		{"intranet/keys/", fmt.Sprintf("intranet signing key %s+%s, age key %s (private files 0600)", inKeys.Name, keys.KeyID(inKeys.Verifier.KeyHash()), keys.Fingerprint(inKeys.Recipient))},
 		{"intranet/policy.yaml", "sample whitelist policy (the authority), signed by " + strings.Join(admins, " and ") + " in policy.yaml.sig"},
-		{"intranet/keys/admins/", "the admins' public keys, which the intranet agent trusts to sign policies"},
+		{"intranet/keys/admins/", "the admins' public keys, which the intranet agent trusts to sign policies and approvals"},
+		{"intranet/approvals/", "signed decisions on held writes (ferryctl approve --key admins/" + demoReviewer + ".key)"},
 		{"admins/", "the admins' private keys (demo only: in production each admin keeps their own key)"},
 		{"intranet/replica.db", "sample traffic-management replica (SQLite)"},
 		{"exchange/requests/", "request medium: DMZ writes, intranet reads"},
@@ -173,17 +174,21 @@ func runInit(ctx context.Context, opts initOptions, dir string, out io.Writer) (
 	return d, nil
 }
 
-// demoAdmins are the admins init creates, so that the sample policy carries
-// the two signatures the intranet agent requires by default.
-var demoAdmins = []string{"admin1", "admin2"}
+// demoAdmins are the admins init creates: the first two sign the sample
+// policy (the two signatures the intranet agent requires by default), and
+// demoReviewer, who did not sign it, may approve held writes.
+var demoAdmins = []string{"admin1", "admin2", demoReviewer}
+
+// demoReviewer is the demo admin who reviews held writes.
+const demoReviewer = "admin3"
 
 // initAdmins creates the demo admins' keys in dir/admins, installs their
 // public keys in the intranet's admins directory and signs the intranet's
-// policy with both. It returns the admins' names.
+// policy with all but the reviewer. It returns the signers' names.
 func initAdmins(dir string) ([]string, error) {
 	priv := filepath.Join(dir, "admins")
 	pub := filepath.Join(dir, "intranet", "keys", "admins")
-	for _, d := range []string{priv, pub} {
+	for _, d := range []string{priv, pub, filepath.Join(dir, "intranet", "approvals")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
@@ -201,6 +206,9 @@ func initAdmins(dir string) ([]string, error) {
 		if err := admin.WriteFile(filepath.Join(pub, filepath.Base(pubFile)), vkey, 0o644, false); err != nil {
 			return nil, err
 		}
+		if name == demoReviewer {
+			continue
+		}
 		s, err := admin.LoadSigner(keyFile)
 		if err != nil {
 			return nil, err
@@ -210,7 +218,11 @@ func initAdmins(dir string) ([]string, error) {
 	if _, err := admin.SignPolicyFile(filepath.Join(dir, "intranet", "policy.yaml"), signers...); err != nil {
 		return nil, err
 	}
-	return demoAdmins, nil
+	names := make([]string, len(signers))
+	for i, s := range signers {
+		names[i] = s.Name()
+	}
+	return names, nil
 }
 
 func writeZoneKeys(dir string, own *keys.Zone, peer *keys.Peer) error {
@@ -285,6 +297,7 @@ keys: keys
 policy: policy.yaml    # in force only with policy.yaml.sig signed by
 admins: keys/admins    # policy_signatures distinct admins of this directory
 policy_signatures: 2
+approvals: approvals   # signed decisions on held writes (ferryctl approve)
 replica: replica.db
 receive:               # request medium: the intranet only reads here
   type: dir

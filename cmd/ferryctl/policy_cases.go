@@ -34,7 +34,11 @@ import (
 const (
 	expectAllow = "allow"
 	expectDeny  = "deny"
+	expectHeld  = "held"
 )
+
+// policyTestApprover is the admin name a case's approve: decides as.
+const policyTestApprover = "ferryctl-policy-test"
 
 // Bounds of a cases file.
 const (
@@ -71,6 +75,7 @@ type rawCase struct {
 	RowsAffected *int64            `yaml:"rows_affected"`
 	Match        map[string]string `yaml:"match"`
 	Repeat       *int              `yaml:"repeat"`
+	Approve      *bool             `yaml:"approve"`
 }
 
 // policyCase is one validated test case.
@@ -80,7 +85,7 @@ type policyCase struct {
 	Subject   string
 	Operation string
 	Params    json.RawMessage
-	Expect    string // expectAllow or expectDeny
+	Expect    string // expectAllow, expectDeny or expectHeld
 	Reason    string // deny: the reason code wanted, or "" for any
 	// Rows and RowsAffected, when not nil, are the row count of a read and
 	// the rows affected by a write that allow wants.
@@ -88,8 +93,12 @@ type policyCase struct {
 	RowsAffected *int64
 	// Match maps result columns to anchored patterns that the column's
 	// value in every returned row must match (allow only).
-	Match   map[string]*regexp.Regexp
-	Repeat  int
+	Match  map[string]*regexp.Regexp
+	Repeat int
+	// Approve, when not nil, says the request must be held for approval,
+	// and is then approved (true) or denied (false) before Expect is
+	// checked against its final result.
+	Approve *bool
 	Line    int
 	columns []string // the keys of Match, sorted
 }
@@ -118,7 +127,7 @@ func parseCases(file string, data []byte) ([]policyCase, error) {
 		c := policyCase{
 			Name: r.Name, Client: r.Client, Subject: r.Subject, Operation: r.Operation,
 			Expect: r.Expect, Reason: r.Reason, Rows: r.Rows, RowsAffected: r.RowsAffected,
-			Repeat: 1, Line: config.Line(root, at()...),
+			Repeat: 1, Approve: r.Approve, Line: config.Line(root, at()...),
 		}
 		n := len(errs)
 		switch {
@@ -150,10 +159,20 @@ func parseCases(file string, data []byte) ([]policyCase, error) {
 					fail("only an allow case has "+f.key, at(f.key)...)
 				}
 			}
+		case expectHeld:
+			for _, f := range []struct {
+				key string
+				set bool
+			}{{"reason", r.Reason != ""}, {"rows", r.Rows != nil}, {"rows_affected", r.RowsAffected != nil},
+				{"match", r.Match != nil}, {"approve", r.Approve != nil}} {
+				if f.set {
+					fail("a held case has no "+f.key+" (use approve: with allow or deny to check the final result)", at(f.key)...)
+				}
+			}
 		case "":
-			fail("required: allow or deny", at("expect")...)
+			fail("required: allow, deny or held", at("expect")...)
 		default:
-			fail(fmt.Sprintf("must be allow or deny, not %q", r.Expect), at("expect")...)
+			fail(fmt.Sprintf("must be allow, deny or held, not %q", r.Expect), at("expect")...)
 		}
 		if r.Rows != nil && *r.Rows < 0 {
 			fail("must not be negative", at("rows")...)
@@ -383,7 +402,14 @@ write is seen by the cases after it, and rate limits count across cases.
       params: {id_number: '320102197905145138'}
       expect: deny                      # deny: status rejected
       reason: forbidden_subject         # optional: the reason code wanted
-  # also: rows_affected (allow, a write), repeat: N (send N times, check the last)
+    - name: renewal waits for review
+      client: portal
+      subject: '330106199101300696'
+      operation: licence.renew
+      expect: held                      # held: waits for an admin's approval
+  # also: rows_affected (allow, a write), repeat: N (send N times, check the
+  # last), approve: true|false (the request must be held; it is approved or
+  # denied, then allow or deny is checked against its final result)
 
 Exits 1 if any case does not get what it expects.`,
 		Args: cobra.ExactArgs(2),
@@ -451,6 +477,18 @@ func runPolicyTest(ctx context.Context, opts policyTestOptions, policyPath, case
 			}
 			res = applied.Results[0]
 		}
+		if c.Approve != nil && res.Status == batch.StatusHeld {
+			final, err := db.Decide(ctx, replica.Decision{RequestID: res.RequestID, Approve: *c.Approve,
+				By: policyTestApprover, Time: time.Now()}, pol)
+			if err != nil {
+				return fmt.Errorf("policy test: case %q (%s:%d): %w", c.Name, casesPath, c.Line, err)
+			}
+			res = *final
+		} else if c.Approve != nil {
+			failed++
+			fmt.Fprintf(out, "FAIL %s: got %s, want held for approval\n", c.Name, res.Status)
+			continue
+		}
 		if why := c.mismatch(res); why != "" {
 			failed++
 			fmt.Fprintf(out, "FAIL %s: %s\n", c.Name, why)
@@ -474,6 +512,11 @@ func (c *policyCase) mismatch(res batch.Result) string {
 		got += " " + res.Reason
 	}
 	switch c.Expect {
+	case expectHeld:
+		if res.Status != batch.StatusHeld {
+			return fmt.Sprintf("got %s, want held for approval", got)
+		}
+		return ""
 	case expectDeny:
 		want := "deny"
 		if c.Reason != "" {

@@ -136,7 +136,7 @@ func TestPolicyTest_badCases(t *testing.T) {
     expect: allow
     match: {x: '('}
 `, []string{
-			`bad\.yaml:4: cases\[0\]\.expect: must be allow or deny, not "maybe"`,
+			`bad\.yaml:4: cases\[0\]\.expect: must be allow, deny or held, not "maybe"`,
 			`bad\.yaml:5: cases\[1\]\.name: duplicate case name "a"`,
 			`bad\.yaml:\d+: cases\[1\]\.operation: required`,
 			`bad\.yaml:7: cases\[1\]\.reason: only a deny case has a reason`,

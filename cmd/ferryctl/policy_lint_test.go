@@ -55,18 +55,18 @@ func TestPolicyLint_sample(t *testing.T) {
 	db := filepath.Join(dir, "replica.db")
 
 	out, _ := mustFerryctl(t, 0, "policy", "lint", "--schema", filepath.Join(dir, "schema.sql"), pol)
-	matches(t, "stdout", out, `^.*/policy\.yaml: 4 operations, 0 errors, 0 warnings; statements proven against .*/schema\.sql\n$`)
+	matches(t, "stdout", out, `^.*/policy\.yaml: 5 operations, 0 errors, 0 warnings; statements proven against .*/schema\.sql\n$`)
 
 	before := readBytes(t, db)
 	out, _ = mustFerryctl(t, 0, "policy", "lint", "--replica", db, "--strict", pol)
-	matches(t, "stdout", out, `^.*/policy\.yaml: 4 operations, 0 errors, 0 warnings; statements proven against .*/replica\.db\n$`)
+	matches(t, "stdout", out, `^.*/policy\.yaml: 5 operations, 0 errors, 0 warnings; statements proven against .*/replica\.db\n$`)
 	if !bytes.Equal(before, readBytes(t, db)) {
 		t.Error("lint --replica changed the replica")
 	}
 
 	out, _ = mustFerryctl(t, 0, "policy", "lint", pol)
 	matches(t, "stdout", out, `(?m)^note: statements were not proven`)
-	matches(t, "stdout", out, `(?m)^.*/policy\.yaml: 4 operations, 0 errors, 0 warnings; statements not proven \(no --replica or --schema\)$`)
+	matches(t, "stdout", out, `(?m)^.*/policy\.yaml: 5 operations, 0 errors, 0 warnings; statements not proven \(no --replica or --schema\)$`)
 
 	_, errOut := mustFerryctl(t, 2, "policy", "lint", "--replica", db, "--schema", filepath.Join(dir, "schema.sql"), pol)
 	matches(t, "stderr", errOut, `--replica and --schema are mutually exclusive`)
@@ -143,7 +143,7 @@ func TestPolicyLint_proof(t *testing.T) {
 			stmtLines = append(stmtLines, strconv.Itoa(i+1))
 		}
 	}
-	if len(stmtLines) != 4 {
+	if len(stmtLines) != 5 {
 		t.Fatalf("found %d statements", len(stmtLines))
 	}
 
@@ -154,7 +154,7 @@ func TestPolicyLint_proof(t *testing.T) {
 		out, _ := mustFerryctl(t, 1, append([]string{"policy", "lint", pol}, against...)...)
 		matches(t, "stdout", out, `(?m)^.*/bad\.yaml:`+stmtLines[1]+`: operations\[1\]\.statement: operation licence\.status: read statement not allowed: reads drivers\.birth_date$`)
 		matches(t, "stdout", out, `(?m)^.*/bad\.yaml:`+stmtLines[2]+`: operations\[2\]\.statement: operation exam\.slots: read statement not allowed: is not read-only; .*inserts into appointments`)
-		matches(t, "stdout", out, `(?m)^.*/bad\.yaml: 4 operations, 2 errors, 0 warnings; statements checked against `)
+		matches(t, "stdout", out, `(?m)^.*/bad\.yaml: 5 operations, 2 errors, 0 warnings; statements checked against `)
 		if strings.Contains(out, "violations.query") || strings.Contains(out, "exam.book") {
 			t.Errorf("operations that pass the proof are reported:\n%s", out)
 		}

@@ -21,6 +21,17 @@ const (
 // MaxApprovalSize caps an approval file. A valid one is under 300 bytes.
 const MaxApprovalSize = 4 << 10
 
+// ApprovalSuffix ends the name of an approval file in the intranet
+// agent's approvals directory.
+const ApprovalSuffix = ".approval"
+
+// ApprovalFileName is the name `ferryctl approve` gives the approval of
+// requestID by admin: REQUEST.ADMIN.approval. Two admins' approvals of
+// one request, or an approval and a denial, never overwrite each other.
+func ApprovalFileName(requestID, admin string) string {
+	return requestID + "." + admin + ApprovalSuffix
+}
+
 // approvalHeader is the first line of an approval's text.
 const approvalHeader = "ferry-approval/v1"
 

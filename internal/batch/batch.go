@@ -58,6 +58,10 @@ const (
 	StatusRejected = "rejected"
 	StatusFailed   = "failed"
 	StatusExpired  = "expired"
+	// StatusHeld is the one result status that is not final: the intranet
+	// holds a write for an admin's approval, and a later result envelope
+	// carries the request's final result (done, rejected or failed).
+	StatusHeld = "held"
 )
 
 // Request is one citizen request as it crosses to the intranet.
@@ -80,7 +84,7 @@ type Requests struct {
 // Result is the outcome of one request.
 type Result struct {
 	RequestID    string           `json:"request_id"`
-	Status       string           `json:"status"` // done, rejected or failed
+	Status       string           `json:"status"` // done, rejected, failed or held
 	Reason       string           `json:"reason,omitempty"`
 	Message      string           `json:"message,omitempty"`
 	Rows         []map[string]any `json:"rows,omitempty"`
@@ -209,6 +213,10 @@ func DecodeResults(data []byte) (*Results, error) {
 		}
 		switch r.Status {
 		case StatusDone, StatusRejected, StatusFailed:
+		case StatusHeld:
+			if r.Rows != nil || r.RowsAffected != 0 || r.RetryAfter != 0 {
+				return nil, fmt.Errorf("results batch: result %s: a held result carries no rows, rows_affected or retry_after", r.RequestID)
+			}
 		default:
 			return nil, fmt.Errorf("results batch: result %s: invalid status %q", r.RequestID, r.Status)
 		}

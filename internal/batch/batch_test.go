@@ -109,6 +109,10 @@ func TestDecodeResults(t *testing.T) {
 		name, body, err string
 	}{
 		{"ok", `{"acks":["` + id2 + `"],"results":[{"request_id":"` + id1 + `","status":"done","rows":[{"a":1}]}]}`, ""},
+		{"held", `{"acks":["` + id2 + `"],"results":[{"request_id":"` + id1 + `","status":"held","reason":"approval_required"}]}`, ""},
+		{"held with rows", `{"acks":[],"results":[{"request_id":"` + id1 + `","status":"held","rows":[]}]}`, "a held result carries no rows"},
+		{"held with rows_affected", `{"acks":[],"results":[{"request_id":"` + id1 + `","status":"held","rows_affected":1}]}`, "a held result carries no rows"},
+		{"final result, no ack", `{"acks":[],"results":[{"request_id":"` + id1 + `","status":"done","rows_affected":1}]}`, ""},
 		{"bad status", `{"acks":[],"results":[{"request_id":"` + id1 + `","status":"queued"}]}`, "invalid status"},
 		{"bad ack", `{"acks":["zz"],"results":[]}`, "invalid envelope id"},
 		{"bad request id", `{"acks":[],"results":[{"request_id":"1","status":"done"}]}`, "invalid request id"},

@@ -182,7 +182,7 @@ func TestAgent_NoCatalogue(t *testing.T) {
 	// An envelope with no results and no acks, only the catalogue.
 	e.sendResults(t, e.resultsHeader(), sampleCatalogue(t), batch.Results{})
 	ops := e.waitCatalogue(t, 1)
-	if ops.Source != SourceCatalogue || len(ops.Operations) != 4 {
+	if ops.Source != SourceCatalogue || len(ops.Operations) != len(sampleCatalogue(t).Operations) {
 		t.Fatalf("operations from %s: %d", ops.Source, len(ops.Operations))
 	}
 	if r := e.do(t, "GET", "/readyz", "", "", nil); r.code != 200 {
@@ -213,7 +213,7 @@ func TestAgent_Catalogue(t *testing.T) {
 	if ops.Source != SourceCatalogue || ops.Catalogue.Received.IsZero() {
 		t.Fatalf("operations: source %q, catalogue %+v", ops.Source, ops.Catalogue)
 	}
-	checkListed(t, ops.Operations, cat1, "violations.query", "exam.slots", "exam.book")
+	checkListed(t, ops.Operations, cat1, "violations.query", "exam.slots", "exam.book", "licence.renew")
 	// kiosk is limited to exam.slots and licence.status; this catalogue
 	// lists only the first, and the log says so.
 	checkListed(t, e.operations(t, tokenKiosk).Operations, cat1, "exam.slots")
@@ -237,7 +237,7 @@ func TestAgent_Catalogue(t *testing.T) {
 	cat3 := sampleCatalogue(t, "violations.query")
 	e.sendResults(t, e.resultsHeader(), cat3, batch.Results{})
 	ops = e.waitCatalogue(t, 3)
-	checkListed(t, ops.Operations, cat3, "licence.status", "exam.slots", "exam.book")
+	checkListed(t, ops.Operations, cat3, "licence.status", "exam.slots", "exam.book", "licence.renew")
 	received := ops.Catalogue.Received
 	e.post(t, tokenPortal, goodBody(t), 400, "unknown_operation")
 	e.post(t, tokenPortal, `{"operation":"exam.slots","params":{"subject":3}}`, 202, "")
@@ -255,7 +255,7 @@ func TestAgent_Catalogue(t *testing.T) {
 		t.Fatalf("booking status without rows_affected: %s", st.raw)
 	}
 	waitLog(t, &logs, "operation catalogue older than the stored one ignored")
-	if o := e.operations(t, tokenPortal); o.Catalogue.Seq != 3 || len(o.Operations) != 3 {
+	if o := e.operations(t, tokenPortal); o.Catalogue.Seq != 3 || len(o.Operations) != len(cat3.Operations) {
 		t.Fatalf("after the late envelope: catalogue %+v, %d operations", o.Catalogue, len(o.Operations))
 	}
 	e.post(t, tokenPortal, goodBody(t), 400, "unknown_operation")
@@ -281,7 +281,7 @@ func TestAgent_Catalogue(t *testing.T) {
 	if ops.Source != SourceCatalogue || ops.Catalogue.Seq != 3 || !ops.Catalogue.Received.Equal(received) {
 		t.Fatalf("after restart: source %q catalogue %+v, want seq 3 received %s", ops.Source, ops.Catalogue, received)
 	}
-	checkListed(t, ops.Operations, cat3, "licence.status", "exam.slots", "exam.book")
+	checkListed(t, ops.Operations, cat3, "licence.status", "exam.slots", "exam.book", "licence.renew")
 	e.post(t, tokenPortal, goodBody(t), 400, "unknown_operation")
 	e.post(t, tokenPortal, citizenBody(t, me, "licence.status"), 202, "")
 
@@ -301,7 +301,7 @@ func TestAgent_CatalogueReplacesLocalPolicy(t *testing.T) {
 	if ops.Source != SourceLocalPolicy || ops.Catalogue != nil {
 		t.Fatalf("operations from %q, catalogue %+v, want the local policy", ops.Source, ops.Catalogue)
 	}
-	checkListed(t, ops.Operations, sampleCatalogue(t), "violations.query", "licence.status", "exam.slots", "exam.book")
+	checkListed(t, ops.Operations, sampleCatalogue(t), "violations.query", "licence.status", "exam.slots", "exam.book", "licence.renew")
 	e.post(t, tokenPortal, goodBody(t), 202, "")
 
 	cat := sampleCatalogue(t, "violations.query")
@@ -314,7 +314,7 @@ func TestAgent_CatalogueReplacesLocalPolicy(t *testing.T) {
 	if ops.Source != SourceCatalogue || ops.Catalogue == nil || ops.Catalogue.Seq != 1 {
 		t.Fatalf("after restart: operations from %q, catalogue %+v", ops.Source, ops.Catalogue)
 	}
-	checkListed(t, ops.Operations, cat, "licence.status", "exam.slots", "exam.book")
+	checkListed(t, ops.Operations, cat, "licence.status", "exam.slots", "exam.book", "licence.renew")
 	e.post(t, tokenPortal, goodBody(t), 400, "unknown_operation")
 }
 

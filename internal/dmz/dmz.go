@@ -43,6 +43,19 @@
 // catalogue arrives. Every check of a request is policy.Evaluate on the
 // current catalogue; the DMZ applies no rate limits (the intranet does).
 //
+// # Held requests
+//
+// The intranet may hold a write for an admin's approval: it answers with a
+// result of status held (reason approval_required) in the envelope that
+// acknowledges the request's envelope, and sends the final result (done;
+// rejected with approval_denied or approval_expired; failed) later, in an
+// envelope that may acknowledge nothing. The spool keeps the request held
+// (queue.Spool.ApplyResults): not final, never expired by the DMZ, and a
+// held result arriving after the final one is ignored. GET shows held with
+// its reason and message; a long poll ends when its request becomes held
+// or final, and a poll on a request already held waits for the final
+// result. The "results applied" log line counts final and held requests.
+//
 // # Bad files
 //
 // A result file that cannot be read, opened (envelope.Reason: bad
@@ -108,6 +121,10 @@ const (
 	logAcked    = "acked"
 	logUnknown  = "unknown"
 	logStale    = "stale"
+	// logFinal and logHeld count the requests a results envelope made
+	// final and held.
+	logFinal    = "final"
+	logHeld     = "held"
 	logNoResult = "no_result"
 	// logOperations counts a catalogue's operations; logSource says where
 	// it came from.

@@ -374,10 +374,17 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if wait > 0 && !queue.Final(st.Status) {
+	// A long poll ends when the request is final, or when it becomes
+	// held: progress the client should see (a write now waits for an
+	// admin). A poll on a request already held waits for its final result.
+	wasHeld := st.Status == batch.StatusHeld
+	settled := func(status string) bool {
+		return queue.Final(status) || status == batch.StatusHeld && !wasHeld
+	}
+	if wait > 0 && !settled(st.Status) {
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
-		for !queue.Final(st.Status) {
+		for !settled(st.Status) {
 			// Register before reading again, so a result stored in
 			// between still wakes this poll.
 			woken, unregister := a.waiters.add(id)
@@ -386,7 +393,7 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 				unregister()
 				return
 			}
-			if queue.Final(st.Status) {
+			if settled(st.Status) {
 				unregister()
 				break
 			}

@@ -106,7 +106,10 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 	case ck != nil:
 		a.log.Info("operation catalogue older than the stored one ignored", slog.String(logEnvelope, h.ID), slog.Uint64(logSeq, h.Seq))
 	}
+	// A request that became held wakes its long polls as well: held is
+	// progress the client should see, though not final.
 	a.waiters.notify(applied.Final)
+	a.waiters.notify(applied.Held)
 	for _, id := range applied.Unknown {
 		a.log.Warn("result for an unknown request ignored", slog.String(logEnvelope, h.ID), slog.String(logRequest, id))
 	}
@@ -115,8 +118,8 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 			slog.Int(logNoResult, len(applied.NoResult)))
 	}
 	a.log.Info("results applied", slog.String(logEnvelope, h.ID), slog.Uint64(logSeq, h.Seq),
-		slog.Int(logCount, len(res.Results)), slog.Int(logAcked, applied.Acked),
-		slog.Int(logUnknown, len(applied.Unknown)), slog.Int(logStale, applied.Stale))
+		slog.Int(logCount, len(res.Results)), slog.Int(logFinal, len(applied.Final)), slog.Int(logHeld, len(applied.Held)),
+		slog.Int(logAcked, applied.Acked), slog.Int(logUnknown, len(applied.Unknown)), slog.Int(logStale, applied.Stale))
 	a.remove(name)
 }
 
@@ -158,7 +161,8 @@ func (a *Agent) quarantine(name, reason string, cause error) {
 	}
 }
 
-// waiters wakes long polls when their request reaches a final status.
+// waiters wakes long polls when their request reaches a final status or
+// becomes held.
 type waiters struct {
 	mu sync.Mutex
 	m  map[string][]chan struct{}

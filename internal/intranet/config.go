@@ -19,6 +19,8 @@ const (
 	DefaultMaxDelay     = 5 * time.Millisecond
 	DefaultEnvelopeTTL  = 24 * time.Hour
 	DefaultDrainTimeout = 10 * time.Second
+	// DefaultApprovalPoll is how often the approvals directory is read.
+	DefaultApprovalPoll = 2 * time.Second
 	// ResultsChannel is the channel name of result envelopes.
 	ResultsChannel = "results"
 	// MaxPolicySignatures bounds policy_signatures.
@@ -35,6 +37,8 @@ const (
 //	policy: policy.yaml        # signed: policy.yaml.sig (ferryctl policy sign)
 //	admins: keys/admins        # the admins' public keys, NAME.pub each
 //	policy_signatures: 2       # distinct admins who must sign the policy
+//	approvals: approvals       # signed approvals of held writes (ferryctl approve)
+//	approval_poll: 2s          # how often approvals are read and held writes expired
 //	replica: replica.db        # must exist
 //	receive: {type: dir, dir: ../exchange/requests}
 //	send: {type: dir, dir: ../exchange/results}
@@ -52,6 +56,8 @@ type Config struct {
 	Policy       string          `yaml:"policy"`
 	Admins       string          `yaml:"admins"`
 	PolicySigs   int             `yaml:"policy_signatures"`
+	Approvals    string          `yaml:"approvals"`
+	ApprovalPoll config.Duration `yaml:"approval_poll"`
 	Replica      string          `yaml:"replica"`
 	Receive      MediumConfig    `yaml:"receive"`
 	Send         MediumConfig    `yaml:"send"`
@@ -84,6 +90,8 @@ func DefaultConfig() Config {
 		Policy:       "policy.yaml",
 		Admins:       "keys/admins",
 		PolicySigs:   admin.DefaultRequired,
+		Approvals:    "approvals",
+		ApprovalPoll: config.Duration(DefaultApprovalPoll),
 		Replica:      "replica.db",
 		Receive:      MediumConfig{Type: MediumDir},
 		Send:         MediumConfig{Type: MediumDir},
@@ -112,7 +120,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	for _, p := range []*string{&c.Keys, &c.Policy, &c.Admins, &c.Replica, &c.Receive.Dir, &c.Send.Dir, &c.Inbox, &c.Quarantine} {
+	for _, p := range []*string{&c.Keys, &c.Policy, &c.Admins, &c.Approvals, &c.Replica, &c.Receive.Dir, &c.Send.Dir, &c.Inbox, &c.Quarantine} {
 		*p = config.Resolve(path, *p)
 	}
 	return &c, nil
@@ -143,6 +151,10 @@ func (c *Config) Validate() error {
 		return fail("required: the directory of the admins' public keys", "admins")
 	case c.PolicySigs < 1 || c.PolicySigs > MaxPolicySignatures:
 		return fail(fmt.Sprintf("must be between 1 and %d", MaxPolicySignatures), "policy_signatures")
+	case c.Approvals == "":
+		return fail("required: the directory admins put signed approvals in", "approvals")
+	case c.ApprovalPoll < config.Duration(100*time.Millisecond) || c.ApprovalPoll > config.Duration(time.Minute):
+		return fail("must be between 100ms and 1m", "approval_poll")
 	case c.Replica == "":
 		return fail("required: the replica database file", "replica")
 	case c.Inbox == "":

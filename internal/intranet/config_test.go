@@ -58,6 +58,7 @@ func TestLoadConfig(t *testing.T) {
 		{c.Send.Dir, filepath.Join(filepath.Dir(dir), "exchange", "results")},
 		{c.Inbox, filepath.Join(dir, "state", "inbox")},
 		{c.Quarantine, filepath.Join(dir, "state", "quarantine")},
+		{c.Approvals, filepath.Join(dir, "approvals")},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -65,7 +66,8 @@ func TestLoadConfig(t *testing.T) {
 		}
 	}
 	if c.Batch.MaxResults != 512 || time.Duration(c.Batch.MaxDelay) != 7*time.Millisecond ||
-		time.Duration(c.EnvelopeTTL) != 2*time.Hour || time.Duration(c.DrainTimeout) != DefaultDrainTimeout {
+		time.Duration(c.EnvelopeTTL) != 2*time.Hour || time.Duration(c.DrainTimeout) != DefaultDrainTimeout ||
+		time.Duration(c.ApprovalPoll) != DefaultApprovalPoll {
 		t.Errorf("values %+v", c)
 	}
 }
@@ -86,6 +88,8 @@ func TestLoadConfig_errors(t *testing.T) {
 		{"same dirs", "dir: ../exchange/results", "dir: ../exchange/requests", 11, "send.dir", "must differ"},
 		{"ttl", "envelope_ttl: 2h", "envelope_ttl: 1s", 17, "envelope_ttl", "at least"},
 		{"missing replica", "replica: replica.db", "replica: \"\"", 5, "replica", "required"},
+		{"approval poll", "inbox: state/inbox", "inbox: state/inbox\napproval_poll: 10ms", 13, "approval_poll", "between 100ms and 1m"},
+		{"no approvals dir", "inbox: state/inbox", "inbox: state/inbox\napprovals: ''", 13, "approvals", "required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,6 +28,19 @@
 // [Agent.Reload] (SIGHUP) replaces the policy in force only with one that
 // passes the same checks; a refused reload is logged and changes nothing.
 //
+// # Held writes
+//
+// A write whose operation requires approval is answered "held" and kept in
+// the ledger (see package replica). A sixth goroutine reads the approvals
+// directory every approval_poll: it verifies each signed approval against
+// the admins' keys, refuses one by an admin who signed the policy in
+// force (separation of duties), and has the replica run or deny the
+// request ([replica.DB.Decide]); it also expires held requests nobody
+// decided in time. The seal stage then sends their final results in a
+// result envelope that acknowledges no request envelope. A refused
+// approval file is moved to approvals/refused/ with a .reason file; an
+// accepted one is removed, the ledger keeping its signed bytes.
+//
 // # Bad files
 //
 // A file that cannot be read, opened or decoded, that is not a requests
@@ -61,6 +74,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +130,12 @@ const (
 	logClient     = "client"
 	logScope      = "scope"
 	logCatalogue  = "catalogue"
+	logRequest    = "request"
+	logDecision   = "decision"
+	logAdmin      = "admin"
+	logStatus     = "status"
+	logHeld       = "held"
+	logDecided    = "decided"
 )
 
 // Agent is the intranet agent.
@@ -138,6 +159,10 @@ type Agent struct {
 	// catalogueChanged fires when a new policy is in force, so that the
 	// seal stage sends its catalogue to the DMZ.
 	catalogueChanged chan struct{}
+
+	// decisionsReady fires when held requests were decided or expired,
+	// so that the seal stage sends their final results.
+	decisionsReady chan struct{}
 
 	// rateLimited counts the requests rate limits refused; see Stats.
 	rateLimited atomic.Uint64
@@ -175,6 +200,11 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	ring, err := admin.LoadKeyring(cfg.Admins)
 	if err != nil {
 		return nil, fmt.Errorf("load admin keys: %w", err)
+	}
+	for _, d := range []string{cfg.Approvals, filepath.Join(cfg.Approvals, RefusedDir)} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("approvals directory: %w", err)
+		}
 	}
 	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger})
 	if err != nil {
@@ -214,6 +244,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		ready:  make(chan struct{}),
 	}
 	a.catalogueChanged = make(chan struct{}, 1)
+	a.decisionsReady = make(chan struct{}, 1)
 	a.setPolicy(active)
 	logger.Info("policy in force", slog.String(logPolicy, active.sha256), slog.Int(logOperations, len(active.pol.Operations)),
 		slog.Any(logSigners, active.signers))
@@ -354,6 +385,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return a.sealStage(work, toSeal, toPublish, pendingItems(pending), next, prev)
 	})
 	g.Go(func() error { return a.publishStage(work, toPublish, unpublished) })
+	g.Go(func() error { return a.approvalStage(recvCtx) })
 	a.readyOnce.Do(func() { close(a.ready) })
 
 	err = g.Wait()

@@ -40,11 +40,14 @@ type openedEnvelope struct {
 	reqs []batch.Request
 }
 
-// sealItem is an applied envelope whose results await sealing.
+// sealItem is an applied envelope whose results await sealing, or (id
+// empty, decided set) the final result of a held request, which
+// acknowledges no envelope.
 type sealItem struct {
 	id      string
 	file    string
 	results []batch.Result
+	decided bool
 }
 
 // send delivers v on out unless ctx ends first.
@@ -198,20 +201,22 @@ func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealIte
 		return err
 	}
 	if !res.Duplicate {
-		var done, rejected, failed int
+		var done, rejected, failed, held int
 		for _, r := range res.Results {
 			switch r.Status {
 			case batch.StatusDone:
 				done++
 			case batch.StatusRejected:
 				rejected++
+			case batch.StatusHeld:
+				held++
 			default:
 				failed++
 			}
 		}
 		a.log.Info("envelope applied", slog.String(logEnvelope, env.ID), slog.String(logChannel, env.Channel),
 			slog.Uint64(logSeq, env.Seq), slog.Int(logRequests, len(o.reqs)),
-			slog.Int(logDone, done), slog.Int(logRejected, rejected), slog.Int(logFailed, failed))
+			slog.Int(logDone, done), slog.Int(logRejected, rejected), slog.Int(logFailed, failed), slog.Int(logHeld, held))
 		a.reportLimited(res.Limited)
 		return send(ctx, out, sealItem{id: env.ID, file: env.File, results: res.Results})
 	}
@@ -341,6 +346,30 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 		next, prev = o.Seq+1, o.HeaderHash
 		return send(ctx, out, o)
 	}
+	// sealDecided seals the final results of held requests that were
+	// decided since (or before a restart), after the envelopes gathered
+	// so far, in groups of at most maxResults.
+	sealDecided := func() error {
+		if err := flush(); err != nil {
+			return err
+		}
+		results, err := a.db.Decided(ctx)
+		if err != nil {
+			return err
+		}
+		for len(results) > 0 {
+			k := min(len(results), maxResults)
+			g := make([]sealItem, k)
+			for i, r := range results[:k] {
+				g[i] = sealItem{results: []batch.Result{r}, decided: true}
+			}
+			if err := sealSplit(g); err != nil {
+				return err
+			}
+			results = results[k:]
+		}
+		return nil
+	}
 	if err := sendCatalogue(); err != nil {
 		return err
 	}
@@ -349,11 +378,15 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 			return err
 		}
 	}
-	if err := flush(); err != nil {
+	if err := sealDecided(); err != nil {
 		return err
 	}
 	for {
 		select {
+		case <-a.decisionsReady:
+			if err := sealDecided(); err != nil {
+				return err
+			}
 		case <-a.catalogueChanged:
 			if err := sendCatalogue(); err != nil {
 				return err
@@ -434,8 +467,16 @@ func (a *Agent) seal(ctx context.Context, group []sealItem, seq uint64, prev [32
 // catalogue is not nil, as the result envelope seq of the channel.
 func (a *Agent) sealBody(ctx context.Context, group []sealItem, catalogue []byte, seq uint64, prev [32]byte) (*replica.Outgoing, error) {
 	body := batch.Results{Acks: make([]string, 0, len(group)), Results: []batch.Result{}, Catalogue: catalogue}
+	var decided []string
 	for _, it := range group {
-		body.Acks = append(body.Acks, it.id)
+		if it.id != "" {
+			body.Acks = append(body.Acks, it.id)
+		}
+		if it.decided {
+			for _, r := range it.results {
+				decided = append(decided, r.RequestID)
+			}
+		}
 		body.Results = append(body.Results, it.results...)
 	}
 	data, err := batch.Encode(body)
@@ -469,12 +510,14 @@ func (a *Agent) sealBody(ctx context.Context, group []sealItem, catalogue []byte
 		Name:       envelope.FileName(&s.Header),
 		Data:       s.Data,
 		Covers:     body.Acks,
+		Decided:    decided,
 	}
 	if err := a.db.StoreSealed(ctx, o); err != nil {
 		return nil, err
 	}
 	a.log.Info("results sealed", slog.String(logEnvelope, o.ID), slog.Uint64(logSeq, seq),
-		slog.Int(logAcks, len(body.Acks)), slog.Int(logResults, len(body.Results)), slog.Bool(logCatalogue, catalogue != nil))
+		slog.Int(logAcks, len(body.Acks)), slog.Int(logResults, len(body.Results)), slog.Int(logDecided, len(decided)),
+		slog.Bool(logCatalogue, catalogue != nil))
 	return o, nil
 }
 

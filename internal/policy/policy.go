@@ -150,17 +150,24 @@ const (
 	ReasonForbiddenSubject  = "forbidden_subject"   // a subject-bound parameter names someone else
 	ReasonRateLimited       = "rate_limited"        // set by the replica's rate limiter; see RejectError.RetryAfter
 	ReasonApprovalExpired   = "approval_expired"    // set by the replica: a held write was not approved in time
+	ReasonApprovalDenied    = "approval_denied"     // set by the replica: an admin denied a held write
 )
 
+// ReasonApprovalRequired is the reason of a "held" result: the write waits
+// for an admin's approval. It is not a refusal; the request's final result
+// follows once an admin decides or the approval expires.
+const ReasonApprovalRequired = "approval_required"
+
 // Reasons lists every reason code a refusal may carry, in documentation
-// order. Evaluate returns all but rate_limited and approval_expired, which
-// the replica sets.
+// order. Evaluate returns all but rate_limited, approval_expired and
+// approval_denied, which the replica sets.
 var Reasons = []string{
 	ReasonUnknownOperation, ReasonBadParams, ReasonUnknownParam, ReasonMissingParam,
 	ReasonBadType, ReasonBadValue, ReasonTooLong, ReasonBadPattern, ReasonOutOfRange,
 	ReasonNotInEnum, ReasonBadDate, ReasonBadRange, ReasonBadIDNumber, ReasonBadPlate,
 	ReasonBadMobile, ReasonBadPlateType, ReasonSubjectNotTrusted, ReasonBadSubject,
 	ReasonMissingSubject, ReasonForbiddenSubject, ReasonRateLimited, ReasonApprovalExpired,
+	ReasonApprovalDenied,
 }
 
 // Policy is a loaded, validated whitelist.

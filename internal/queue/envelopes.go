@@ -197,8 +197,11 @@ func (s *Spool) envelopes(ctx context.Context, where string, args ...any) ([]*En
 
 // Expire marks the envelopes that are neither acknowledged nor expired and
 // whose expiry is not after now as expired (dropping their bytes), and
-// gives their requests without a result the final status "expired" with
-// reason ReasonExpired. It returns the ids of those requests.
+// gives their requests without a result (queued or sent) the final status
+// "expired" with reason ReasonExpired. It returns the ids of those
+// requests. A held request is never expired here: the intranet answered
+// it, and its final result (approval_expired at the latest) comes from
+// there.
 func (s *Spool) Expire(ctx context.Context, now time.Time) ([]string, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -255,9 +258,15 @@ type ReceivedEnvelope struct {
 
 // Applied says what ApplyResults did.
 type Applied struct {
-	Final    []string // requests that reached a final status
-	Unknown  []string // result request ids the spool does not hold
-	Stale    int      // results for requests already final, ignored
+	Final []string // requests that reached a final status
+	// Held lists the requests that a held result moved from queued or
+	// sent to held: not final, their final result comes in a later
+	// envelope.
+	Held    []string
+	Unknown []string // result request ids the spool does not hold
+	// Stale counts the results ignored because their request was already
+	// final, or was already held and the result is another held one.
+	Stale    int
 	Acked    int      // request envelopes newly acknowledged
 	NoResult []string // requests of acknowledged envelopes left without a result, now failed
 	// CatalogueStored says that the envelope's catalogue replaced the
@@ -272,6 +281,12 @@ type Applied struct {
 // envelope already used env's channel and sequence number; in both cases
 // nothing changes. An envelope with no results and no acknowledgements is
 // recorded all the same.
+//
+// A final result (done, rejected, failed) applies to a request that is
+// queued, sent or held; a held result only to one that is queued or sent.
+// Any other result is stale and ignored. An acknowledged envelope's
+// requests that are still queued or sent fail with ReasonNoResult; held
+// ones stay held.
 func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *batch.Results, now time.Time) (*Applied, error) {
 	if env.Seq >= math.MaxInt64 {
 		return nil, fmt.Errorf("apply results %s: sequence number %d out of range", env.ID, env.Seq)
@@ -296,13 +311,22 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		env.ID, env.Channel, int64(env.Seq), ms(now)); err != nil {
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
-	upd, err := tx.PrepareContext(ctx, `UPDATE requests SET status = ?, result = ?, rows_affected = ?,
+	final, err := tx.PrepareContext(ctx, `UPDATE requests SET status = ?, result = ?, rows_affected = ?,
 		retry_after = ?, reason = ?, message = ?, params = NULL, subject = '', updated = ?
+		WHERE id = ? AND status IN ('queued', 'sent', 'held')`)
+	if err != nil {
+		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
+	}
+	defer final.Close()
+	// A held request's params and subject go too: the intranet holds the
+	// request now, and the DMZ never sends it again.
+	held, err := tx.PrepareContext(ctx, `UPDATE requests SET status = 'held', result = NULL, rows_affected = 0,
+		retry_after = 0, reason = ?, message = ?, params = NULL, subject = '', updated = ?
 		WHERE id = ? AND status IN ('queued', 'sent')`)
 	if err != nil {
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
-	defer upd.Close()
+	defer held.Close()
 	exists, err := tx.PrepareContext(ctx, `SELECT count(*) FROM requests WHERE id = ?`)
 	if err != nil {
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
@@ -310,22 +334,31 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 	defer exists.Close()
 	out := &Applied{}
 	for _, r := range res.Results {
-		var rows []byte
-		if r.Status == batch.StatusDone {
-			rows, err = json.Marshal(r.Rows)
-			if err != nil {
-				return nil, fmt.Errorf("apply results %s: result %s: %w", env.ID, r.RequestID, err)
+		var n int64
+		if r.Status == batch.StatusHeld {
+			n, err = affected(held.ExecContext(ctx, r.Reason, r.Message, ms(now), r.RequestID))
+		} else {
+			var rows []byte
+			if r.Status == batch.StatusDone {
+				rows, err = json.Marshal(r.Rows)
+				if err != nil {
+					return nil, fmt.Errorf("apply results %s: result %s: %w", env.ID, r.RequestID, err)
+				}
+				if r.Rows == nil {
+					rows = []byte("[]")
+				}
 			}
-			if r.Rows == nil {
-				rows = []byte("[]")
-			}
+			n, err = affected(final.ExecContext(ctx, r.Status, rows, r.RowsAffected, max(r.RetryAfter, 0), r.Reason, r.Message, ms(now), r.RequestID))
 		}
-		n, err := affected(upd.ExecContext(ctx, r.Status, rows, r.RowsAffected, max(r.RetryAfter, 0), r.Reason, r.Message, ms(now), r.RequestID))
 		if err != nil {
 			return nil, fmt.Errorf("apply results %s: result %s: %w", env.ID, r.RequestID, err)
 		}
 		if n == 1 {
-			out.Final = append(out.Final, r.RequestID)
+			if r.Status == batch.StatusHeld {
+				out.Held = append(out.Held, r.RequestID)
+			} else {
+				out.Final = append(out.Final, r.RequestID)
+			}
 			continue
 		}
 		var c int
@@ -349,7 +382,8 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 			continue
 		}
 		// The intranet acknowledges an envelope in the same envelope as the
-		// last of its results; a request still open here was never answered.
+		// last of its results; a request still queued or sent here was
+		// never answered. A held one was: its final result comes later.
 		rows, err := tx.QueryContext(ctx, `UPDATE requests SET status = 'failed', reason = ?, message = ?,
 			params = NULL, subject = '', updated = ? WHERE envelope_id = ? AND status IN ('queued', 'sent') RETURNING id`,
 			ReasonNoResult, "the intranet acknowledged the request without a result", ms(now), id)

@@ -61,6 +61,22 @@
 // final status once; later results for it are ignored. Final requests lose
 // their parameters and subject (personal data the spool no longer needs).
 //
+// A result may also be held (batch.StatusHeld, reason
+// policy.ReasonApprovalRequired): the intranet holds a write until an
+// admin approves or denies it, or the approval expires. Held is not final
+// ([Final] is false; [Applied.Held] lists the requests a held result
+// moved): it applies only to a queued or sent request, and the request
+// loses its parameters and subject then, since the intranet holds them and
+// the DMZ never sends it again. The held result comes in the envelope that
+// acknowledges the request's envelope; the final result (done, rejected
+// with approval_denied or approval_expired, or failed) comes later, in an
+// envelope that may acknowledge nothing, and applies to a queued, sent or
+// held request. So a held result arriving after the final one (envelopes
+// may be reordered) is stale and ignored, an acknowledgement fails with
+// ReasonNoResult only requests still queued or sent, and [Spool.Expire]
+// never touches a held request. Migration 0005 added 'held' to the status
+// column's CHECK constraint by rebuilding the requests table.
+//
 // # Catalogue
 //
 // The intranet sends its operation catalogue in results envelopes. The
@@ -122,7 +138,7 @@ var (
 )
 
 // Final reports whether a request status is final: done, rejected, failed
-// or expired.
+// or expired. Queued, sent and held are not.
 func Final(status string) bool {
 	switch status {
 	case batch.StatusDone, batch.StatusRejected, batch.StatusFailed, batch.StatusExpired:

@@ -4,15 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/ferrybridge/ferry/internal/batch"
-	"github.com/ferrybridge/ferry/internal/sqlitedb"
 )
 
 const (
@@ -150,18 +147,7 @@ func TestSpool_SubjectIntoBatch(t *testing.T) {
 func TestSpool_MigrateFrom0001(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spool.db")
 	ctx := ctxT(t)
-	old, err := fs.ReadFile(migrations, "sql/0001_spool.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlitedb.Open(ctx, path, sqlitedb.Options{
-		ApplicationID: ApplicationID,
-		Component:     Component,
-		Migrations:    fstest.MapFS{"0001_spool.sql": {Data: old}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openOldSpool(t, path, 1)
 	// The hash as the 0001 code computed it, spelled out rather than
 	// through BodyHash, so a change to BodyHash's subject-less form fails
 	// here.
@@ -193,9 +179,8 @@ func TestSpool_MigrateFrom0001(t *testing.T) {
 	}
 
 	s := openSpool(t, path)
-	var version int
-	if err := s.r.QueryRow(`SELECT version FROM ferry_schema WHERE component = ?`, Component).Scan(&version); err != nil || version != 4 {
-		t.Fatalf("schema version %d (%v), want 4", version, err)
+	if v := schemaVersion(t, s); v != 5 {
+		t.Fatalf("schema version %d, want 5", v)
 	}
 	if _, err := s.Catalogue(ctx); !errors.Is(err, ErrNoCatalogue) {
 		t.Fatalf("catalogue after migration: %v, want ErrNoCatalogue", err)

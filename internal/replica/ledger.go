@@ -88,8 +88,8 @@ func (db *DB) Channel(ctx context.Context, name string) (uint64, [32]byte, error
 
 // StoreSealed records a sealed result envelope in one transaction: it
 // stores out in the outbox, advances out.Channel past out.Seq with
-// out.HeaderHash as the new previous hash, and marks the envelopes in
-// out.Covers sealed by it. If the channel's next sequence number is not
+// out.HeaderHash as the new previous hash, marks the envelopes in
+// out.Covers sealed by it and the decisions in out.Decided sent. If the channel's next sequence number is not
 // out.Seq it returns ErrSeqConflict and changes nothing.
 func (db *DB) StoreSealed(ctx context.Context, out *Outgoing) error {
 	if out.Seq == 0 || out.Seq >= math.MaxInt64 {
@@ -117,6 +117,20 @@ func (db *DB) StoreSealed(ctx context.Context, out *Outgoing) error {
 		VALUES (?, ?, ?, ?, ?, ?, 'sealed', ?)`,
 		out.ID, out.Channel, int64(out.Seq), out.HeaderHash[:], out.Name, out.Data, time.Now().UnixMilli()); err != nil {
 		return fmt.Errorf("store result envelope %s: %w", out.ID, err)
+	}
+	sent, err := tx.PrepareContext(ctx, `UPDATE ferry_held SET result_id = ? WHERE request_id = ? AND state <> 'held' AND result_id IS NULL`)
+	if err != nil {
+		return fmt.Errorf("store result envelope %s: %w", out.ID, err)
+	}
+	defer sent.Close()
+	for _, id := range out.Decided {
+		n, err := affected(sent.ExecContext(ctx, out.ID, id))
+		if err != nil {
+			return fmt.Errorf("store result envelope %s: mark decision %s sent: %w", out.ID, id, err)
+		}
+		if n != 1 {
+			return fmt.Errorf("store result envelope %s: held request %s has no decision awaiting an envelope", out.ID, id)
+		}
 	}
 	mark, err := tx.PrepareContext(ctx, `UPDATE ferry_envelopes SET state = 'sealed', result_id = ? WHERE id = ? AND state = 'applied'`)
 	if err != nil {
@@ -240,6 +254,8 @@ type Stats struct {
 	Requests    int // request ids recorded
 	Unsealed    int // envelopes applied but not sealed
 	Unpublished int // result envelopes sealed but not published
+	Held        int // write requests waiting for approval
+	Undelivered int // decided held requests whose results are not sealed yet
 }
 
 // Stats returns the ledger's counts.
@@ -249,7 +265,10 @@ func (db *DB) Stats(ctx context.Context) (Stats, error) {
 		(SELECT count(*) FROM ferry_envelopes),
 		(SELECT count(*) FROM ferry_requests),
 		(SELECT count(*) FROM ferry_envelopes WHERE state = 'applied'),
-		(SELECT count(*) FROM ferry_outbox WHERE state = 'sealed')`).Scan(&s.Envelopes, &s.Requests, &s.Unsealed, &s.Unpublished)
+		(SELECT count(*) FROM ferry_outbox WHERE state = 'sealed'),
+		(SELECT count(*) FROM ferry_held WHERE state = 'held'),
+		(SELECT count(*) FROM ferry_held WHERE state <> 'held' AND result_id IS NULL)`).Scan(
+		&s.Envelopes, &s.Requests, &s.Unsealed, &s.Unpublished, &s.Held, &s.Undelivered)
 	if err != nil {
 		return s, fmt.Errorf("ledger stats: %w", err)
 	}

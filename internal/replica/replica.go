@@ -35,6 +35,17 @@
 // [ProvePolicy] checks every statement against the replica once, when a
 // policy is loaded.
 //
+// # Held writes
+//
+// A write whose operation requires approval is not run when its envelope
+// is applied: it is recorded in ferry_held (sql/0003_held.sql) and
+// answered "held" (reason approval_required), in the same transaction.
+// [DB.Decide] later runs or denies it on an admin's verified decision, and
+// [DB.ExpireHeld] answers the ones nobody decided in time. Their final
+// results replace the held ones in ferry_requests and wait in
+// [DB.Decided] until a result envelope carries them, without
+// acknowledging any request envelope ([Outgoing.Decided]).
+//
 // # Answers
 //
 // The ledger also carries the answer's progress: an applied envelope is
@@ -168,6 +179,9 @@ type Outgoing struct {
 	Data       []byte   // the whole envelope file
 	Covers     []string // ids of the request envelopes it answers
 	Files      []string // their inbox files; set by Unpublished only
+	// Decided lists the held requests whose final results it carries
+	// (see DB.Decided); StoreSealed marks them sent.
+	Decided []string
 }
 
 // DB is a replica database with ferry's ledger inside it.
@@ -236,17 +250,11 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 	if err := validEnvelope(env, reqs); err != nil {
 		return nil, err
 	}
-	// The transaction runs on the writer's one connection, held here so
-	// that a write statement's guard is installed on that connection.
-	conn, err := db.w.Conn(ctx)
+	conn, tx, err := db.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
 	defer conn.Close()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("apply envelope %s: begin: %w", env.ID, err)
-	}
 	defer tx.Rollback()
 
 	var (
@@ -319,7 +327,7 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 		if !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("apply envelope %s: look up request %s: %w", env.ID, r.ID, err)
 		}
-		res, lim, err := db.applyOne(ctx, conn, tx, r, pol, clock)
+		res, lim, err := db.applyOne(ctx, conn, tx, env.ID, r, pol, clock)
 		if err != nil {
 			return nil, fmt.Errorf("apply envelope %s: request %s: %w", env.ID, r.ID, err)
 		}
@@ -362,6 +370,23 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 	return &Applied{Results: results, State: StateApplied, File: env.File, Limited: limited}, nil
 }
 
+// begin starts a write transaction on the writer's one connection, which
+// it holds so that a write statement's guard is installed on the
+// connection the transaction runs on. The caller rolls tx back (a no-op
+// after Commit) and then closes conn.
+func (db *DB) begin(ctx context.Context) (*sql.Conn, *sql.Tx, error) {
+	conn, err := db.w.Conn(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("begin: %w", err)
+	}
+	return conn, tx, nil
+}
+
 func validEnvelope(env Envelope, reqs []batch.Request) error {
 	switch {
 	case !batch.ValidID(env.ID):
@@ -383,7 +408,7 @@ func validEnvelope(env Envelope, reqs []batch.Request) error {
 // returns an error only when the whole envelope must be abandoned: the
 // context ended or the database failed. A request a rate limit refused
 // also returns what to report about it.
-func (db *DB) applyOne(ctx context.Context, conn *sql.Conn, tx *sql.Tx, r batch.Request, pol Checker, now time.Time) (batch.Result, *Limited, error) {
+func (db *DB) applyOne(ctx context.Context, conn *sql.Conn, tx *sql.Tx, envID string, r batch.Request, pol Checker, now time.Time) (batch.Result, *Limited, error) {
 	res := batch.Result{RequestID: r.ID}
 	checked, err := pol.Evaluate(policy.Request{Client: r.Client, Subject: r.Subject, Operation: r.Operation, Params: r.Params, Now: now})
 	if err != nil {
@@ -409,6 +434,10 @@ func (db *DB) applyOne(ctx context.Context, conn *sql.Conn, tx *sql.Tx, r batch.
 		res.RetryAfter = retrySeconds(retry)
 		res.Message = fmt.Sprintf("operation %s is limited to %s requests per %s; retry in %ds", op.Name, rate, scope, res.RetryAfter)
 		return res, &Limited{Operation: op.Name, Client: r.Client, Scope: scope}, nil
+	}
+	if op.Mode == policy.ModeWrite && op.Approval != nil {
+		res, err := hold(ctx, tx, envID, r, op, now)
+		return res, nil, err
 	}
 	switch op.Mode {
 	case policy.ModeRead:

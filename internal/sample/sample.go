@@ -16,7 +16,8 @@
 // # Policy
 //
 // policy.yaml, embedded, is the whitelist for this replica: violations.query,
-// licence.status, exam.slots and exam.book (the one write). Its statements
+// licence.status, exam.slots, and two writes: exam.book, and licence.renew,
+// which an admin approves (approval:). Its statements
 // are tested against a replica written by [WriteReplica], and
 // policy_cases.yaml ([PolicyCases]) holds its test cases for
 // `ferryctl policy test`.

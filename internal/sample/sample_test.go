@@ -312,6 +312,8 @@ func TestPolicy_statements(t *testing.T) {
 		{"book another", "exam.book", map[string]any{"id_number": other.IDNumber, "slot_id": 1}, 1},
 		{"book an unknown slot", "exam.book", map[string]any{"id_number": c.IDNumber, "slot_id": 999999}, 0},
 		{"book for an unknown person", "exam.book", map[string]any{"id_number": "110101198001010010", "slot_id": 2}, 0},
+		{"renew", "licence.renew", map[string]any{"id_number": c.IDNumber}, 1},
+		{"renew an unknown person's licence", "licence.renew", map[string]any{"id_number": "110101198001010010"}, 0},
 	}
 	covered := map[string]bool{}
 	for _, r := range runs {

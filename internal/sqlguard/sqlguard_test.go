@@ -126,6 +126,10 @@ var sampleAccess = map[string]Access{
 		},
 		Insert: []string{"appointments"},
 	},
+	"licence.renew": {
+		Read:   map[string][]string{"licences": {"id_number", "status", "valid_until"}},
+		Update: map[string][]string{"licences": {"valid_until"}},
+	},
 }
 
 func modeOf(t testing.TB, s string) Mode {
@@ -180,6 +184,12 @@ func TestProve_sample(t *testing.T) {
 						if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), want) {
 							t.Errorf("without %s.%s: got %v, want a denial %q", table, col, err, want)
 						}
+					}
+				}
+				if len(acc.Update) > 0 {
+					err := Prove(ctx, c, mode, Access{Read: acc.Read}, op.Statement)
+					if want := "updates licences.valid_until"; !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), want) {
+						t.Errorf("without Update: got %v, want %q", err, want)
 					}
 				}
 				if len(acc.Insert) > 0 {
