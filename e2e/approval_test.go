@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +108,83 @@ func (d *deployment) waitHeld(t testing.TB, id string) *status {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestHeldWrite_lostFinalResult loses the result envelope that carries a
+// held request's final result (deleted from the medium before the DMZ
+// reads it): the DMZ asks the intranet again about the request and gets
+// the final result, and the write took effect once.
+func TestHeldWrite_lostFinalResult(t *testing.T) {
+	d := newDeployment(t)
+	cfgPath := filepath.Join(d.dir, "dmz", "dmz.yaml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, append(cfg, "resend_after: 1s\n"...), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	in := d.start(t, "intranet-agent")
+	dz := d.start(t, "dmz-agent")
+	d.waitReady(t, dz)
+	c := sample.Citizens()[0]
+	st := d.submit(t, "licence.renew", map[string]any{"id_number": c.IDNumber})
+	if st.code != http.StatusAccepted {
+		t.Fatalf("licence.renew: HTTP %d %+v", st.code, st.Error)
+	}
+	d.waitHeld(t, st.ID)
+
+	// With the DMZ agent stopped, approve, and delete the result envelope
+	// the intranet publishes with the final result.
+	dz.stop(t)
+	results := filepath.Join(d.dir, "exchange", "results")
+	before := envelopeFiles(t, results)
+	ferryctl(t, "approve", "--config", filepath.Join(d.dir, "intranet", "intranet.yaml"), "--key", filepath.Join(d.dir, "admins", "admin3.key"), st.ID)
+	waitLog(t, in, `"msg":"held request decided"`)
+	var lost []string
+	waitFor(t, 30*time.Second, func() bool {
+		lost = lost[:0]
+		for _, f := range envelopeFiles(t, results) {
+			if !slices.Contains(before, f) {
+				lost = append(lost, f)
+			}
+		}
+		return len(lost) > 0
+	})
+	for _, f := range lost {
+		if err := os.Remove(filepath.Join(results, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	dz = d.start(t, "dmz-agent")
+	d.waitReady(t, dz)
+	res := d.wait(t, st.ID, time.Minute)
+	if res.Status != "done" || res.RowsAffected == nil || *res.RowsAffected != 1 {
+		t.Fatalf("held request whose final result was lost: %+v", res)
+	}
+	waitLog(t, dz, "asking again about held requests")
+	db := d.replica(t)
+	defer db.Close()
+	if n := count(t, db, `SELECT count(*) FROM ferry_held WHERE state = 'approved'`); n != 1 {
+		t.Fatalf("%d approved held requests, want 1", n)
+	}
+	dz.stop(t)
+	in.stop(t)
+}
+
+// envelopeFiles lists the envelope files in a medium directory.
+func envelopeFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".fxe") && !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }

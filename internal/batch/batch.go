@@ -15,6 +15,23 @@
 // assert a subject, and whether it is a valid ID number, is the intranet
 // policy's decision. The subject is personal data: never log it.
 //
+// # Held results
+//
+// A result with [StatusHeld] is not final: the intranet holds a write
+// request until an admin approves or denies it, or its approval expires.
+// It carries no rows, rows_affected or retry_after. The request's final
+// result comes later, in a result envelope that need not acknowledge any
+// request envelope; a receiver must accept a final result for a request it
+// holds as held, and ignore a held result for a request already final.
+//
+// A final result travels in an envelope that acknowledges nothing, so a
+// lost one is not sent again by itself. The DMZ therefore asks about
+// requests it has held for a while: a requests body's [Requests.Query]
+// lists their ids (at most [MaxQuery]), and the intranet answers each one
+// that it has decided with its stored final result, in the result envelope
+// that acknowledges the asking envelope; one still held, or unknown, gets
+// no answer. Asking never applies anything.
+//
 // # Catalogue
 //
 // A results body may also carry the intranet policy's operation catalogue
@@ -38,6 +55,7 @@ import (
 const (
 	MaxRequests    = 4096    // requests in one batch
 	MaxResults     = 4096    // results in one batch
+	MaxQuery       = 4096    // held requests asked about in one batch
 	MaxParamsBytes = 8 << 10 // JSON parameters of one request
 	MaxOpName      = 128
 	MaxClientName  = 64
@@ -76,9 +94,12 @@ type Request struct {
 	Subject string `json:"subject,omitempty"`
 }
 
-// Requests is the body of a requests envelope.
+// Requests is the body of a requests envelope. Query lists requests the
+// sender holds as "held" and asks about again (see the package doc);
+// an envelope may carry queries and no requests.
 type Requests struct {
 	Requests []Request `json:"requests"`
+	Query    []string  `json:"query,omitempty"`
 }
 
 // Result is the outcome of one request.
@@ -167,6 +188,16 @@ func DecodeRequests(data []byte) (*Requests, error) {
 	}
 	if len(b.Requests) > MaxRequests {
 		return nil, fmt.Errorf("requests batch: %d requests, limit %d", len(b.Requests), MaxRequests)
+	}
+	if len(b.Query) > MaxQuery {
+		return nil, fmt.Errorf("requests batch: %d queries, limit %d", len(b.Query), MaxQuery)
+	}
+	asked := make(map[string]bool, len(b.Query))
+	for i, id := range b.Query {
+		if !ValidID(id) || asked[id] {
+			return nil, fmt.Errorf("requests batch: query %d: invalid or repeated request id", i)
+		}
+		asked[id] = true
 	}
 	seen := make(map[string]bool, len(b.Requests))
 	for i, r := range b.Requests {

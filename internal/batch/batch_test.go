@@ -19,6 +19,10 @@ func TestDecodeRequests(t *testing.T) {
 	}{
 		{"ok", `{"requests":[{"id":"` + id1 + `","client":"portal","operation":"licence.status","params":{"a":1},"received":"2026-11-23T00:00:00Z"}]}`, ""},
 		{"empty", `{"requests":[]}`, ""},
+		{"query only", `{"requests":[],"query":["` + id1 + `","` + id2 + `"]}`, ""},
+		{"query bad id", `{"requests":[],"query":["` + strings.ToUpper(id1) + `"]}`, "query 0: invalid or repeated"},
+		{"query repeated", `{"requests":[],"query":["` + id1 + `","` + id1 + `"]}`, "query 1: invalid or repeated"},
+		{"query not a list", `{"requests":[],"query":"` + id1 + `"}`, "cannot unmarshal"},
 		{"unknown field", `{"requests":[],"x":1}`, "unknown field"},
 		{"bad id", `{"requests":[{"id":"XYZ","operation":"a","params":{}}]}`, "invalid id"},
 		{"uppercase id", `{"requests":[{"id":"` + strings.ToUpper(id1) + `","operation":"a","params":{}}]}`, "invalid id"},
@@ -204,6 +208,11 @@ func FuzzDecodeRequests(f *testing.F) {
 		for _, r := range b.Requests {
 			if r.Subject != "" && !ValidSubject(r.Subject) {
 				t.Fatalf("request %s: decoded an invalid subject", r.ID)
+			}
+		}
+		for _, id := range b.Query {
+			if !ValidID(id) {
+				t.Fatal("decoded an invalid query id")
 			}
 		}
 		enc, err := json.Marshal(b)

@@ -12,7 +12,9 @@
 //	batcher    reads unsealed requests after each commit, seals up to
 //	           batch.max_requests of them (or fewer once the oldest waited
 //	           batch.max_delay) into one envelope with the channel's next
-//	           sequence number, and stores it with queue.Spool.StoreSealed
+//	           sequence number, and stores it with queue.Spool.StoreSealed;
+//	           once a second it also seals an envelope asking again about
+//	           held requests that are due (see Held requests)
 //	publisher  publishes stored envelopes to the request medium in sequence
 //	           order, marks them published, publishes unacknowledged ones
 //	           again after resend_after, and expires those past their TTL
@@ -55,6 +57,21 @@
 // its reason and message; a long poll ends when its request becomes held
 // or final, and a poll on a request already held waits for the final
 // result. The "results applied" log line counts final and held requests.
+//
+// The envelope carrying a final result acknowledges nothing, so if it is
+// lost on the medium nobody sends it again. The batcher therefore asks
+// again: about held requests held, or last asked about, longer than
+// resend_after ago (queue.Spool.HeldDue), unless the envelope that last
+// asked about them is still open, it seals a requests envelope with no
+// requests and their ids in batch.Requests.Query (at most batch.MaxQuery),
+// stores it with queue.Spool.StoreQuery (which records the asking) and
+// hands it to the publisher, with an INFO line "asking again about held
+// requests". It is sealed in the channel's sequence like any other
+// envelope, and published, re-sent, acknowledged and expired like one;
+// its expiry changes no request. The intranet answers each request it has
+// decided with its stored final result in the envelope acknowledging the
+// query, which the ingester applies like any final result. The batcher is
+// the one sealer of the request channel, so it seals the queries too.
 //
 // # Bad files
 //

@@ -64,6 +64,27 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 	}
 	poll := time.NewTicker(batcherPoll)
 	defer poll.Stop()
+	// ask seals and hands on an envelope asking again about the held
+	// requests due (see Agent.askHeld), looking at most twice per batcherPoll
+	// (so at every poll tick, which comes a little less than batcherPoll
+	// after the last look). The batcher is the one sealer of the request
+	// channel, so the query envelopes are sealed here, between request
+	// envelopes.
+	var asked time.Time
+	ask := func(ctx context.Context) error {
+		if now := a.now(); now.Sub(asked) >= batcherPoll/2 {
+			asked = now
+			env, err := a.askHeld(ctx, &next, &prev)
+			if err != nil || env == nil {
+				return err
+			}
+			select {
+			case out <- env:
+			case <-ctx.Done(): // stored: published at the next start
+			}
+		}
+		return nil
+	}
 	// sealAll seals unsealed requests; unless force, it leaves a partial
 	// batch until deadline.
 	sealAll := func(ctx context.Context, deadline time.Time, force bool) (bool, error) {
@@ -85,7 +106,7 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 			if len(reqs) == 0 {
 				return true, nil
 			}
-			env, err := a.seal(ctx, reqs, next, prev)
+			env, err := a.seal(ctx, reqs, nil, next, prev)
 			if errors.Is(err, queue.ErrSeqConflict) {
 				// Only this loop advances the channel; reload and retry.
 				if next, prev, err = a.spool.Channel(ctx, RequestsChannel); err != nil {
@@ -121,6 +142,11 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 		deadline := a.now().Add(maxDelay)
 		for {
 			empty, err := sealAll(ctx, deadline, false)
+			if err == nil {
+				// Also between partial batches, so that steady
+				// traffic does not put the asking off.
+				err = ask(ctx)
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					break
@@ -145,9 +171,43 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 	}
 }
 
-// seal seals reqs as envelope seq on the requests channel and stores it.
-func (a *Agent) seal(ctx context.Context, reqs []batch.Request, seq uint64, prev [32]byte) (*queue.Envelope, error) {
-	body, err := batch.Encode(batch.Requests{Requests: reqs})
+// askHeld seals an envelope that carries no requests and asks the
+// intranet again about the held requests due: held, or last asked about,
+// longer than resend_after ago (queue.Spool.HeldDue), at most
+// batch.MaxQuery of them. It stores the envelope with
+// queue.Spool.StoreQuery, which records the asking, advances *next and
+// *prev past it, and returns it; it returns nil if no request is due. The
+// caller must be the one sealer of the request channel.
+func (a *Agent) askHeld(ctx context.Context, next *uint64, prev *[32]byte) (*queue.Envelope, error) {
+	due, err := a.spool.HeldDue(ctx, a.now().Add(-time.Duration(a.cfg.ResendAfter)), batch.MaxQuery)
+	if err != nil || len(due) == 0 {
+		return nil, err
+	}
+	for range 2 {
+		env, err := a.seal(ctx, nil, due, *next, *prev)
+		if errors.Is(err, queue.ErrSeqConflict) {
+			// Only the batcher advances the channel; reload and retry.
+			if *next, *prev, err = a.spool.Channel(ctx, RequestsChannel); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		*next, *prev = env.Seq+1, env.HeaderHash
+		return env, nil
+	}
+	return nil, fmt.Errorf("ask about held requests: %w", queue.ErrSeqConflict)
+}
+
+// seal seals reqs, or else query (the held requests asked about again), as
+// envelope seq on the requests channel and stores it.
+func (a *Agent) seal(ctx context.Context, reqs []batch.Request, query []string, seq uint64, prev [32]byte) (*queue.Envelope, error) {
+	if reqs == nil {
+		reqs = []batch.Request{} // "requests": [], never null
+	}
+	body, err := batch.Encode(batch.Requests{Requests: reqs, Query: query})
 	if err != nil {
 		return nil, fmt.Errorf("seal requests: %w", err)
 	}
@@ -177,6 +237,14 @@ func (a *Agent) seal(ctx context.Context, reqs []batch.Request, seq uint64, prev
 		Created:    s.Header.Created,
 		Expires:    s.Header.Expires,
 		State:      queue.EnvSealed,
+	}
+	if len(query) > 0 {
+		if err := a.spool.StoreQuery(ctx, env, query, now); err != nil {
+			return nil, err
+		}
+		a.log.Info("asking again about held requests", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, seq),
+			slog.Int(logCount, len(query)))
+		return env, nil
 	}
 	ids := make([]string, len(reqs))
 	for i, r := range reqs {

@@ -1,6 +1,7 @@
 package intranet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -65,9 +67,25 @@ func (a *Agent) decisionsMade() {
 	}
 }
 
-// takeApprovals expires overdue held requests, then takes each approval
-// file in the directory, in name order. It returns only the database's
-// errors.
+// maxApprovalsPerPoll bounds the approval files one poll takes in; the
+// rest wait for the next poll.
+const maxApprovalsPerPoll = 1000
+
+// approvalFile is an approval file read and verified in one poll.
+type approvalFile struct {
+	name string
+	data []byte
+	fi   os.FileInfo // of the file read, to remove that file and no other
+	ap   *admin.Approval
+	by   string // the admin who signed it
+}
+
+// takeApprovals expires overdue held requests, then takes in the approval
+// files in the directory: every file is read and verified first, then the
+// decisions are carried out, denials before approvals (so that when two
+// admins disagree within one poll the request is not run) and otherwise
+// in name order. The whole poll uses one snapshot of the policy in force
+// and its admins. It returns only the database's errors.
 func (a *Agent) takeApprovals(ctx context.Context) error {
 	expired, err := a.db.ExpireHeld(ctx)
 	if err != nil {
@@ -83,12 +101,25 @@ func (a *Agent) takeApprovals(ctx context.Context) error {
 		a.log.Error("cannot read the approvals directory", slog.String(logFile, a.cfg.Approvals), slog.String(logError, err.Error()))
 		entries = nil
 	}
+	active := a.policy.Load()
+	var files []*approvalFile
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() || strings.HasPrefix(name, ".") || !strings.HasSuffix(name, admin.ApprovalSuffix) {
 			continue
 		}
-		d, err := a.takeApproval(ctx, name)
+		if len(files) == maxApprovalsPerPoll {
+			break
+		}
+		if f := a.verifyApproval(name, active); f != nil {
+			files = append(files, f)
+		}
+	}
+	slices.SortStableFunc(files, func(x, y *approvalFile) int {
+		return cmp.Compare(rank(x), rank(y))
+	})
+	for _, f := range files {
+		d, err := a.takeApproval(ctx, f, active)
 		if err != nil {
 			return err
 		}
@@ -100,18 +131,24 @@ func (a *Agent) takeApprovals(ctx context.Context) error {
 	return nil
 }
 
-// takeApproval verifies one approval file and carries out its decision.
-// It reports whether a held request got its final result. The file is
-// removed once its decision is in the ledger (which keeps the signed
-// approval), or moved to RefusedDir with its reason.
-func (a *Agent) takeApproval(ctx context.Context, name string) (bool, error) {
-	path := filepath.Join(a.cfg.Approvals, name)
-	data, err := readApproval(path)
+// rank orders denials before approvals.
+func rank(f *approvalFile) int {
+	if f.ap.Decision == admin.DecisionDeny {
+		return 0
+	}
+	return 1
+}
+
+// verifyApproval reads and verifies one approval file against the admins
+// of active, and checks the separation of duties. It returns nil after
+// refusing a file that fails.
+func (a *Agent) verifyApproval(name string, active *activePolicy) *approvalFile {
+	data, fi, err := readApproval(filepath.Join(a.cfg.Approvals, name))
 	if err != nil {
 		a.refuseApproval(name, ApprovalUnreadable, err)
-		return false, nil
+		return nil
 	}
-	ap, by, err := admin.VerifyApproval(data, a.ring)
+	ap, by, err := admin.VerifyApproval(data, active.ring)
 	if err != nil {
 		reason := ApprovalMalformed
 		switch {
@@ -121,80 +158,95 @@ func (a *Agent) takeApproval(ctx context.Context, name string) (bool, error) {
 			reason = ApprovalUnknownSigner
 		}
 		a.refuseApproval(name, reason, err)
-		return false, nil
+		return nil
 	}
-	active := a.policy.Load()
 	if err := admin.CheckSeparation(by, active.signers); err != nil {
 		a.refuseApproval(name, ApprovalSameAdmin, err)
-		return false, nil
+		return nil
 	}
+	return &approvalFile{name: name, data: data, fi: fi, ap: ap, by: by}
+}
+
+// takeApproval carries out one verified decision. It reports whether a
+// held request got its final result. The file is removed once its
+// decision is in the ledger (which keeps the signed approval), or moved
+// to RefusedDir with its reason.
+func (a *Agent) takeApproval(ctx context.Context, f *approvalFile, active *activePolicy) (bool, error) {
+	ap := f.ap
 	res, err := a.db.Decide(ctx, replica.Decision{
 		RequestID: ap.RequestID,
 		Approve:   ap.Decision == admin.DecisionApprove,
-		By:        by,
+		By:        f.by,
 		Time:      ap.Time,
-		Approval:  data,
+		Approval:  f.data,
 	}, active.pol)
 	var de *replica.DecidedError
 	switch {
 	case errors.As(err, &de) && de.Same:
 		// Taken in before; the agent stopped before removing the file.
-		a.removeApproval(name)
+		a.removeApproval(f)
 		return false, nil
 	case errors.As(err, &de) && de.State == replica.HeldExpired && res != nil:
 		a.log.Info("held request expired unapproved", slog.String(logRequest, ap.RequestID))
-		a.refuseApproval(name, ApprovalExpired, err)
+		a.refuseApproval(f.name, ApprovalExpired, err)
 		return true, nil
 	case errors.As(err, &de):
 		reason := ApprovalDecided
 		if de.State == replica.HeldExpired {
 			reason = ApprovalExpired
 		}
-		a.refuseApproval(name, reason, err)
+		a.refuseApproval(f.name, reason, err)
 		return false, nil
 	case errors.Is(err, replica.ErrNotHeld):
-		a.refuseApproval(name, ApprovalNotHeld, err)
+		a.refuseApproval(f.name, ApprovalNotHeld, err)
 		return false, nil
 	case errors.Is(err, replica.ErrApprovalTime):
-		a.refuseApproval(name, ApprovalBadTime, err)
+		a.refuseApproval(f.name, ApprovalBadTime, err)
 		return false, nil
 	case err != nil:
 		return false, err
 	}
 	a.log.Info("held request decided", slog.String(logRequest, ap.RequestID), slog.String(logDecision, ap.Decision),
-		slog.String(logAdmin, by), slog.String(logStatus, res.Status), slog.String(logReason, res.Reason))
-	a.removeApproval(name)
+		slog.String(logAdmin, f.by), slog.String(logStatus, res.Status), slog.String(logReason, res.Reason))
+	a.removeApproval(f)
 	return true, nil
 }
 
 // readApproval reads an approval file: a regular file, not a link, of at
 // most admin.MaxApprovalSize bytes.
-func readApproval(path string) ([]byte, error) {
+func readApproval(path string) ([]byte, os.FileInfo, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
+		return nil, nil, fmt.Errorf("%s: not a regular file", path)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, admin.MaxApprovalSize+1))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(data) > admin.MaxApprovalSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, admin.MaxApprovalSize)
+		return nil, nil, fmt.Errorf("%s: larger than %d bytes", path, admin.MaxApprovalSize)
 	}
-	return data, nil
+	return data, fi, nil
 }
 
-func (a *Agent) removeApproval(name string) {
-	if err := os.Remove(filepath.Join(a.cfg.Approvals, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		a.log.Error("cannot remove approval file", slog.String(logFile, name), slog.String(logError, err.Error()))
+// removeApproval removes a taken-in approval file, unless another file
+// has replaced it under its name since it was read (an admin changing
+// their decision): that one is taken in at the next poll.
+func (a *Agent) removeApproval(f *approvalFile) {
+	path := filepath.Join(a.cfg.Approvals, f.name)
+	if now, err := os.Lstat(path); err != nil || !os.SameFile(now, f.fi) {
+		return
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log.Error("cannot remove approval file", slog.String(logFile, f.name), slog.String(logError, err.Error()))
 	}
 }
 
@@ -203,6 +255,15 @@ func (a *Agent) removeApproval(name string) {
 func (a *Agent) refuseApproval(name, reason string, cause error) {
 	a.log.Warn("approval refused", slog.String(logFile, name), slog.String(logReason, reason), slog.String(logError, cause.Error()))
 	refused := filepath.Join(a.cfg.Approvals, RefusedDir)
+	// Whoever can write approvals can also replace refused/: never move
+	// into, or write through, a link planted there.
+	if fi, err := os.Lstat(refused); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = fmt.Errorf("%s is not a directory", refused)
+		}
+		a.log.Error("cannot move refused approval file", slog.String(logFile, name), slog.String(logError, err.Error()))
+		return
+	}
 	dst := filepath.Join(refused, name)
 	for i := 1; i < 1000; i++ {
 		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
@@ -215,7 +276,18 @@ func (a *Agent) refuseApproval(name, reason string, cause error) {
 		return
 	}
 	note := fmt.Sprintf("%s\n%s\n", reason, cause.Error())
-	if err := os.WriteFile(dst+".reason", []byte(note), 0o644); err != nil {
+	if err := writeNew(dst+".reason", []byte(note)); err != nil {
 		a.log.Error("cannot write reason of refused approval", slog.String(logFile, name), slog.String(logError, err.Error()))
 	}
+}
+
+// writeNew creates path, which must not exist (not even as a link), with
+// data.
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return errors.Join(err, f.Close())
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/config"
+	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/policy"
 	"github.com/ferrybridge/ferry/internal/replica"
 	"github.com/ferrybridge/ferry/internal/sample"
@@ -145,6 +146,24 @@ func TestAgent_approvals(t *testing.T) {
 	if final.acks[env.Header.ID] != 1 {
 		t.Fatalf("request envelope acknowledged %d times, want once: final results acknowledge nothing", final.acks[env.Header.ID])
 	}
+	// The DMZ asks again about held requests (say the envelope with their
+	// final results was lost): a decided one is answered with its final
+	// result, in the answer to the asking envelope; one still waiting, or
+	// unknown, is not; nothing is applied again.
+	ask := e.sealWith(t, e.header(), batch.Requests{Requests: []batch.Request{},
+		Query: []string{reqs[0].ID, reqs[2].ID, strings.Repeat("cd", 16)}}, e.dmz.Signer, e.intra.Recipient)
+	e.drop(t, envelope.FileName(&ask.Header), ask.Data)
+	answered := e.waitAcked(t, ask.Header.ID)
+	if res := answered.results[reqs[0].ID]; len(res) != 3 || res[2].Status != batch.StatusDone || res[2].RowsAffected != 1 {
+		t.Fatalf("asked again about an approved request: %+v", res)
+	}
+	if res := answered.results[reqs[2].ID]; len(res) != 1 {
+		t.Fatalf("asked again about a waiting request: %+v, want only its held result", res)
+	}
+	if n := e.replicaCount(t, countAppointments); n != before+1 {
+		t.Fatalf("asking again applied something: %d appointments, want %d", n, before+1)
+	}
+
 	// A second approval of a decided request is refused.
 	if reason := e.waitRefused(t, e.approve(t, carol, reqs[1].ID, admin.DecisionApprove)); reason != ApprovalDecided {
 		t.Fatalf("second decision: refused %s", reason)
@@ -201,5 +220,62 @@ func expireAll(t *testing.T, path string) {
 	defer db.Close()
 	if _, err := db.Exec(`UPDATE ferry_held SET expires = 1 WHERE state = 'held'`); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Two admins who disagree within one poll: the denial wins, whatever the
+// file names' order. Removing an admin's key and reloading revokes their
+// approvals. A refused/ directory replaced by a link is not written
+// through.
+func TestAgent_approvalsConflictAndRevocation(t *testing.T) {
+	e, carol := heldEnv(t)
+	dan := testAdmins(t, e.cfg.Admins, "dan")[0]
+	r := e.start(t)
+	reqs := e.bookings(t, 2)
+	env := e.send(t, reqs)
+	e.waitAcked(t, env.Header.ID)
+	r.stop(t)
+
+	e.approve(t, carol, reqs[0].ID, admin.DecisionApprove) // sorts first by name
+	e.approve(t, dan, reqs[0].ID, admin.DecisionDeny)
+	r = e.start(t)
+	if res := e.waitResults(t, reqs[0].ID, 2)[1]; res.Reason != policy.ReasonApprovalDenied {
+		t.Fatalf("approval and denial in one poll: %+v, want approval_denied", res)
+	}
+	if reason := e.waitRefused(t, admin.ApprovalFileName(reqs[0].ID, "carol")); reason != ApprovalDecided {
+		t.Fatalf("the approval beside a denial: refused %s", reason)
+	}
+
+	if err := os.Remove(filepath.Join(e.cfg.Admins, "dan"+admin.PubSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.agent.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if reason := e.waitRefused(t, e.approve(t, dan, reqs[1].ID, admin.DecisionApprove)); reason != ApprovalUnknownSigner {
+		t.Fatalf("approval by a revoked admin: refused %s, want %s", reason, ApprovalUnknownSigner)
+	}
+
+	refused := filepath.Join(e.cfg.Approvals, RefusedDir)
+	elsewhere := t.TempDir()
+	if err := os.Rename(refused, refused+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, refused); err != nil {
+		t.Fatal(err)
+	}
+	junk := "x" + admin.ApprovalSuffix
+	if err := os.WriteFile(filepath.Join(e.cfg.Approvals, junk), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // several polls
+	if n := countFiles(t, elsewhere); n != 0 {
+		t.Fatalf("%d files written through a linked refused/ directory", n)
+	}
+	if _, err := os.Stat(filepath.Join(e.cfg.Approvals, junk)); err != nil {
+		t.Fatalf("the refused file should stay in place: %v", err)
+	}
+	if res := e.collect(t).results[reqs[1].ID]; len(res) != 1 {
+		t.Fatalf("request decided after refused approvals: %+v", res)
 	}
 }

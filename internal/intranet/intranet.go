@@ -82,7 +82,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -144,7 +143,6 @@ type Agent struct {
 	log    *slog.Logger
 	zone   *keys.Zone
 	peer   *keys.Peer
-	ring   *admin.Keyring
 	db     *replica.DB
 	inbox  *medium.Inbox
 	recv   medium.Receiver
@@ -197,10 +195,6 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	ring, err := admin.LoadKeyring(cfg.Admins)
-	if err != nil {
-		return nil, fmt.Errorf("load admin keys: %w", err)
-	}
 	for _, d := range []string{cfg.Approvals, filepath.Join(cfg.Approvals, RefusedDir)} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, fmt.Errorf("approvals directory: %w", err)
@@ -224,7 +218,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	active, err := loadPolicy(ctx, cfg.Policy, ring, cfg.PolicySigs, db)
+	active, err := loadPolicy(ctx, cfg.Policy, cfg.Admins, cfg.PolicySigs, db)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -234,7 +228,6 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		log:    logger,
 		zone:   zone,
 		peer:   peer,
-		ring:   ring,
 		db:     db,
 		inbox:  inbox,
 		recv:   recv,
@@ -251,16 +244,18 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	return a, nil
 }
 
-// Reload reads the policy file and its signatures again and puts the new
-// policy in force if, and only if, it passes every check the agent made at
-// start. Otherwise it returns the reason and the policy in force stays.
+// Reload reads the admins' keys, the policy file and its signatures again
+// and puts the new policy, and those keys, in force if, and only if, they
+// pass every check the agent made at start. Removing an admin's NAME.pub
+// and reloading therefore revokes the admin for policies and approvals
+// alike. Otherwise it returns the reason and the policy in force stays.
 // Requests already being applied finish under the policy they started
 // with. SIGHUP calls it (see package daemon).
 func (a *Agent) Reload() error {
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
 	old := a.policy.Load()
-	active, err := loadPolicy(ctx, a.cfg.Policy, a.ring, a.cfg.PolicySigs, a.db)
+	active, err := loadPolicy(ctx, a.cfg.Policy, a.cfg.Admins, a.cfg.PolicySigs, a.db)
 	if err != nil {
 		a.log.Error("policy reload refused; the previous policy stays in force", slog.String(logError, err.Error()),
 			slog.String(logPolicy, old.sha256))

@@ -38,6 +38,9 @@ const (
 type openedEnvelope struct {
 	env  replica.Envelope
 	reqs []batch.Request
+	// query lists held requests the DMZ asks about again; their final
+	// results, if decided, go with this envelope's answer.
+	query []string
 }
 
 // sealItem is an applied envelope whose results await sealing, or (id
@@ -129,7 +132,8 @@ func (a *Agent) open(name string) *openedEnvelope {
 			ID: h.ID, From: h.From, Channel: h.Channel, Seq: h.Seq, Prev: h.Prev,
 			HeaderHash: o.HeaderHash, File: name,
 		},
-		reqs: reqs.Requests,
+		reqs:  reqs.Requests,
+		query: reqs.Query,
 	}
 }
 
@@ -218,7 +222,11 @@ func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealIte
 			slog.Uint64(logSeq, env.Seq), slog.Int(logRequests, len(o.reqs)),
 			slog.Int(logDone, done), slog.Int(logRejected, rejected), slog.Int(logFailed, failed), slog.Int(logHeld, held))
 		a.reportLimited(res.Limited)
-		return send(ctx, out, sealItem{id: env.ID, file: env.File, results: res.Results})
+		results, err := a.withAnswers(ctx, env.ID, res.Results, o.query)
+		if err != nil {
+			return err
+		}
+		return send(ctx, out, sealItem{id: env.ID, file: env.File, results: results})
 	}
 	if id, ok := a.recovered[env.File]; ok && id == env.ID {
 		// The inbox copy of an envelope whose answer this run resumed.
@@ -250,8 +258,34 @@ func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealIte
 			return nil
 		}
 		a.log.Info("duplicate envelope: stored results sent again", slog.String(logEnvelope, env.ID), slog.String(logFile, env.File))
-		return send(ctx, out, sealItem{id: env.ID, file: env.File, results: res.Results})
+		results, err := a.withAnswers(ctx, env.ID, res.Results, o.query)
+		if err != nil {
+			return err
+		}
+		return send(ctx, out, sealItem{id: env.ID, file: env.File, results: results})
 	}
+}
+
+// withAnswers appends to an envelope's results the final results of the
+// held requests its query asks about again, those that have been decided.
+// Answering applies nothing; the ledger does not record the answers, so a
+// crash before they are sealed loses them, and the DMZ asks again.
+func (a *Agent) withAnswers(ctx context.Context, envID string, results []batch.Result, query []string) ([]batch.Result, error) {
+	if len(query) == 0 {
+		return results, nil
+	}
+	answers, err := a.db.Answers(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	// One result envelope carries at most batch.MaxResults results; the
+	// answers left out are asked for again.
+	if room := batch.MaxResults - len(results); len(answers) > room {
+		answers = answers[:max(room, 0)]
+	}
+	a.log.Info("held requests asked about again", slog.String(logEnvelope, envID),
+		slog.Int(logRequests, len(query)), slog.Int(logDecided, len(answers)))
+	return append(slices.Clip(results), answers...), nil
 }
 
 // remove deletes an inbox file; one already gone is fine.

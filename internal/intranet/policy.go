@@ -17,14 +17,16 @@ import (
 // what the agent needs to know about who made it so.
 type activePolicy struct {
 	pol     *policy.Policy
-	signers []string // distinct admins whose signatures made it take effect
-	sha256  string   // hex SHA-256 of the policy file's bytes
+	ring    *admin.Keyring // the admins' keys it was checked with; approvals too
+	signers []string       // distinct admins whose signatures made it take effect
+	sha256  string         // hex SHA-256 of the policy file's bytes
 	// catalogue is the JSON of the policy's operation catalogue, which the
 	// seal stage sends to the DMZ.
 	catalogue []byte
 }
 
-// loadPolicy reads the policy file and its detached signature file
+// loadPolicy reads the admins' public keys from ring (a directory), then
+// the policy file and its detached signature file
 // (FILE.sig), checks that at least required distinct admins of the
 // keyring signed these exact bytes, and only then parses and validates the
 // policy. Nothing of an under-signed file is parsed: an unsigned policy is
@@ -36,7 +38,11 @@ type activePolicy struct {
 // read-only. A policy whose statement could write where it must not, or
 // read an undeclared table or column, does not take effect; nor does one
 // whose catalogue is too large for a result envelope.
-func loadPolicy(ctx context.Context, path string, ring *admin.Keyring, required int, db *replica.DB) (*activePolicy, error) {
+func loadPolicy(ctx context.Context, path, admins string, required int, db *replica.DB) (*activePolicy, error) {
+	ring, err := admin.LoadKeyring(admins)
+	if err != nil {
+		return nil, fmt.Errorf("load admin keys: %w", err)
+	}
 	data, sig, sigPath, err := admin.ReadPolicyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
@@ -63,5 +69,5 @@ func loadPolicy(ctx context.Context, path string, ring *admin.Keyring, required 
 		return nil, fmt.Errorf("load policy %s: catalogue of %d bytes, more than the %d a result envelope may carry", path, len(cat), batch.MaxCatalogue)
 	}
 	sum := sha256.Sum256(data)
-	return &activePolicy{pol: pol, signers: signers, sha256: hex.EncodeToString(sum[:]), catalogue: cat}, nil
+	return &activePolicy{pol: pol, ring: ring, signers: signers, sha256: hex.EncodeToString(sum[:]), catalogue: cat}, nil
 }

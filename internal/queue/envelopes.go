@@ -63,6 +63,27 @@ func (s *Spool) Channel(ctx context.Context, name string) (uint64, [32]byte, err
 // sequence number, and fails unless every request is stored and not yet
 // assigned to an envelope.
 func (s *Spool) StoreSealed(ctx context.Context, env *Envelope, requestIDs []string) error {
+	return s.store(ctx, env, requestIDs, nil, time.Time{})
+}
+
+// StoreQuery stores env, a request envelope that carries no requests and
+// asks about the held requests named by query (see "Held requests" in the
+// package documentation), like StoreSealed: it fails with ErrSeqConflict,
+// storing nothing, unless env.Seq is the channel's next sequence number.
+// In the same transaction it records at as the time each of them was
+// asked about and env as the envelope that asked, so that [Spool.HeldDue]
+// leaves them out until env is acknowledged or expired and the age given
+// to HeldDue has passed since at. (env.Created will not do: an envelope
+// header keeps whole seconds.) A request named in query that is no longer
+// held (its final result came meanwhile) is left as it is.
+func (s *Spool) StoreQuery(ctx context.Context, env *Envelope, query []string, at time.Time) error {
+	return s.store(ctx, env, nil, query, at)
+}
+
+// store stores env, assigns the requests named by requestIDs to it and
+// records it, at at, as the envelope asking about the held requests named
+// by query.
+func (s *Spool) store(ctx context.Context, env *Envelope, requestIDs, query []string, at time.Time) error {
 	if env.Seq < 1 || env.Seq >= math.MaxInt64 {
 		return fmt.Errorf("store envelope %s: sequence number %d out of range", env.ID, env.Seq)
 	}
@@ -94,17 +115,29 @@ func (s *Spool) StoreSealed(ctx context.Context, env *Envelope, requestIDs []str
 		env.Channel, int64(env.Seq)+1, env.HeaderHash[:]); err != nil {
 		return fmt.Errorf("store envelope %s: advance channel: %w", env.ID, err)
 	}
-	ids, err := json.Marshal(requestIDs)
-	if err != nil {
-		return fmt.Errorf("store envelope %s: %w", env.ID, err)
+	if len(requestIDs) > 0 {
+		ids, err := json.Marshal(requestIDs)
+		if err != nil {
+			return fmt.Errorf("store envelope %s: %w", env.ID, err)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE requests SET envelope_id = ?
+			WHERE id IN (SELECT value FROM json_each(?)) AND envelope_id IS NULL`, env.ID, string(ids))
+		if err != nil {
+			return fmt.Errorf("store envelope %s: assign requests: %w", env.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(requestIDs)) {
+			return fmt.Errorf("store envelope %s: assigned %d of %d requests (%v)", env.ID, n, len(requestIDs), err)
+		}
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE requests SET envelope_id = ?
-		WHERE id IN (SELECT value FROM json_each(?)) AND envelope_id IS NULL`, env.ID, string(ids))
-	if err != nil {
-		return fmt.Errorf("store envelope %s: assign requests: %w", env.ID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != int64(len(requestIDs)) {
-		return fmt.Errorf("store envelope %s: assigned %d of %d requests (%v)", env.ID, n, len(requestIDs), err)
+	if len(query) > 0 {
+		ids, err := json.Marshal(query)
+		if err != nil {
+			return fmt.Errorf("store envelope %s: %w", env.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE requests SET queried = ?, query_envelope = ?
+			WHERE id IN (SELECT value FROM json_each(?)) AND status = 'held'`, ms(at), env.ID, string(ids)); err != nil {
+			return fmt.Errorf("store envelope %s: record query: %w", env.ID, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store envelope %s: commit: %w", env.ID, err)
@@ -150,6 +183,30 @@ func (s *Spool) Unpublished(ctx context.Context) ([]*Envelope, error) {
 // nor expired and were last published before sentBefore, in sequence order.
 func (s *Spool) Unacked(ctx context.Context, sentBefore time.Time) ([]*Envelope, error) {
 	return s.envelopes(ctx, `WHERE state = 'published' AND published < ? ORDER BY channel, seq`, ms(sentBefore))
+}
+
+// HeldDue returns the ids of up to limit held requests that are due to be
+// asked about again: held, and last asked about (or, if never asked, held)
+// before before, unless the envelope that last asked about them is still
+// open (sealed or published: publishing it again asks again). The longest
+// waiting come first, so that when more than limit are due every one is
+// asked in turn. It reads from the read-only pool.
+func (s *Spool) HeldDue(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	// A held request's updated is the time it became held: nothing else
+	// changes a held request until its final result.
+	rows, err := s.r.QueryContext(ctx, `SELECT r.id FROM requests r
+		WHERE r.status = 'held' AND max(r.queried, r.updated) < ?
+			AND NOT EXISTS (SELECT 1 FROM envelopes e
+				WHERE e.id = r.query_envelope AND e.state IN ('sealed', 'published'))
+		ORDER BY max(r.queried, r.updated), r.rid LIMIT ?`, ms(before), limit)
+	if err != nil {
+		return nil, fmt.Errorf("held requests due: %w", err)
+	}
+	ids, err := scanStrings(rows)
+	if err != nil {
+		return nil, fmt.Errorf("held requests due: %w", err)
+	}
+	return ids, nil
 }
 
 // EnvelopeByID returns one stored envelope.

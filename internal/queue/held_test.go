@@ -351,14 +351,16 @@ func TestSpool_MigrateFrom0004(t *testing.T) {
 			}
 
 			s := openSpool(t, path)
-			if v := schemaVersion(t, s); v != 5 {
-				t.Fatalf("schema version %d, want 5", v)
+			if v, want := schemaVersion(t, s), latestVersion(t); v != want {
+				t.Fatalf("schema version %d, want %d", v, want)
 			}
 			if got := dumpRequests(t, s.r); !slices.Equal(got, wantRows) {
 				t.Fatalf("rows after migration:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantRows, "\n"))
 			}
-			if got := schemaOf(t, s.r); !slices.Equal(got, wantIndexes) {
-				t.Fatalf("indexes after migration:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantIndexes, "\n"))
+			// Later migrations add their own indexes (0006: requests_held).
+			indexes := slices.DeleteFunc(schemaOf(t, s.r), func(ix string) bool { return strings.HasPrefix(ix, "requests_held:") })
+			if !slices.Equal(indexes, wantIndexes) {
+				t.Fatalf("indexes after migration:\n%s\nwant:\n%s", strings.Join(indexes, "\n"), strings.Join(wantIndexes, "\n"))
 			}
 			var seqs []string
 			rows, err := s.r.Query(`SELECT name || '=' || seq FROM sqlite_sequence ORDER BY name`)

@@ -77,6 +77,18 @@
 // never touches a held request. Migration 0005 added 'held' to the status
 // column's CHECK constraint by rebuilding the requests table.
 //
+// That later envelope acknowledges nothing, so nobody sends it again if it
+// is lost: the DMZ asks the intranet again about requests held for a while
+// (batch.Requests.Query). [Spool.HeldDue] picks the held requests due for
+// asking, and [Spool.StoreQuery] stores the asking envelope (it carries no
+// requests) like StoreSealed and records, in the same transaction, when
+// each request was asked about and which envelope asked (migration 0006).
+// A request is due when it was last asked about, or became held, longer
+// ago than the age given, and the envelope that last asked about it is no
+// longer open: while it is, publishing it again asks again. Asking changes
+// no status; an asking envelope that expires unacknowledged changes no
+// request, and the answer is an ordinary final result.
+//
 // # Catalogue
 //
 // The intranet sends its operation catalogue in results envelopes. The

@@ -179,8 +179,8 @@ func TestSpool_MigrateFrom0001(t *testing.T) {
 	}
 
 	s := openSpool(t, path)
-	if v := schemaVersion(t, s); v != 5 {
-		t.Fatalf("schema version %d, want 5", v)
+	if v, want := schemaVersion(t, s), latestVersion(t); v != want {
+		t.Fatalf("schema version %d, want %d", v, want)
 	}
 	if _, err := s.Catalogue(ctx); !errors.Is(err, ErrNoCatalogue) {
 		t.Fatalf("catalogue after migration: %v, want ErrNoCatalogue", err)

@@ -293,13 +293,19 @@ func settle(ctx context.Context, tx *sql.Tx, id, state, by string, now time.Time
 	n, err := affected(tx.ExecContext(ctx, `UPDATE ferry_held SET state = ?, decided_by = ?, decided_at = ?,
 		approval = ?, subject = '', params = NULL WHERE request_id = ? AND state = 'held'`,
 		state, by, now.UnixMilli(), approval, id))
-	if err != nil || n != 1 {
-		return fmt.Errorf("settle held request: %d rows (%v)", n, err)
+	if err != nil {
+		return fmt.Errorf("settle held request: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("settle held request: %d rows changed, want 1", n)
 	}
 	n, err = affected(tx.ExecContext(ctx, `UPDATE ferry_requests SET status = ?, reason = ?, message = ?, result = ?
 		WHERE id = ? AND status = 'held'`, res.Status, res.Reason, res.Message, data, id))
-	if err != nil || n != 1 {
-		return fmt.Errorf("settle request: %d rows (%v)", n, err)
+	if err != nil {
+		return fmt.Errorf("settle request: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("settle request: %d rows changed, want 1", n)
 	}
 	return nil
 }
@@ -362,6 +368,45 @@ func (db *DB) ExpireHeld(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+// Answers returns the stored final results of those of the requests ids
+// that were held and have been decided (or expired): what the DMZ asks
+// about again in a requests body's query (see batch.Requests). Ids that
+// are unknown, were never held, or still wait are left out. It reads
+// committed state only, on the read-only pool, and changes nothing.
+func (db *DB) Answers(ctx context.Context, ids []string) ([]batch.Result, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fmt.Errorf("answers: %w", err)
+	}
+	rows, err := db.ro.QueryContext(ctx, `SELECT r.result FROM ferry_held h JOIN ferry_requests r ON r.id = h.request_id
+		WHERE h.request_id IN (SELECT value FROM json_each(?)) AND h.state <> 'held' ORDER BY h.decided_at, h.rowid`, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("answers: %w", err)
+	}
+	return scanResults(rows)
+}
+
+// scanResults decodes a column of stored result JSON.
+func scanResults(rows *sql.Rows) ([]batch.Result, error) {
+	defer rows.Close()
+	var out []batch.Result
+	for rows.Next() {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
+			return nil, err
+		}
+		var r batch.Result
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
 // Decided returns the final results of held requests that were decided
 // (or expired) but are not yet in a sealed result envelope, in the order
 // they were decided. A result envelope carrying them lists their ids in
@@ -372,20 +417,8 @@ func (db *DB) Decided(ctx context.Context) ([]batch.Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decided requests: %w", err)
 	}
-	defer rows.Close()
-	var out []batch.Result
-	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			return nil, fmt.Errorf("decided requests: %w", err)
-		}
-		var r batch.Result
-		if err := json.Unmarshal(data, &r); err != nil {
-			return nil, fmt.Errorf("decided requests: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanResults(rows)
+	if err != nil {
 		return nil, fmt.Errorf("decided requests: %w", err)
 	}
 	return out, nil

@@ -1,0 +1,188 @@
+package dmz
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/envelope"
+	"github.com/ferrybridge/ferry/internal/policy"
+)
+
+// takenEnvelope is a request envelope taken off the medium, opened and
+// decoded as the intranet would.
+type takenEnvelope struct {
+	opened *envelope.Opened
+	body   *batch.Requests
+}
+
+// nextEnvelope waits up to within for a request envelope on the medium,
+// opens it, removes it and returns it; it returns nil if none came.
+func (e *env) nextEnvelope(t *testing.T, within time.Duration) *takenEnvelope {
+	t.Helper()
+	op := &envelope.Opener{Self: "intranet", Identity: e.intra.Identity, Sender: e.dmz.Verifier}
+	dir := filepath.Join(e.dir, "exchange", "requests")
+	deadline := time.Now().Add(within)
+	for {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, de := range entries {
+			if !strings.HasSuffix(de.Name(), envelope.FileExt) {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(dir, de.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := op.Open(data)
+			if err != nil {
+				t.Fatalf("open request envelope %s: %v", de.Name(), err)
+			}
+			if err := os.Remove(filepath.Join(dir, de.Name())); err != nil {
+				t.Fatal(err)
+			}
+			body, err := batch.DecodeRequests(o.Body)
+			if err != nil {
+				t.Fatalf("request envelope %s: %v", de.Name(), err)
+			}
+			// The body says "requests": [], never null.
+			var raw map[string]json.RawMessage
+			if err := json.Unmarshal(o.Body, &raw); err != nil || string(raw["requests"]) == "null" {
+				t.Fatalf("request envelope %s: body %s (%v)", de.Name(), o.Body, err)
+			}
+			return &takenEnvelope{opened: o, body: body}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// askingLines returns the "asking again about held requests" log lines.
+func askingLines(t *testing.T, logs *logBuffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m["msg"] == "asking again about held requests" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestAgent_AskAgainAboutHeld loses the envelope carrying a held request's
+// final result and checks that the DMZ asks again: after resend_after it
+// publishes a requests envelope with no requests and the id in query; it
+// publishes that envelope again, and asks nothing new, while it is not
+// acknowledged; an acknowledgement without an answer leads to a new
+// asking; and the answer, the final result in the envelope acknowledging
+// the asking one, makes the request final, after which it is never asked
+// about again.
+func TestAgent_AskAgainAboutHeld(t *testing.T) {
+	var logs logBuffer
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(&logs, tWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	const resend = time.Second
+	e := startEnvWith(t, envOptions{log: log, extra: "resend_after: 1s\n"})
+	id := e.submitBody(t, renewBody(t))
+	reqEnv := e.takeRequests(t, 1)[0]
+	e.waitStatus(t, id, batch.StatusSent)
+
+	heldAt := time.Now()
+	name, data := e.sealResults(t, e.resultsHeader(), batch.Results{Acks: []string{reqEnv.Header.ID},
+		Results: []batch.Result{{RequestID: id, Status: batch.StatusHeld, Reason: policy.ReasonApprovalRequired}}})
+	e.drop(t, name, data)
+	e.waitStatus(t, id, batch.StatusHeld)
+	// The admin approves; the intranet's envelope with the final result
+	// (sequence number 2) is lost on the medium.
+	e.resultsHeader()
+
+	q1 := e.nextEnvelope(t, 10*time.Second)
+	if q1 == nil {
+		t.Fatal("no envelope asking about the held request within 10s")
+	}
+	if waited := time.Since(heldAt); waited < resend {
+		t.Fatalf("asked about the held request after %s, before resend_after %s", waited, resend)
+	}
+	h := q1.opened.Header
+	if h.Kind != envelope.KindRequests || h.Channel != RequestsChannel || h.Seq != reqEnv.Header.Seq+1 ||
+		h.Prev != reqEnv.HeaderHash || len(q1.body.Requests) != 0 || !slices.Equal(q1.body.Query, []string{id}) {
+		t.Fatalf("asking envelope %+v body %+v, want requests seq %d after %s, no requests, query [%s]",
+			h, q1.body, reqEnv.Header.Seq+1, reqEnv.Header.ID, id)
+	}
+	if lines := askingLines(t, &logs); len(lines) != 1 || lines[0][logCount] != 1.0 || lines[0][logEnvelope] != h.ID {
+		t.Fatalf("asking log lines %v, want one for %s with 1 request", lines, h.ID)
+	}
+
+	// Unacknowledged, the asking envelope is published again, byte for
+	// byte, and no other asking comes meanwhile.
+	again := e.nextEnvelope(t, 10*time.Second)
+	if again == nil || again.opened.Header.ID != h.ID {
+		t.Fatalf("after resend_after: %+v, want %s published again", again, h.ID)
+	}
+	// A batcher poll period more: still no other asking while h is open.
+	for end := time.Now().Add(batcherPoll + 200*time.Millisecond); time.Now().Before(end); {
+		if got := e.nextEnvelope(t, time.Until(end)); got != nil && got.opened.Header.ID != h.ID {
+			t.Fatalf("asked again (%s, query %v) while %s is open", got.opened.Header.ID, got.body.Query, h.ID)
+		}
+	}
+	// The intranet has not decided (its answer was lost, but say the
+	// approval is still pending on a restart): an ack and no result.
+	ackedAt := time.Now()
+	name, data = e.sealResults(t, e.resultsHeader(), batch.Results{Acks: []string{h.ID}, Results: []batch.Result{}})
+	e.drop(t, name, data)
+	e.waitConsumed(t, name)
+	var q2 *takenEnvelope
+	for q2 == nil {
+		got := e.nextEnvelope(t, 10*time.Second)
+		switch {
+		case got == nil:
+			t.Fatal("no second asking within 10s of the ack")
+		case got.opened.Header.ID == h.ID && time.Since(ackedAt) < time.Second:
+			// A republish that raced with the ack.
+		case got.opened.Header.ID == h.ID:
+			t.Fatalf("acknowledged asking envelope %s published again", h.ID)
+		default:
+			q2 = got
+		}
+	}
+	h2 := q2.opened.Header
+	if h2.Seq != h.Seq+1 || h2.Prev != q1.opened.HeaderHash || len(q2.body.Requests) != 0 || !slices.Equal(q2.body.Query, []string{id}) {
+		t.Fatalf("second asking %+v body %+v", h2, q2.body)
+	}
+	if st := e.status(t, id); st.str("status") != batch.StatusHeld {
+		t.Fatalf("request after an unanswered asking: %s", st.raw)
+	}
+
+	// The answer: the stored final result, in the envelope acknowledging
+	// the asking one.
+	polled := e.pollAsync(t, id, "10s")
+	name, data = e.sealResults(t, e.resultsHeader(), batch.Results{Acks: []string{h2.ID},
+		Results: []batch.Result{{RequestID: id, Status: batch.StatusDone, Rows: []map[string]any{}, RowsAffected: 1}}})
+	e.drop(t, name, data)
+	if r := <-polled; r.code != http.StatusOK || r.str("status") != batch.StatusDone || !strings.Contains(r.raw, `"rows_affected":1`) {
+		t.Fatalf("answered request: HTTP %d %s", r.code, r.raw)
+	}
+	// Final, it is never asked about again.
+	due, err := e.agent.spool.HeldDue(t.Context(), time.Now().Add(time.Hour), batch.MaxQuery)
+	if err != nil || len(due) != 0 {
+		t.Fatalf("due after the answer: %v %v", due, err)
+	}
+	if lines := askingLines(t, &logs); len(lines) != 2 {
+		t.Fatalf("%d asking log lines, want 2", len(lines))
+	}
+}
