@@ -531,3 +531,47 @@ func TestAgent_Run_resultsTooLarge(t *testing.T) {
 		t.Fatalf("%d result envelopes for %d request envelopes: results that do not fit together were not split", len(a.seqs), len(ids))
 	}
 }
+
+// TestAgent_Run_replayAfterRestartAndExpiry replays a captured request
+// envelope carrying a write: after it was applied, across a restart of the
+// agent, and after its expiry. The first two are answered with the stored
+// results and take no second effect; the expired copy is quarantined
+// unopened past its header, and answered not at all.
+func TestAgent_Run_replayAfterRestartAndExpiry(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.start(t)
+	before := e.replicaCount(t, countAppointments)
+	reqs := e.bookings(t, 1)
+	h := e.header()
+	h.Expires = time.Now().Add(3 * time.Second)
+	captured := e.sealWith(t, h, batch.Requests{Requests: reqs}, e.dmz.Signer, e.intra.Recipient)
+	e.drop(t, envelope.FileName(&captured.Header), captured.Data)
+	first := e.waitAcked(t, captured.Header.ID).results[reqs[0].ID]
+	e.waitEmpty(t)
+
+	r.stop(t)
+	r = e.start(t)
+	e.drop(t, "replay-after-restart.fxe", captured.Data)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.collect(t).acks[captured.Header.ID] < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the replay after a restart was not answered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.waitEmpty(t)
+	if got := e.collect(t).results[reqs[0].ID]; len(got) != 2 || !reflect.DeepEqual(got[0], first[0]) || !reflect.DeepEqual(got[1], first[0]) {
+		t.Fatalf("answers to the replay differ: %+v", got)
+	}
+
+	time.Sleep(time.Until(h.Expires) + 100*time.Millisecond)
+	e.drop(t, "replay-after-expiry.fxe", captured.Data)
+	waitQuarantined(t, e, map[string]string{"replay-after-expiry.fxe": envelope.ReasonExpired})
+	if n := e.collect(t).acks[captured.Header.ID]; n != 2 {
+		t.Fatalf("the expired replay was answered (%d answers)", n)
+	}
+	if n := e.replicaCount(t, countAppointments); n != before+1 {
+		t.Fatalf("%d appointments, want %d: a replay took effect", n, before+1)
+	}
+	r.stop(t)
+}
