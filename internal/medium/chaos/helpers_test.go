@@ -17,22 +17,14 @@ import (
 
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/dir"
+	"github.com/ferrybridge/ferry/internal/medium/mediumtest"
 )
 
 // deadline bounds every wait in these tests.
 const deadline = 20 * time.Second
 
-// testLogger logs to the test's output, so that -v shows what the ferry did.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+// testLogger logs to the test's output.
+func testLogger(t testing.TB) *slog.Logger { return mediumtest.Logger(t) }
 
 // newDirs returns fresh From and To directories.
 func newDirs(t testing.TB) (from, to string) {

@@ -60,18 +60,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	return e
 }
 
-// testLogger logs to the test's output, so that -v shows what the
-// receiver saw.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+// testLogger logs to the test's output.
+func testLogger(t testing.TB) *slog.Logger { return mediumtest.Logger(t) }
 
 // otherFSDir returns a fresh directory on another file system than the
 // temp dir, or skips the test.

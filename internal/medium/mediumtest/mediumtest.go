@@ -30,7 +30,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +42,19 @@ import (
 
 // Deadline bounds every wait in the suite.
 const Deadline = 30 * time.Second
+
+// Logger logs at debug level to the test's output, so that -v shows what
+// a medium saw and did.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
 
 // NewPairFunc builds a fresh medium for one subtest.
 type NewPairFunc func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.Inbox)
