@@ -575,3 +575,25 @@ func TestAgent_Run_replayAfterRestartAndExpiry(t *testing.T) {
 	}
 	r.stop(t)
 }
+
+// TestAgent_Run_heartbeat leaves the agent without requests: it seals an
+// envelope carrying its catalogue whenever the results channel has been
+// quiet for a heartbeat, chained like any other, so the DMZ hears that
+// the intranet lives and gets back a catalogue the medium lost.
+func TestAgent_Run_heartbeat(t *testing.T) {
+	e := newTestEnv(t)
+	e.cfg.Heartbeat = config.Duration(200 * time.Millisecond)
+	r := e.start(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.collect(t).catalogues) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d catalogue envelopes after 10s of quiet, want a heartbeat every 200ms", len(e.collect(t).catalogues))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.stop(t)
+	a := e.collect(t)
+	if len(a.seqs) != len(a.catalogues) || len(a.acks) != 0 {
+		t.Fatalf("heartbeats: %d envelopes, %d catalogues, %d acks", len(a.seqs), len(a.catalogues), len(a.acks))
+	}
+}

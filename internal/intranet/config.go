@@ -19,6 +19,9 @@ const (
 	DefaultMaxDelay     = 5 * time.Millisecond
 	DefaultEnvelopeTTL  = 24 * time.Hour
 	DefaultDrainTimeout = 10 * time.Second
+	// DefaultHeartbeat is how long the results channel may stay quiet
+	// before the agent seals an envelope carrying only its catalogue.
+	DefaultHeartbeat = 30 * time.Second
 	// DefaultApprovalPoll is how often the approvals directory is read.
 	DefaultApprovalPoll = 2 * time.Second
 	// ResultsChannel is the channel name of result envelopes.
@@ -47,6 +50,7 @@ const (
 //	batch: {max_results: 1024, max_delay: 5ms}
 //	envelope_ttl: 24h
 //	drain_timeout: 10s         # optional
+//	heartbeat: 30s             # optional: longest quiet time on the results channel
 //
 // Relative paths are relative to the directory of the config file.
 type Config struct {
@@ -66,6 +70,7 @@ type Config struct {
 	Batch        BatchConfig     `yaml:"batch"`
 	EnvelopeTTL  config.Duration `yaml:"envelope_ttl"`
 	DrainTimeout config.Duration `yaml:"drain_timeout"`
+	Heartbeat    config.Duration `yaml:"heartbeat"`
 
 	file string     // the config file, for errors
 	root *yaml.Node // its node tree, for line numbers
@@ -100,6 +105,7 @@ func DefaultConfig() Config {
 		Batch:        BatchConfig{MaxResults: DefaultMaxResults, MaxDelay: config.Duration(DefaultMaxDelay)},
 		EnvelopeTTL:  config.Duration(DefaultEnvelopeTTL),
 		DrainTimeout: config.Duration(DefaultDrainTimeout),
+		Heartbeat:    config.Duration(DefaultHeartbeat),
 	}
 }
 
@@ -169,6 +175,8 @@ func (c *Config) Validate() error {
 		return fail("must be at least 1m", "envelope_ttl")
 	case c.DrainTimeout < 0:
 		return fail("must not be negative", "drain_timeout")
+	case c.Heartbeat < config.Duration(100*time.Millisecond) || c.Heartbeat > config.Duration(time.Hour):
+		return fail("must be between 100ms and 1h", "heartbeat")
 	}
 	if msg, key := c.Receive.Check(false); msg != "" {
 		return fail(msg, "receive", key)

@@ -88,6 +88,7 @@ func TestLoadConfig_errors(t *testing.T) {
 		{"same dirs", "dir: ../exchange/results", "dir: ../exchange/requests", 11, "send.dir", "must differ"},
 		{"ttl", "envelope_ttl: 2h", "envelope_ttl: 1s", 17, "envelope_ttl", "at least"},
 		{"missing replica", "replica: replica.db", "replica: \"\"", 5, "replica", "required"},
+		{"heartbeat", "inbox: state/inbox", "inbox: state/inbox\nheartbeat: 10ms", 13, "heartbeat", "between 100ms and 1h"},
 		{"approval poll", "inbox: state/inbox", "inbox: state/inbox\napproval_poll: 10ms", 13, "approval_poll", "between 100ms and 1m"},
 		{"no approvals dir", "inbox: state/inbox", "inbox: state/inbox\napprovals: ''", 13, "approvals", "required"},
 	}

@@ -16,7 +16,9 @@
 //	seal     gather applied envelopes' results (batch.max_results,
 //	         batch.max_delay) into one result envelope; store it in the
 //	         ledger's outbox with the next sequence number of the results
-//	         channel, and mark the envelopes it answers sealed
+//	         channel, and mark the envelopes it answers sealed; when the
+//	         channel has been quiet for heartbeat, seal an envelope with
+//	         only the operation catalogue
 //	publish  publish the result envelope, mark it published, remove the
 //	         request envelope files it answers from the inbox
 //

@@ -364,12 +364,15 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 		}
 		return nil
 	}
-	// sendCatalogue seals the catalogue of the policy in force, if it
-	// changed since the last one sent, in an envelope of its own.
+	// sendCatalogue seals the catalogue of the policy in force in an
+	// envelope of its own: if it changed since the last one sent, or
+	// always for a heartbeat. A heartbeat tells the DMZ that the intranet
+	// and the results medium are alive, and brings back a catalogue that
+	// the medium lost.
 	var sentCatalogue []byte
-	sendCatalogue := func() error {
+	sendCatalogue := func(heartbeat bool) error {
 		cat := a.policy.Load().catalogue
-		if bytes.Equal(cat, sentCatalogue) {
+		if !heartbeat && bytes.Equal(cat, sentCatalogue) {
 			return nil
 		}
 		o, err := a.sealBody(ctx, nil, cat, next, prev)
@@ -380,6 +383,13 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 		next, prev = o.Seq+1, o.HeaderHash
 		return send(ctx, out, o)
 	}
+	// The channel's heartbeat: an envelope whenever it has been quiet for
+	// cfg.Heartbeat. Checking at a fifth of it keeps the quiet time
+	// within 1.2 heartbeats without a timer reset per envelope.
+	heartbeat := time.Duration(a.cfg.Heartbeat)
+	beat := time.NewTicker(heartbeat / 5)
+	defer beat.Stop()
+	lastSeq, quietSince := next, a.now()
 	// sealDecided seals the final results of held requests that were
 	// decided since (or before a restart), after the envelopes gathered
 	// so far, in groups of at most maxResults.
@@ -404,7 +414,7 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 		}
 		return nil
 	}
-	if err := sendCatalogue(); err != nil {
+	if err := sendCatalogue(false); err != nil {
 		return err
 	}
 	for _, it := range pending {
@@ -422,9 +432,21 @@ func (a *Agent) sealStage(ctx context.Context, in <-chan sealItem, out chan<- *r
 				return err
 			}
 		case <-a.catalogueChanged:
-			if err := sendCatalogue(); err != nil {
+			if err := sendCatalogue(false); err != nil {
 				return err
 			}
+		case <-beat.C:
+			if next != lastSeq {
+				lastSeq, quietSince = next, a.now()
+				continue
+			}
+			if a.now().Sub(quietSince) < heartbeat || len(group) > 0 {
+				continue
+			}
+			if err := sendCatalogue(true); err != nil {
+				return err
+			}
+			lastSeq, quietSince = next, a.now()
 		case it, ok := <-in:
 			if !ok {
 				return flush()
