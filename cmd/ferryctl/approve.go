@@ -292,10 +292,3 @@ func runApprove(ctx context.Context, opts approveOptions, id string, out io.Writ
 		verb, id, h.Operation, h.HeldAt.Format(time.RFC3339), who, path, time.Duration(cfg.ApprovalPoll))
 	return nil
 }
-
-// writeJSON prints v as indented JSON.
-func writeJSON(out io.Writer, v any) error {
-	enc := json.NewEncoder(out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -97,9 +96,7 @@ func toJSON(h *envelope.Header, verified bool) headerJSON {
 
 func printHeader(out io.Writer, h headerJSON, asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(h)
+		return writeJSON(out, h)
 	}
 	rows := [][2]string{
 		{"id", h.ID}, {"kind", h.Kind},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -79,9 +78,7 @@ func runKeysShow(opts keysShowOptions, dir string, out io.Writer) error {
 		}
 	}
 	if opts.JSON {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(infos)
+		return writeJSON(out, infos)
 	}
 	for _, k := range infos {
 		fmt.Fprintf(out, "%s zone %q\n", k.Role, k.Zone)

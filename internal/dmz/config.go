@@ -153,13 +153,10 @@ func (c *Config) Validate() error {
 		}
 		return config.FieldError(file, c.root, msg, path...)
 	}
+	if msg, key := keys.CheckZonePair(c.Zone, c.Peer); msg != "" {
+		return fail(msg, key)
+	}
 	switch {
-	case !keys.ValidZoneName(c.Zone):
-		return fail(fmt.Sprintf("invalid zone name %q: want lowercase letters, digits and '-', starting with a letter", c.Zone), "zone")
-	case !keys.ValidZoneName(c.Peer):
-		return fail(fmt.Sprintf("invalid zone name %q: want lowercase letters, digits and '-', starting with a letter", c.Peer), "peer")
-	case c.Peer == c.Zone:
-		return fail("must differ from zone", "peer")
 	case c.Listen == "":
 		return fail("required: the HTTP API's host:port", "listen")
 	case c.Keys == "":

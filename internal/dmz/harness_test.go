@@ -310,12 +310,35 @@ func (e *env) submit(t testing.TB) string {
 // them as the intranet would, removes them and returns them.
 func (e *env) takeRequests(t testing.TB, want int) []*envelope.Opened {
 	t.Helper()
-	op := &envelope.Opener{Self: "intranet", Identity: e.intra.Identity, Sender: e.dmz.Verifier}
-	dir := filepath.Join(e.dir, "exchange", "requests")
 	var out []*envelope.Opened
 	n := 0
 	deadline := time.Now().Add(10 * time.Second)
 	for n < want {
+		te := e.nextEnvelope(t, time.Until(deadline))
+		if te == nil {
+			t.Fatalf("%d of %d requests on the medium after 10s", n, want)
+		}
+		n += len(te.body.Requests)
+		out = append(out, te.opened)
+	}
+	return out
+}
+
+// takenEnvelope is a request envelope taken off the medium, opened and
+// decoded as the intranet would.
+type takenEnvelope struct {
+	opened *envelope.Opened
+	body   *batch.Requests
+}
+
+// nextEnvelope waits up to within for a request envelope on the medium,
+// opens it, removes it and returns it; it returns nil if none came.
+func (e *env) nextEnvelope(t testing.TB, within time.Duration) *takenEnvelope {
+	t.Helper()
+	op := &envelope.Opener{Self: "intranet", Identity: e.intra.Identity, Sender: e.dmz.Verifier}
+	dir := filepath.Join(e.dir, "exchange", "requests")
+	deadline := time.Now().Add(within)
+	for {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -332,22 +355,25 @@ func (e *env) takeRequests(t testing.TB, want int) []*envelope.Opened {
 			if err != nil {
 				t.Fatalf("open request envelope %s: %v", de.Name(), err)
 			}
-			os.Remove(filepath.Join(dir, de.Name()))
-			body, err := batch.DecodeRequests(o.Body)
-			if err != nil {
+			if err := os.Remove(filepath.Join(dir, de.Name())); err != nil {
 				t.Fatal(err)
 			}
-			n += len(body.Requests)
-			out = append(out, o)
-		}
-		if n < want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d requests on the medium after 10s", n, want)
+			body, err := batch.DecodeRequests(o.Body)
+			if err != nil {
+				t.Fatalf("request envelope %s: %v", de.Name(), err)
 			}
-			time.Sleep(5 * time.Millisecond)
+			// The body says "requests": [], never null.
+			var raw map[string]json.RawMessage
+			if err := json.Unmarshal(o.Body, &raw); err != nil || string(raw["requests"]) == "null" {
+				t.Fatalf("request envelope %s: body %s (%v)", de.Name(), o.Body, err)
+			}
+			return &takenEnvelope{opened: o, body: body}
 		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	return out
 }
 
 // sealResults seals a results body as the intranet, with the next

@@ -5,8 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,58 +14,6 @@ import (
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/policy"
 )
-
-// takenEnvelope is a request envelope taken off the medium, opened and
-// decoded as the intranet would.
-type takenEnvelope struct {
-	opened *envelope.Opened
-	body   *batch.Requests
-}
-
-// nextEnvelope waits up to within for a request envelope on the medium,
-// opens it, removes it and returns it; it returns nil if none came.
-func (e *env) nextEnvelope(t *testing.T, within time.Duration) *takenEnvelope {
-	t.Helper()
-	op := &envelope.Opener{Self: "intranet", Identity: e.intra.Identity, Sender: e.dmz.Verifier}
-	dir := filepath.Join(e.dir, "exchange", "requests")
-	deadline := time.Now().Add(within)
-	for {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, de := range entries {
-			if !strings.HasSuffix(de.Name(), envelope.FileExt) {
-				continue
-			}
-			data, err := os.ReadFile(filepath.Join(dir, de.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			o, err := op.Open(data)
-			if err != nil {
-				t.Fatalf("open request envelope %s: %v", de.Name(), err)
-			}
-			if err := os.Remove(filepath.Join(dir, de.Name())); err != nil {
-				t.Fatal(err)
-			}
-			body, err := batch.DecodeRequests(o.Body)
-			if err != nil {
-				t.Fatalf("request envelope %s: %v", de.Name(), err)
-			}
-			// The body says "requests": [], never null.
-			var raw map[string]json.RawMessage
-			if err := json.Unmarshal(o.Body, &raw); err != nil || string(raw["requests"]) == "null" {
-				t.Fatalf("request envelope %s: body %s (%v)", de.Name(), o.Body, err)
-			}
-			return &takenEnvelope{opened: o, body: body}
-		}
-		if time.Now().After(deadline) {
-			return nil
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // askingLines returns the "asking again about held requests" log lines.
 func askingLines(t *testing.T, logs *logBuffer) []map[string]any {

@@ -61,6 +61,22 @@ var zoneNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 // also signing-key names, so they must be safe inside a signed note.
 func ValidZoneName(name string) bool { return zoneNameRE.MatchString(name) }
 
+// CheckZonePair checks an agent's own zone name and its peer's, as both
+// agents' configs must: it returns the first problem's message and the
+// config key it concerns ("zone" or "peer"), or two empty strings.
+func CheckZonePair(zone, peer string) (msg, key string) {
+	const want = "want lowercase letters, digits and '-', starting with a letter"
+	switch {
+	case !ValidZoneName(zone):
+		return fmt.Sprintf("invalid zone name %q: %s", zone, want), "zone"
+	case !ValidZoneName(peer):
+		return fmt.Sprintf("invalid zone name %q: %s", peer, want), "peer"
+	case peer == zone:
+		return "must differ from zone", "peer"
+	}
+	return "", ""
+}
+
 // Zone holds a zone's own private keys.
 type Zone struct {
 	Name      string
