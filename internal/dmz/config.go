@@ -26,6 +26,30 @@ const (
 	// DefaultResendAfter is how long a published request envelope waits
 	// for the intranet's acknowledgement before it is published again.
 	DefaultResendAfter = 2 * time.Minute
+	// DefaultResendMax caps the re-send backoff: each re-publication of
+	// an unacknowledged envelope doubles its wait, up to this.
+	DefaultResendMax = 30 * time.Minute
+	// DefaultMaxResends is how many times an unacknowledged envelope is
+	// published again before it becomes a dead letter.
+	DefaultMaxResends = 20
+	// DefaultHeartbeat is how long the requests channel may stay quiet
+	// before the agent seals an envelope that carries no requests.
+	DefaultHeartbeat = 30 * time.Second
+	// DefaultPeerSilence is how long the intranet may stay unheard before
+	// the agent reports the results channel as silent.
+	DefaultPeerSilence = 2 * time.Minute
+	// DefaultMaxSeqJump bounds how far ahead of the last contiguous
+	// sequence number a received envelope may be.
+	DefaultMaxSeqJump = 100000
+	// DefaultMaxBacklog bounds the requests accepted and not yet final.
+	DefaultMaxBacklog = 100000
+	// DefaultMaxUnacked bounds the request envelopes published and not
+	// yet acknowledged.
+	DefaultMaxUnacked = 4096
+	// DefaultRetryAfter is the Retry-After of a 503 for backpressure.
+	DefaultRetryAfter = 5 * time.Second
+	// MaxSeqJumpLimit is the largest max_seq_jump allowed.
+	MaxSeqJumpLimit = 1 << 32
 	// RequestsChannel is the channel name of request envelopes.
 	RequestsChannel = "requests"
 	// ResultsChannel is the channel name of result envelopes.
@@ -50,6 +74,12 @@ const (
 //	envelope_ttl: 24h
 //	drain_timeout: 10s          # optional
 //	resend_after: 2m            # optional
+//	resend_max: 30m             # optional: cap of the re-send backoff
+//	max_resends: 20             # optional: then the envelope is a dead letter
+//	heartbeat: 30s              # optional: longest quiet time on the requests channel
+//	peer_silence: 2m            # optional: report the results channel silent after this
+//	max_seq_jump: 100000        # optional: refuse results envelopes further ahead
+//	limits: {max_backlog: 100000, max_unacked: 4096, retry_after: 5s}   # optional
 //	clients:
 //	  - name: portal
 //	    token_sha256: 9f86d0…   # hex SHA-256 of the bearer token
@@ -75,6 +105,12 @@ type Config struct {
 	EnvelopeTTL  config.Duration `yaml:"envelope_ttl"`
 	DrainTimeout config.Duration `yaml:"drain_timeout"`
 	ResendAfter  config.Duration `yaml:"resend_after"`
+	ResendMax    config.Duration `yaml:"resend_max"`
+	MaxResends   int             `yaml:"max_resends"`
+	Heartbeat    config.Duration `yaml:"heartbeat"`
+	PeerSilence  config.Duration `yaml:"peer_silence"`
+	MaxSeqJump   uint64          `yaml:"max_seq_jump"`
+	Limits       LimitsConfig    `yaml:"limits"`
 	Clients      []ClientConfig  `yaml:"clients"`
 
 	file string     // the config file, for errors
@@ -89,6 +125,19 @@ type MediumConfig = medium.Config
 type BatchConfig struct {
 	MaxRequests int             `yaml:"max_requests"`
 	MaxDelay    config.Duration `yaml:"max_delay"`
+}
+
+// LimitsConfig bounds what the DMZ holds for the intranet. When either
+// bound is reached, the API refuses new requests with 503 and a
+// Retry-After of RetryAfter instead of letting the spool grow.
+type LimitsConfig struct {
+	// MaxBacklog bounds the requests accepted and not yet final or held.
+	MaxBacklog int `yaml:"max_backlog"`
+	// MaxUnacked bounds the request envelopes published and not yet
+	// acknowledged by the intranet.
+	MaxUnacked int `yaml:"max_unacked"`
+	// RetryAfter is what a refused client is told to wait.
+	RetryAfter config.Duration `yaml:"retry_after"`
 }
 
 // ClientConfig is one API client.
@@ -117,6 +166,16 @@ func DefaultConfig() Config {
 		EnvelopeTTL:  config.Duration(DefaultEnvelopeTTL),
 		DrainTimeout: config.Duration(DefaultDrainTimeout),
 		ResendAfter:  config.Duration(DefaultResendAfter),
+		ResendMax:    config.Duration(DefaultResendMax),
+		MaxResends:   DefaultMaxResends,
+		Heartbeat:    config.Duration(DefaultHeartbeat),
+		PeerSilence:  config.Duration(DefaultPeerSilence),
+		MaxSeqJump:   DefaultMaxSeqJump,
+		Limits: LimitsConfig{
+			MaxBacklog: DefaultMaxBacklog,
+			MaxUnacked: DefaultMaxUnacked,
+			RetryAfter: config.Duration(DefaultRetryAfter),
+		},
 	}
 }
 
@@ -179,6 +238,22 @@ func (c *Config) Validate() error {
 		return fail("must not be negative", "drain_timeout")
 	case time.Duration(c.ResendAfter) < time.Second:
 		return fail("must be at least 1s", "resend_after")
+	case c.ResendMax < c.ResendAfter:
+		return fail("must be at least resend_after", "resend_max")
+	case c.MaxResends < 1 || c.MaxResends > 1000:
+		return fail("must be between 1 and 1000", "max_resends")
+	case c.Heartbeat < config.Duration(100*time.Millisecond) || c.Heartbeat > config.Duration(time.Hour):
+		return fail("must be between 100ms and 1h", "heartbeat")
+	case c.PeerSilence < config.Duration(time.Second):
+		return fail("must be at least 1s", "peer_silence")
+	case c.MaxSeqJump < 1 || c.MaxSeqJump > MaxSeqJumpLimit:
+		return fail(fmt.Sprintf("must be between 1 and %d", uint64(MaxSeqJumpLimit)), "max_seq_jump")
+	case c.Limits.MaxBacklog < 1:
+		return fail("must be at least 1", "limits", "max_backlog")
+	case c.Limits.MaxUnacked < 1:
+		return fail("must be at least 1", "limits", "max_unacked")
+	case c.Limits.RetryAfter < config.Duration(time.Second) || c.Limits.RetryAfter > config.Duration(time.Hour):
+		return fail("must be between 1s and 1h", "limits", "retry_after")
 	}
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		return fail(fmt.Sprintf("invalid address %q: want host:port", c.Listen), "listen")

@@ -22,6 +22,14 @@ const (
 	// DefaultHeartbeat is how long the results channel may stay quiet
 	// before the agent seals an envelope carrying only its catalogue.
 	DefaultHeartbeat = 30 * time.Second
+	// DefaultPeerSilence is how long the DMZ may stay unheard before the
+	// agent reports the requests channel as silent.
+	DefaultPeerSilence = 2 * time.Minute
+	// DefaultMaxSeqJump bounds how far ahead of the last contiguous
+	// sequence number a received envelope may be.
+	DefaultMaxSeqJump = 100000
+	// MaxSeqJumpLimit is the largest max_seq_jump allowed.
+	MaxSeqJumpLimit = 1 << 32
 	// DefaultApprovalPoll is how often the approvals directory is read.
 	DefaultApprovalPoll = 2 * time.Second
 	// ResultsChannel is the channel name of result envelopes.
@@ -51,6 +59,8 @@ const (
 //	envelope_ttl: 24h
 //	drain_timeout: 10s         # optional
 //	heartbeat: 30s             # optional: longest quiet time on the results channel
+//	peer_silence: 2m           # optional: report the requests channel silent after this
+//	max_seq_jump: 100000       # optional: refuse request envelopes further ahead
 //
 // Relative paths are relative to the directory of the config file.
 type Config struct {
@@ -71,6 +81,8 @@ type Config struct {
 	EnvelopeTTL  config.Duration `yaml:"envelope_ttl"`
 	DrainTimeout config.Duration `yaml:"drain_timeout"`
 	Heartbeat    config.Duration `yaml:"heartbeat"`
+	PeerSilence  config.Duration `yaml:"peer_silence"`
+	MaxSeqJump   uint64          `yaml:"max_seq_jump"`
 
 	file string     // the config file, for errors
 	root *yaml.Node // its node tree, for line numbers
@@ -106,6 +118,8 @@ func DefaultConfig() Config {
 		EnvelopeTTL:  config.Duration(DefaultEnvelopeTTL),
 		DrainTimeout: config.Duration(DefaultDrainTimeout),
 		Heartbeat:    config.Duration(DefaultHeartbeat),
+		PeerSilence:  config.Duration(DefaultPeerSilence),
+		MaxSeqJump:   DefaultMaxSeqJump,
 	}
 }
 
@@ -174,6 +188,10 @@ func (c *Config) Validate() error {
 		return fail("must not be negative", "drain_timeout")
 	case c.Heartbeat < config.Duration(100*time.Millisecond) || c.Heartbeat > config.Duration(time.Hour):
 		return fail("must be between 100ms and 1h", "heartbeat")
+	case c.PeerSilence < config.Duration(time.Second):
+		return fail("must be at least 1s", "peer_silence")
+	case c.MaxSeqJump < 1 || c.MaxSeqJump > MaxSeqJumpLimit:
+		return fail(fmt.Sprintf("must be between 1 and %d", uint64(MaxSeqJumpLimit)), "max_seq_jump")
 	}
 	if msg, key := c.Receive.Check(false); msg != "" {
 		return fail(msg, "receive", key)
