@@ -32,6 +32,18 @@
 // that acknowledges the asking envelope; one still held, or unknown, gets
 // no answer. Asking never applies anything.
 //
+// # Received
+//
+// Each body may carry a [Received] report of the other direction's
+// channel: the highest sequence number the sender has received from its
+// peer on that channel (Through) and the ranges below it that never
+// arrived (Missing). A results body reports the requests channel, a
+// requests body the results channel. It is what lets a zone re-send an
+// envelope the medium lost as soon as a later one arrives, instead of
+// waiting for a timeout. [DecodeRequests] and [DecodeResults] check that
+// the ranges are ordered, disjoint and below Through, and at most
+// [MaxMissing] of them.
+//
 // # Catalogue
 //
 // A results body may also carry the intranet policy's operation catalogue
@@ -63,6 +75,8 @@ const (
 	// MaxRetryAfter bounds a result's retry_after, in seconds: no rate
 	// limit period is longer than a day.
 	MaxRetryAfter = 24 * 60 * 60
+	// MaxMissing bounds the ranges of a Received report.
+	MaxMissing = 64
 	// MaxCatalogue caps the operation catalogue a results body carries,
 	// in bytes of its JSON as sent.
 	MaxCatalogue = 1 << 20
@@ -100,6 +114,53 @@ type Request struct {
 type Requests struct {
 	Requests []Request `json:"requests"`
 	Query    []string  `json:"query,omitempty"`
+	// Received reports what the DMZ has received of the results channel.
+	Received *Received `json:"received,omitempty"`
+}
+
+// Received reports how much of a channel a zone has received from its
+// peer: every sequence number from 1 to Through, except the ranges in
+// Missing, each [first, last] inclusive, in increasing order, disjoint,
+// and below Through. A Through of 0 means nothing was received yet. A
+// receiver with more than MaxMissing gaps lowers Through below the first
+// gap it leaves out, so the report stays true.
+type Received struct {
+	Through uint64      `json:"through"`
+	Missing [][2]uint64 `json:"missing,omitempty"`
+}
+
+// Contiguous returns the highest sequence number up to which every
+// envelope has been received.
+func (r *Received) Contiguous() uint64 {
+	if len(r.Missing) > 0 {
+		return r.Missing[0][0] - 1
+	}
+	return r.Through
+}
+
+// IsMissing reports whether seq is in one of the missing ranges.
+func (r *Received) IsMissing(seq uint64) bool {
+	for _, m := range r.Missing {
+		if seq >= m[0] && seq <= m[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// check validates a decoded report.
+func (r *Received) check() error {
+	if len(r.Missing) > MaxMissing {
+		return fmt.Errorf("received: %d missing ranges, limit %d", len(r.Missing), MaxMissing)
+	}
+	var last uint64 // the end of the previous range
+	for i, m := range r.Missing {
+		if m[0] == 0 || m[0] > m[1] || m[1] >= r.Through || (i > 0 && m[0] <= last+1) {
+			return fmt.Errorf("received: missing range %d is not ordered, disjoint and below through", i)
+		}
+		last = m[1]
+	}
+	return nil
 }
 
 // Result is the outcome of one request.
@@ -124,6 +185,9 @@ type Results struct {
 	Acks      []string        `json:"acks"`
 	Results   []Result        `json:"results"`
 	Catalogue json.RawMessage `json:"catalogue,omitempty"`
+	// Received reports what the intranet has received of the requests
+	// channel.
+	Received *Received `json:"received,omitempty"`
 }
 
 // ValidID reports whether s is 32 lowercase hex digits.
@@ -192,6 +256,11 @@ func DecodeRequests(data []byte) (*Requests, error) {
 	if len(b.Query) > MaxQuery {
 		return nil, fmt.Errorf("requests batch: %d queries, limit %d", len(b.Query), MaxQuery)
 	}
+	if b.Received != nil {
+		if err := b.Received.check(); err != nil {
+			return nil, fmt.Errorf("requests batch: %w", err)
+		}
+	}
 	asked := make(map[string]bool, len(b.Query))
 	for i, id := range b.Query {
 		if !ValidID(id) || asked[id] {
@@ -229,6 +298,11 @@ func DecodeResults(data []byte) (*Results, error) {
 	}
 	if len(b.Results) > MaxResults || len(b.Acks) > MaxResults {
 		return nil, fmt.Errorf("results batch: more than %d entries", MaxResults)
+	}
+	if b.Received != nil {
+		if err := b.Received.check(); err != nil {
+			return nil, fmt.Errorf("results batch: %w", err)
+		}
 	}
 	for i, a := range b.Acks {
 		if !ValidID(a) {

@@ -3,6 +3,7 @@ package batch
 import (
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -266,4 +267,62 @@ func FuzzDecodeResults(f *testing.F) {
 			t.Fatal("catalogue changed in a round trip")
 		}
 	})
+}
+
+func TestDecodeResults_received(t *testing.T) {
+	for _, tc := range []struct {
+		name, received, err string
+		contiguous          uint64
+	}{
+		{"nothing yet", `{"through":0}`, "", 0},
+		{"contiguous", `{"through":7}`, "", 7},
+		{"gaps", `{"through":9,"missing":[[2,3],[5,5]]}`, "", 1},
+		{"gap at one", `{"through":4,"missing":[[1,3]]}`, "", 0},
+		{"range reversed", `{"through":9,"missing":[[3,2]]}`, "missing range 0", 0},
+		{"range zero", `{"through":9,"missing":[[0,2]]}`, "missing range 0", 0},
+		{"range reaches through", `{"through":9,"missing":[[5,9]]}`, "missing range 0", 0},
+		{"ranges overlap", `{"through":9,"missing":[[2,4],[4,6]]}`, "missing range 1", 0},
+		{"ranges touch", `{"through":9,"missing":[[2,3],[4,6]]}`, "missing range 1", 0},
+		{"ranges unordered", `{"through":9,"missing":[[5,6],[2,3]]}`, "missing range 1", 0},
+		{"negative", `{"through":-1}`, "cannot unmarshal", 0},
+		{"not a pair", `{"through":9,"missing":[[2,3,4]]}`, "", 0},
+		{"unknown field", `{"through":9,"gaps":[]}`, "unknown field", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := `{"acks":[],"results":[],"received":` + tc.received + `}`
+			b, err := DecodeResults([]byte(body))
+			if tc.name == "not a pair" {
+				// encoding/json fills a fixed-size array and drops the
+				// rest; the pair is [2,3] and the report still valid.
+				if err != nil || b.Received.Missing[0] != [2]uint64{2, 3} {
+					t.Fatalf("got %v, %v", b, err)
+				}
+				return
+			}
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, want error containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := b.Received.Contiguous(); got != tc.contiguous {
+				t.Fatalf("contiguous %d, want %d", got, tc.contiguous)
+			}
+			// The requests body carries the same report, checked alike.
+			if _, err := DecodeRequests([]byte(`{"requests":[],"received":` + tc.received + `}`)); err != nil {
+				t.Fatalf("requests body: %v", err)
+			}
+		})
+	}
+	var many []string
+	for i := range MaxMissing + 1 {
+		many = append(many, fmt.Sprintf("[%d,%d]", 2*i+1, 2*i+1))
+	}
+	body := `{"requests":[],"received":{"through":1000,"missing":[` + strings.Join(many, ",") + `]}}`
+	if _, err := DecodeRequests([]byte(body)); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("too many ranges: got %v", err)
+	}
 }

@@ -34,6 +34,9 @@ const (
 	DefaultApprovalPoll = 2 * time.Second
 	// ResultsChannel is the channel name of result envelopes.
 	ResultsChannel = "results"
+	// RequestsChannel is the channel name of request envelopes; the
+	// agent refuses envelopes on any other.
+	RequestsChannel = "requests"
 	// MaxPolicySignatures bounds policy_signatures.
 	MaxPolicySignatures = 16
 	// MediumDir is the only medium type so far: a directory.

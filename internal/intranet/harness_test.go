@@ -273,6 +273,9 @@ type answers struct {
 	seqs    []uint64
 	// catalogues holds the operation catalogues received, in channel order.
 	catalogues []*policy.Policy
+	// received holds each envelope's report of the requests channel, in
+	// channel order.
+	received []*batch.Received
 }
 
 // collect opens every result envelope in the results directory with the
@@ -326,6 +329,7 @@ func (e *testEnv) collect(t testing.TB) *answers {
 		}
 		prev = en.hash
 		a.seqs = append(a.seqs, seq)
+		a.received = append(a.received, en.body.Received)
 		for _, id := range en.body.Acks {
 			a.acks[id]++
 		}

@@ -89,6 +89,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/dir"
 	"github.com/ferrybridge/ferry/internal/replica"
+	"github.com/ferrybridge/ferry/internal/silence"
 )
 
 // Capacities of the channels between stages: enough to keep every stage
@@ -167,6 +168,10 @@ type Agent struct {
 	// rateLimited counts the requests rate limits refused; see Stats.
 	rateLimited atomic.Uint64
 
+	// peerWatch notices when no authentic envelope has come from the DMZ
+	// for peer_silence.
+	peerWatch *silence.Watch
+
 	running   atomic.Bool
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -220,6 +225,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	db.SetMaxSeqJump(cfg.MaxSeqJump)
 	active, err := loadPolicy(ctx, cfg.Policy, cfg.Admins, cfg.PolicySigs, db)
 	if err != nil {
 		db.Close()
@@ -238,6 +244,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		now:    time.Now,
 		ready:  make(chan struct{}),
 	}
+	a.peerWatch = silence.New(RequestsChannel, time.Duration(cfg.PeerSilence), time.Now(), logger)
 	a.catalogueChanged = make(chan struct{}, 1)
 	a.decisionsReady = make(chan struct{}, 1)
 	a.setPolicy(active)
@@ -283,11 +290,17 @@ func (a *Agent) setPolicy(active *activePolicy) {
 type Stats struct {
 	// RateLimited counts the requests a rate limit refused since start.
 	RateLimited uint64
+	// PeerHeard is when the last authentic envelope came from the DMZ
+	// (or when the agent was made, before the first), and PeerSilent
+	// whether that is longer ago than peer_silence.
+	PeerHeard  time.Time
+	PeerSilent bool
 }
 
 // Stats returns the agent's counters.
 func (a *Agent) Stats() Stats {
-	return Stats{RateLimited: a.rateLimited.Load()}
+	heard, silent := a.peerWatch.State()
+	return Stats{RateLimited: a.rateLimited.Load(), PeerHeard: heard, PeerSilent: silent}
 }
 
 // Ready returns a channel that is closed once Run has recovered unfinished
@@ -383,6 +396,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return a.publishStage(work, toPublish, unpublished) })
 	g.Go(func() error { return a.approvalStage(recvCtx) })
+	g.Go(func() error { return a.peerWatch.Run(recvCtx, a.now) })
 	a.readyOnce.Do(func() { close(a.ready) })
 
 	err = g.Wait()

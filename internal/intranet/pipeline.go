@@ -20,12 +20,14 @@ import (
 // Quarantine reasons the agent gives itself; the others come from
 // envelope.Reason and medium.FileError.
 const (
-	ReasonUnreadable = "unreadable"  // the inbox file could not be read
-	ReasonBadBody    = "bad_body"    // the decrypted body is not a valid requests batch
-	ReasonWrongKind  = "wrong_kind"  // a valid envelope that does not carry requests
-	ReasonReplay     = "replay"      // another envelope holds its sequence number
-	ReasonBadHeader  = "bad_header"  // header values the ledger cannot record
-	ReasonOpenFailed = "open_failed" // envelope.Reason gave no code
+	ReasonUnreadable = "unreadable"   // the inbox file could not be read
+	ReasonBadBody    = "bad_body"     // the decrypted body is not a valid requests batch
+	ReasonWrongKind  = "wrong_kind"   // a valid envelope that does not carry requests
+	ReasonReplay     = "replay"       // another envelope holds its sequence number
+	ReasonSeqJump    = "seq_jump"     // its sequence number is beyond max_seq_jump
+	ReasonChain      = "chain_broken" // its prev does not fit the envelopes beside it
+	ReasonBadHeader  = "bad_header"   // another channel, or header values the ledger cannot record
+	ReasonOpenFailed = "open_failed"  // envelope.Reason gave no code
 )
 
 // Bounds of the publish retry delay.
@@ -118,8 +120,15 @@ func (a *Agent) open(name string) *openedEnvelope {
 		return nil
 	}
 	h := &o.Header
+	// Signed by the DMZ and addressed here: the DMZ is alive and the
+	// medium moves, whatever the envelope turns out to hold.
+	a.peerWatch.Heard(a.now())
 	if h.Kind != envelope.KindRequests {
 		a.quarantine(name, ReasonWrongKind, fmt.Errorf("envelope %s carries %q, want %q", h.ID, h.Kind, envelope.KindRequests))
+		return nil
+	}
+	if h.Channel != RequestsChannel {
+		a.quarantine(name, ReasonBadHeader, fmt.Errorf("envelope %s is on channel %q, want %q", h.ID, h.Channel, RequestsChannel))
 		return nil
 	}
 	reqs, err := batch.DecodeRequests(o.Body)
@@ -197,6 +206,12 @@ func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealIte
 	switch {
 	case errors.Is(err, replica.ErrReplay):
 		a.quarantine(env.File, ReasonReplay, err)
+		return nil
+	case errors.Is(err, replica.ErrSeqJump):
+		a.quarantine(env.File, ReasonSeqJump, err)
+		return nil
+	case errors.Is(err, replica.ErrChainBroken):
+		a.quarantine(env.File, ReasonChain, err)
 		return nil
 	case errors.Is(err, replica.ErrInvalid):
 		a.quarantine(env.File, ReasonBadHeader, err)
@@ -522,7 +537,11 @@ func (a *Agent) seal(ctx context.Context, group []sealItem, seq uint64, prev [32
 // sealBody seals the results of group, and the operation catalogue when
 // catalogue is not nil, as the result envelope seq of the channel.
 func (a *Agent) sealBody(ctx context.Context, group []sealItem, catalogue []byte, seq uint64, prev [32]byte) (*replica.Outgoing, error) {
-	body := batch.Results{Acks: make([]string, 0, len(group)), Results: []batch.Result{}, Catalogue: catalogue}
+	received, err := a.db.Received(ctx, a.peer.Name, RequestsChannel)
+	if err != nil {
+		return nil, fmt.Errorf("seal results: %w", err)
+	}
+	body := batch.Results{Acks: make([]string, 0, len(group)), Results: []batch.Result{}, Catalogue: catalogue, Received: received}
 	var decided []string
 	for _, it := range group {
 		if it.id != "" {

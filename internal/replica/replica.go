@@ -191,7 +191,8 @@ type DB struct {
 	ro   *sql.DB // read-only pool for read operations
 	now  func() time.Time
 
-	applies int // Apply calls since the rate table was last purged
+	applies int    // Apply calls since the rate table was last purged
+	maxJump uint64 // see SetMaxSeqJump
 }
 
 // Open opens the replica database at path, which must already exist, and
@@ -220,7 +221,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open replica read-only: %w", err)
 	}
-	return &DB{path: path, w: w, ro: ro, now: time.Now}, nil
+	return &DB{path: path, w: w, ro: ro, now: time.Now, maxJump: DefaultMaxSeqJump}, nil
 }
 
 // Path returns the database file's path.
@@ -282,6 +283,9 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 	case !errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("apply envelope %s: look up seq: %w", env.ID, err)
 	}
+	if err := db.checkOrder(ctx, tx, env); err != nil {
+		return nil, err
+	}
 
 	reqIDs := make([]string, len(reqs))
 	for i, r := range reqs {
@@ -298,6 +302,9 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'applied', ?)`,
 		env.ID, env.From, env.Channel, int64(env.Seq), env.Prev[:], env.HeaderHash[:], env.File, string(idsJSON), now); err != nil {
 		return nil, fmt.Errorf("apply envelope %s: record envelope: %w", env.ID, err)
+	}
+	if err := advanceInbound(ctx, tx, env); err != nil {
+		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
 
 	lookup, err := tx.PrepareContext(ctx, `SELECT result FROM ferry_requests WHERE id = ?`)
@@ -391,8 +398,8 @@ func validEnvelope(env Envelope, reqs []batch.Request) error {
 	switch {
 	case !batch.ValidID(env.ID):
 		return fmt.Errorf("%w: malformed envelope id", ErrInvalid)
-	case env.Seq > math.MaxInt64:
-		return fmt.Errorf("apply envelope %s: %w: sequence number out of range", env.ID, ErrInvalid)
+	case env.Seq == 0 || env.Seq >= math.MaxInt64:
+		return fmt.Errorf("apply envelope %s: %w: sequence number out of range (channels start at 1)", env.ID, ErrInvalid)
 	}
 	seen := make(map[string]bool, len(reqs))
 	for i, r := range reqs {

@@ -1,0 +1,177 @@
+package replica
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+)
+
+// chain hands out envelopes of one channel whose prev and header hashes
+// link up as a real sender's do.
+type chain struct {
+	t      testing.TB
+	hashes map[uint64][32]byte
+}
+
+func newChain(t testing.TB) *chain { return &chain{t: t, hashes: map[uint64][32]byte{}} }
+
+func (c *chain) hash(seq uint64) [32]byte {
+	h, ok := c.hashes[seq]
+	if !ok && seq > 0 {
+		h = sha256.Sum256(fmt.Appendf(nil, "header %d", seq))
+		c.hashes[seq] = h
+	}
+	return h
+}
+
+// env returns envelope seq of the chain.
+func (c *chain) env(seq uint64) Envelope {
+	e := testEnvelope(c.t, seq)
+	e.HeaderHash, e.Prev = c.hash(seq), c.hash(seq-1)
+	return e
+}
+
+func received(t testing.TB, db *DB) *batch.Received {
+	t.Helper()
+	r, err := db.Received(context.Background(), "dmz", "requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestDB_Received(t *testing.T) {
+	db, path := newTestReplica(t)
+	c := newChain(t)
+	if got := received(t, db); got.Through != 0 || got.Missing != nil {
+		t.Fatalf("nothing applied: got %+v", got)
+	}
+	for _, s := range []uint64{1, 2, 4, 7} {
+		apply(t, db, c.env(s))
+	}
+	want := &batch.Received{Through: 7, Missing: [][2]uint64{{3, 3}, {5, 6}}}
+	if got := received(t, db); !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	apply(t, db, c.env(3))
+	db.Close()
+	db = openTest(t, path)
+	want = &batch.Received{Through: 7, Missing: [][2]uint64{{5, 6}}}
+	if got := received(t, db); !reflect.DeepEqual(got, want) || got.Contiguous() != 4 {
+		t.Fatalf("after reopen: got %+v, want %+v", got, want)
+	}
+	apply(t, db, c.env(6))
+	apply(t, db, c.env(5))
+	if got := received(t, db); got.Through != 7 || got.Missing != nil {
+		t.Fatalf("gaps filled: got %+v", got)
+	}
+	// Another channel and another sender are counted apart.
+	other := testEnvelope(t, 1)
+	other.Channel = "bulk"
+	apply(t, db, other)
+	if got := received(t, db); got.Through != 7 {
+		t.Fatalf("another channel moved this one: %+v", got)
+	}
+}
+
+func TestDB_Received_manyGaps(t *testing.T) {
+	db, _ := newTestReplica(t)
+	c := newChain(t)
+	n := batch.MaxMissing + 6
+	for i := range n + 1 {
+		apply(t, db, c.env(uint64(2*i+1))) // 1, 3, 5, …: every even seq is missing
+	}
+	got := received(t, db)
+	if len(got.Missing) != batch.MaxMissing {
+		t.Fatalf("%d ranges, want %d", len(got.Missing), batch.MaxMissing)
+	}
+	// Through stops below the first gap left out, so the report is true.
+	if want := uint64(2*batch.MaxMissing + 1); got.Through != want {
+		t.Fatalf("through %d, want %d", got.Through, want)
+	}
+	if _, err := batch.DecodeResults(mustJSON(t, batch.Results{Acks: []string{}, Results: []batch.Result{}, Received: got})); err != nil {
+		t.Fatalf("the report does not decode: %v", err)
+	}
+}
+
+func TestDB_Apply_seqJump(t *testing.T) {
+	db, path := newTestReplica(t)
+	db.SetMaxSeqJump(10)
+	c := newChain(t)
+	apply(t, db, c.env(1))
+	if _, err := db.Apply(context.Background(), c.env(12), []batch.Request{req(t, "slot.book", 1)}, testChecker); !errors.Is(err, ErrSeqJump) {
+		t.Fatalf("seq 12 after 1, bound 10: %v, want ErrSeqJump", err)
+	}
+	apply(t, db, c.env(11)) // exactly the bound
+	// The bound counts from the last contiguous seq, across a restart.
+	db.Close()
+	db = openTest(t, path)
+	db.SetMaxSeqJump(10)
+	if _, err := db.Apply(context.Background(), c.env(12), nil, testChecker); !errors.Is(err, ErrSeqJump) {
+		t.Fatalf("seq 12 after reopen: %v, want ErrSeqJump", err)
+	}
+	for s := uint64(2); s <= 10; s++ {
+		apply(t, db, c.env(s))
+	}
+	apply(t, db, c.env(21)) // contiguous is 11 now
+	if n := countRows(t, db); n != 0 {
+		t.Fatalf("a refused envelope took effect: %d appointments", n)
+	}
+	if got := received(t, db); got.Through != 21 || got.Contiguous() != 11 {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestDB_Apply_chainBroken(t *testing.T) {
+	db, _ := newTestReplica(t)
+	c := newChain(t)
+	first := c.env(1)
+	first.Prev[0] = 1
+	if _, err := db.Apply(context.Background(), first, nil, testChecker); !errors.Is(err, ErrChainBroken) {
+		t.Fatalf("seq 1 naming a previous envelope: %v", err)
+	}
+	apply(t, db, c.env(1))
+	apply(t, db, c.env(2))
+	forked := c.env(3)
+	forked.Prev = sha256.Sum256([]byte("another seq 2"))
+	if _, err := db.Apply(context.Background(), forked, []batch.Request{req(t, "slot.book", 1)}, testChecker); !errors.Is(err, ErrChainBroken) {
+		t.Fatalf("seq 3 after another seq 2: %v, want ErrChainBroken", err)
+	}
+	// Seq 4 arrives before 3; a seq 3 that 4 does not name is refused,
+	// the one it names is applied.
+	apply(t, db, c.env(4))
+	impostor := c.env(3)
+	impostor.HeaderHash = sha256.Sum256([]byte("impostor"))
+	if _, err := db.Apply(context.Background(), impostor, []batch.Request{req(t, "slot.book", 2)}, testChecker); !errors.Is(err, ErrChainBroken) {
+		t.Fatalf("seq 3 that seq 4 does not name: %v, want ErrChainBroken", err)
+	}
+	apply(t, db, c.env(3))
+	if n := countRows(t, db); n != 0 {
+		t.Fatalf("a refused envelope took effect: %d appointments", n)
+	}
+	if got := received(t, db); got.Through != 4 || got.Missing != nil {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+// TestDB_Apply_seqZero: channels start at 1.
+func TestDB_Apply_seqZero(t *testing.T) {
+	db, _ := newTestReplica(t)
+	if _, err := db.Apply(context.Background(), testEnvelope(t, 0), nil, testChecker); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("seq 0: %v, want ErrInvalid", err)
+	}
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := batch.Encode(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
