@@ -2,19 +2,27 @@
 #
 #   make demo    build everything and run a full two-zone round trip
 #   make test    the whole suite: gofmt, vet, race-enabled tests (the e2e
-#                tests build the binaries and run both agents)
+#                tests build the binaries and run both agents), then fuzz-ci
+#   make fuzz-ci the fuzz targets over envelope opening for FUZZTIME_CI each
+#                and the batch decoders for FUZZTIME_BATCH each (about 35s);
+#                a failing input fails it and is written to the package's
+#                testdata/fuzz/<Target>/ (go test prints how to re-run it)
 #   make bench   benchmarks with same-run baselines (see docs/benchmarks.md)
 #   make fuzz    run every fuzz target for FUZZTIME each
+#   make soak    the hostile-ferry soak ten times larger than in make test
+#                (6,000 requests, 22 SIGKILLs); FERRY_CHAOS_SEED replays one
 
 GO        ?= go
 BIN       ?= bin
 FUZZTIME  ?= 20s
+FUZZTIME_CI    ?= 8s
+FUZZTIME_BATCH ?= 3s
 BENCHTIME ?= 3s
 export CGO_ENABLED = 1
 
 CMDS := ferryctl dmz-agent intranet-agent
 
-.PHONY: all build demo test vet bench fuzz clean
+.PHONY: all build demo test vet bench fuzz fuzz-ci soak clean
 
 all: build
 
@@ -31,9 +39,24 @@ vet:
 
 test: vet
 	$(GO) test -race -count=1 -timeout 15m ./...
+	@$(MAKE) --no-print-directory fuzz-ci
+
+# Fuzzing runs without -race (see scripts/fuzz.sh); the seeds, committed
+# under each package's testdata/fuzz/, also run under -race in the step
+# above.
+FUZZ_CI := ./internal/envelope:FuzzOpen=$(FUZZTIME_CI) \
+	./internal/envelope:FuzzOpenSigned=$(FUZZTIME_CI) \
+	./internal/batch:FuzzDecodeRequests=$(FUZZTIME_BATCH) \
+	./internal/batch:FuzzDecodeResults=$(FUZZTIME_BATCH)
+
+fuzz-ci:
+	./scripts/fuzz.sh $(FUZZ_CI)
 
 bench:
 	./scripts/bench.sh
+
+soak:
+	$(GO) test -race -count=1 -timeout 60m -tags soak -run 'TestHostileFerry' -v ./e2e
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh

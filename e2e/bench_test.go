@@ -76,7 +76,16 @@ func BenchmarkRoundTrip(b *testing.B) {
 // benchBridge runs the round trip through both agents with the intranet
 // policy pol.
 func benchBridge(b *testing.B, pol []byte, params map[string]any) {
+	benchBridgeVia(b, pol, params, nil)
+}
+
+// benchBridgeVia is benchBridge with setup, if not nil, called on the
+// deployment before the agents start (to put ferries between them).
+func benchBridgeVia(b *testing.B, pol []byte, params map[string]any, setup func(*deployment)) {
 	d := newDeployment(b)
+	if setup != nil {
+		setup(d)
+	}
 	if err := os.WriteFile(filepath.Join(d.dir, "intranet", "policy.yaml"), pol, 0o640); err != nil {
 		b.Fatal(err)
 	}

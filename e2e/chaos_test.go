@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"context"
+	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,38 +20,14 @@ var hostileFaults = chaos.Faults{
 }
 
 // TestHostileFerry_ExactlyOnce carries both directions through the hostile
-// ferry and SIGKILLs the intranet agent mid-stream: every accepted request
-// still ends done, and each took effect on the replica exactly once. The
-// seed is logged; set FERRY_CHAOS_SEED to replay a run's fault decisions.
+// ferry and SIGKILLs both agents several times, mid-stream and while the
+// backlog drains: every accepted request still ends done, and each took
+// effect on the replica exactly once. The seed is logged; set
+// FERRY_CHAOS_SEED to replay a run's fault decisions and kill points.
+// Built with -tags soak (make soak) it runs soakScale times longer.
 func TestHostileFerry_ExactlyOnce(t *testing.T) {
 	d := effectsDeployment(t)
-	// Each agent now writes into an -out directory that a hostile ferry
-	// carries into the directory the other agent reads.
-	rewire := func(file, old, new string) {
-		t.Helper()
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := string(b)
-		if strings.Count(s, old) != 1 {
-			t.Fatalf("%s: %q appears %d times", file, old, strings.Count(s, old))
-		}
-		if err := os.WriteFile(file, []byte(strings.Replace(s, old, new, 1)), 0o640); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dmzCfg := filepath.Join(d.dir, "dmz", "dmz.yaml")
-	rewire(dmzCfg, "dir: ../exchange/requests\n", "dir: ../exchange/requests-out\n")
-	rewire(dmzCfg, "envelope_ttl: 24h\n", "envelope_ttl: 24h\nresend_after: 1s\n")
-	rewire(filepath.Join(d.dir, "intranet", "intranet.yaml"), "dir: ../exchange/results\n", "dir: ../exchange/results-out\n")
-	ex := filepath.Join(d.dir, "exchange")
-	for _, sub := range []string{"requests-out", "results-out"} {
-		if err := os.MkdirAll(filepath.Join(ex, sub), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-
+	d.viaFerries(t, "1s")
 	seed := time.Now().UnixNano()
 	if s := os.Getenv("FERRY_CHAOS_SEED"); s != "" {
 		var err error
@@ -63,41 +36,53 @@ func TestHostileFerry_ExactlyOnce(t *testing.T) {
 		}
 	}
 	t.Logf("hostile ferry seed %d (FERRY_CHAOS_SEED=%d replays its decisions)", seed, seed)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var ferries []*chaos.Ferry
-	for i, dirs := range [][2]string{{"requests-out", "requests"}, {"results-out", "results"}} {
-		f, err := chaos.New(chaos.Config{From: filepath.Join(ex, dirs[0]), To: filepath.Join(ex, dirs[1]),
-			Seed: seed + int64(i), Faults: hostileFaults})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ferries = append(ferries, f)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f.Run(ctx); err != nil {
-				t.Errorf("hostile ferry %s: %v", dirs[0], err)
-			}
-		}()
+	ferries := []*ferry{
+		d.startFerry(t, requestsOut, "requests", seed, hostileFaults),
+		d.startFerry(t, resultsOut, "results", seed+1, hostileFaults),
 	}
 	defer func() {
-		cancel()
-		wg.Wait()
-		for i, f := range ferries {
-			t.Logf("hostile ferry %d: %+v", i, f.Stats())
+		for _, f := range ferries {
+			f.stop()
+			t.Logf("hostile ferry %s: %+v", f.name, f.Stats())
 		}
 	}()
 
 	in := d.start(t, "intranet-agent")
 	dz := d.start(t, "dmz-agent")
 	d.waitReady(t, dz)
-	ids := submitEffects(t, d, 0, func() { in.kill(t) })
+	// SIGKILL the agents at seeded points of the stream, each in turn,
+	// and restart them; clients ride out the DMZ's restarts by retrying
+	// with their idempotency keys. One more kill of each comes while the
+	// backlog drains.
+	n, kills := effectsTotal*soakScale, 2+2*soakScale
+	rng := rand.New(rand.NewPCG(uint64(seed), 2))
+	crash := map[int]func(){}
+	for k := range kills {
+		at := 1 + rng.IntN(n-1)
+		for crash[at] != nil {
+			at = 1 + rng.IntN(n-1)
+		}
+		crash[at] = func() {
+			if k%2 == 0 {
+				in.kill(t)
+				in = d.start(t, "intranet-agent")
+			} else {
+				dz.kill(t)
+				dz = d.start(t, "dmz-agent")
+			}
+		}
+	}
+	t.Logf("%d requests, %d SIGKILLs", n, kills+2)
+	ids := submitEffects(t, d, n, time.Minute, crash)
+	in.kill(t)
 	in = d.start(t, "intranet-agent")
+	dz.kill(t)
+	dz = d.start(t, "dmz-agent")
+	d.waitReady(t, dz)
 	checkEffects(t, d, ids)
-	for i, f := range ferries {
+	for _, f := range ferries {
 		if st := f.Stats(); st.Lost == 0 || st.Duplicated == 0 {
-			t.Errorf("hostile ferry %d did too little to prove anything: %+v", i, st)
+			t.Errorf("hostile ferry %s did too little to prove anything: %+v", f.name, st)
 		}
 	}
 	dz.stop(t)

@@ -148,7 +148,7 @@ func TestCrashRecovery_ExactlyOnce(t *testing.T) {
 
 	// Kill the intranet agent once some envelopes have been applied; the
 	// DMZ keeps accepting, and the intranet is restarted afterwards.
-	ids := submitEffects(t, d, 0, func() { in.kill(t) })
+	ids := submitEffects(t, d, effectsTotal, 0, map[int]func(){effectsTotal / 3: func() { in.kill(t) }})
 	in = d.start(t, "intranet-agent")
 	checkEffects(t, d, ids)
 	dz.stop(t)
@@ -158,14 +158,15 @@ func TestCrashRecovery_ExactlyOnce(t *testing.T) {
 // effectsTotal is the number of e2e.effect requests a crash test sends.
 const effectsTotal = 600
 
-// submitEffects submits effectsTotal e2e.effect requests, tagged req-N,
-// from 16 clients, each with its tag as Idempotency-Key. Once a third are
-// handed out and some effect is on the replica, it calls crash. A request
-// that is not accepted is retried for up to retry (a client riding out a
-// restart), then fails the test. It returns the accepted ids, in order.
-func submitEffects(t *testing.T, d *deployment, retry time.Duration, crash func()) []string {
+// submitEffects submits n e2e.effect requests, tagged req-N, from 16
+// clients, each with its tag as Idempotency-Key. Before it hands out
+// request i it calls crash[i], if there is one, once some effect is on the
+// replica. A request that is not accepted is retried for up to retry (a
+// client riding out a restart), then fails the test. It returns the
+// accepted ids, in order.
+func submitEffects(t *testing.T, d *deployment, n int, retry time.Duration, crash map[int]func()) []string {
 	t.Helper()
-	ids := make([]string, effectsTotal)
+	ids := make([]string, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []string
@@ -196,14 +197,14 @@ func submitEffects(t *testing.T, d *deployment, retry time.Duration, crash func(
 		}()
 	}
 	db := d.replica(t)
-	for i := 0; i < effectsTotal; i++ {
-		work <- i
-		if i == effectsTotal/3 {
+	for i := 0; i < n; i++ {
+		if f := crash[i]; f != nil {
 			waitFor(t, 30*time.Second, func() bool {
 				return count(t, db, "SELECT count(*) FROM e2e_effects") > 0
 			})
-			crash()
+			f()
 		}
+		work <- i
 	}
 	close(work)
 	wg.Wait()
@@ -257,10 +258,10 @@ func TestCrashRecovery_DMZKilled(t *testing.T) {
 	dz := d.start(t, "dmz-agent")
 	d.waitReady(t, dz)
 
-	ids := submitEffects(t, d, time.Minute, func() {
+	ids := submitEffects(t, d, effectsTotal, time.Minute, map[int]func(){effectsTotal / 3: func() {
 		dz.kill(t)
 		dz = d.start(t, "dmz-agent")
-	})
+	}})
 	checkEffects(t, d, ids)
 	dz.stop(t)
 	in.stop(t)

@@ -29,6 +29,10 @@ go test -run '^$' -bench . -benchtime "$benchtime" -benchmem \
 # per measurement and the spool and replica stay a realistic size.
 go test -run '^$' -bench 'RoundTrip/bridge' -benchtime "${E2E_REQUESTS:-20000}x" ./e2e | tee -a "$out"
 go test -run '^$' -bench 'RoundTrip/cli' -benchtime "${CLI_REQUESTS:-300}x" ./e2e | tee -a "$out"
+# Through ferries that lose 0%, 1% and 10% of the files, and the drain
+# after a minute's outage of the return path (FERRY_OUTAGE).
+go test -run '^$' -bench 'RoundTrip_loss' -benchtime "${LOSS_REQUESTS:-5000}x" ./e2e | tee -a "$out"
+go test -run '^$' -bench 'DrainAfterOutage' -benchtime 1x -timeout 30m ./e2e | tee -a "$out"
 
 metric() { # metric BENCH-REGEX UNIT: the value of UNIT on the first matching line
 	awk -v re="$1" -v unit="$2" '$1 ~ re { for (i = 2; i < NF; i++) if ($(i+1) == unit) { print $i; exit } }' "$out"

@@ -27,6 +27,9 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitIncomplete: 'carry import' imported the verified files of a
+	// carry set, but a file its manifest lists is missing or corrupt.
+	exitIncomplete = 3
 )
 
 // exitCodesHelp is appended to every command's help.
@@ -34,7 +37,8 @@ const exitCodesHelp = `
 Exit codes:
   0  success
   1  failure (verification failed, or the command could not do its work)
-  2  usage error`
+  2  usage error
+  3  incomplete (carry import: a listed file is missing or corrupt)`
 
 // usageError marks an error as a usage problem (exit code 2).
 type usageError struct{ err error }
@@ -69,7 +73,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newInitCmd(g), newKeysCmd(g), newEnvelopeCmd(g), newDemoCmd(g), newAdminCmd(g), newPolicyCmd(g), newApproveCmd(g))
+	root.AddCommand(newInitCmd(g), newKeysCmd(g), newEnvelopeCmd(g), newDemoCmd(g), newAdminCmd(g), newPolicyCmd(g), newApproveCmd(g), newCarryCmd(g), newQueueCmd(g))
 	addExitCodes(root)
 	return root
 }
@@ -114,6 +118,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
 		fmt.Fprintf(stderr, "hint: run 'ferryctl help' for usage\n")
 		return exitUsage
+	}
+	var ec *exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
 	}
 	return exitFailure
 }

@@ -36,13 +36,14 @@
 //
 // Each body may carry a [Received] report of the other direction's
 // channel: the highest sequence number the sender has received from its
-// peer on that channel (Through) and the ranges below it that never
-// arrived (Missing). A results body reports the requests channel, a
+// peer on that channel (Through), the highest below which nothing is
+// missing (Contiguous), and the ranges between them that have not arrived
+// (Missing). A results body reports the requests channel, a
 // requests body the results channel. It is what lets a zone re-send an
 // envelope the medium lost as soon as a later one arrives, instead of
 // waiting for a timeout. [DecodeRequests] and [DecodeResults] check that
-// the ranges are ordered, disjoint and below Through, and at most
-// [MaxMissing] of them.
+// the ranges are ordered, disjoint, between Contiguous and Through, and
+// at most [MaxMissing] of them.
 //
 // # Catalogue
 //
@@ -119,23 +120,17 @@ type Requests struct {
 }
 
 // Received reports how much of a channel a zone has received from its
-// peer: every sequence number from 1 to Through, except the ranges in
-// Missing, each [first, last] inclusive, in increasing order, disjoint,
-// and below Through. A Through of 0 means nothing was received yet. A
-// receiver with more than MaxMissing gaps lowers Through below the first
-// gap it leaves out, so the report stays true.
+// peer. Through is the highest sequence number received (0 for none).
+// Contiguous is the highest up to which nothing is missing: every
+// envelope up to it has arrived, or is so far behind Through (more than
+// the receiver's bound on sequence jumps) that the receiver no longer
+// waits for it. Missing lists ranges between them that have not arrived,
+// each [first, last] inclusive, in increasing order, disjoint and not
+// adjacent: the most recent MaxMissing of them when there are more.
 type Received struct {
-	Through uint64      `json:"through"`
-	Missing [][2]uint64 `json:"missing,omitempty"`
-}
-
-// Contiguous returns the highest sequence number up to which every
-// envelope has been received.
-func (r *Received) Contiguous() uint64 {
-	if len(r.Missing) > 0 {
-		return r.Missing[0][0] - 1
-	}
-	return r.Through
+	Contiguous uint64      `json:"contiguous"`
+	Through    uint64      `json:"through"`
+	Missing    [][2]uint64 `json:"missing,omitempty"`
 }
 
 // IsMissing reports whether seq is in one of the missing ranges.
@@ -150,15 +145,24 @@ func (r *Received) IsMissing(seq uint64) bool {
 
 // check validates a decoded report.
 func (r *Received) check() error {
+	if r.Contiguous > r.Through {
+		return errors.New("received: contiguous is above through")
+	}
 	if len(r.Missing) > MaxMissing {
 		return fmt.Errorf("received: %d missing ranges, limit %d", len(r.Missing), MaxMissing)
 	}
-	var last uint64 // the end of the previous range
+	if (r.Contiguous < r.Through) != (len(r.Missing) > 0) {
+		return errors.New("received: missing ranges must be listed exactly when contiguous is below through")
+	}
+	last := r.Contiguous // the end of the previous range, or of what is contiguous
 	for i, m := range r.Missing {
-		if m[0] == 0 || m[0] > m[1] || m[1] >= r.Through || (i > 0 && m[0] <= last+1) {
-			return fmt.Errorf("received: missing range %d is not ordered, disjoint and below through", i)
+		if m[0] > m[1] || m[1] >= r.Through || m[0] <= last+1 && (i > 0 || m[0] <= r.Contiguous) {
+			return fmt.Errorf("received: missing range %d is not ordered, disjoint, above contiguous and below through", i)
 		}
 		last = m[1]
+	}
+	if len(r.Missing) > 0 && len(r.Missing) < MaxMissing && r.Missing[0][0] != r.Contiguous+1 {
+		return errors.New("received: the first missing range must start right after contiguous")
 	}
 	return nil
 }

@@ -272,57 +272,59 @@ func FuzzDecodeResults(f *testing.F) {
 func TestDecodeResults_received(t *testing.T) {
 	for _, tc := range []struct {
 		name, received, err string
-		contiguous          uint64
 	}{
-		{"nothing yet", `{"through":0}`, "", 0},
-		{"contiguous", `{"through":7}`, "", 7},
-		{"gaps", `{"through":9,"missing":[[2,3],[5,5]]}`, "", 1},
-		{"gap at one", `{"through":4,"missing":[[1,3]]}`, "", 0},
-		{"range reversed", `{"through":9,"missing":[[3,2]]}`, "missing range 0", 0},
-		{"range zero", `{"through":9,"missing":[[0,2]]}`, "missing range 0", 0},
-		{"range reaches through", `{"through":9,"missing":[[5,9]]}`, "missing range 0", 0},
-		{"ranges overlap", `{"through":9,"missing":[[2,4],[4,6]]}`, "missing range 1", 0},
-		{"ranges touch", `{"through":9,"missing":[[2,3],[4,6]]}`, "missing range 1", 0},
-		{"ranges unordered", `{"through":9,"missing":[[5,6],[2,3]]}`, "missing range 1", 0},
-		{"negative", `{"through":-1}`, "cannot unmarshal", 0},
-		{"not a pair", `{"through":9,"missing":[[2,3,4]]}`, "", 0},
-		{"unknown field", `{"through":9,"gaps":[]}`, "unknown field", 0},
+		{"nothing yet", `{"contiguous":0,"through":0}`, ""},
+		{"contiguous", `{"contiguous":7,"through":7}`, ""},
+		{"gaps", `{"contiguous":1,"through":9,"missing":[[2,3],[5,5]]}`, ""},
+		{"gap at one", `{"contiguous":0,"through":4,"missing":[[1,3]]}`, ""},
+		{"contiguous above through", `{"contiguous":8,"through":7}`, "above through"},
+		{"below through, nothing missing", `{"contiguous":5,"through":7}`, "exactly when"},
+		{"missing, nothing below through", `{"contiguous":9,"through":9,"missing":[[2,3]]}`, "exactly when"},
+		{"first gap not after contiguous", `{"contiguous":1,"through":9,"missing":[[3,3]]}`, "right after contiguous"},
+		{"range reversed", `{"contiguous":1,"through":9,"missing":[[3,2]]}`, "missing range 0"},
+		{"range at contiguous", `{"contiguous":2,"through":9,"missing":[[2,3]]}`, "missing range 0"},
+		{"range reaches through", `{"contiguous":4,"through":9,"missing":[[5,9]]}`, "missing range 0"},
+		{"ranges overlap", `{"contiguous":1,"through":9,"missing":[[2,4],[4,6]]}`, "missing range 1"},
+		{"ranges touch", `{"contiguous":1,"through":9,"missing":[[2,3],[4,6]]}`, "missing range 1"},
+		{"ranges unordered", `{"contiguous":1,"through":9,"missing":[[5,6],[2,3]]}`, "missing range 1"},
+		{"negative", `{"contiguous":0,"through":-1}`, "cannot unmarshal"},
+		{"unknown field", `{"contiguous":9,"through":9,"gaps":[]}`, "unknown field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			body := `{"acks":[],"results":[],"received":` + tc.received + `}`
-			b, err := DecodeResults([]byte(body))
-			if tc.name == "not a pair" {
-				// encoding/json fills a fixed-size array and drops the
-				// rest; the pair is [2,3] and the report still valid.
-				if err != nil || b.Received.Missing[0] != [2]uint64{2, 3} {
-					t.Fatalf("got %v, %v", b, err)
+			for _, body := range []string{
+				`{"acks":[],"results":[],"received":` + tc.received + `}`,
+				`{"requests":[],"received":` + tc.received + `}`,
+			} {
+				var err error
+				if strings.HasPrefix(body, `{"acks"`) {
+					_, err = DecodeResults([]byte(body))
+				} else {
+					_, err = DecodeRequests([]byte(body))
 				}
-				return
-			}
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("got %v, want error containing %q", err, tc.err)
+				if tc.err == "" && err != nil {
+					t.Fatalf("%s: %v", body, err)
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := b.Received.Contiguous(); got != tc.contiguous {
-				t.Fatalf("contiguous %d, want %d", got, tc.contiguous)
-			}
-			// The requests body carries the same report, checked alike.
-			if _, err := DecodeRequests([]byte(`{"requests":[],"received":` + tc.received + `}`)); err != nil {
-				t.Fatalf("requests body: %v", err)
+				if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+					t.Fatalf("%s: got %v, want error containing %q", body, err, tc.err)
+				}
 			}
 		})
 	}
-	var many []string
-	for i := range MaxMissing + 1 {
-		many = append(many, fmt.Sprintf("[%d,%d]", 2*i+1, 2*i+1))
+	// A full list holds the most recent gaps: the first need not start
+	// right after contiguous, but there may be no more than MaxMissing.
+	ranges := func(n int) string {
+		var rs []string
+		for i := range n {
+			rs = append(rs, fmt.Sprintf("[%d,%d]", 10+2*i, 10+2*i))
+		}
+		return strings.Join(rs, ",")
 	}
-	body := `{"requests":[],"received":{"through":1000,"missing":[` + strings.Join(many, ",") + `]}}`
-	if _, err := DecodeRequests([]byte(body)); err == nil || !strings.Contains(err.Error(), "limit") {
+	full := fmt.Sprintf(`{"requests":[],"received":{"contiguous":1,"through":1000,"missing":[%s]}}`, ranges(MaxMissing))
+	if _, err := DecodeRequests([]byte(full)); err != nil {
+		t.Fatalf("the most recent %d gaps: %v", MaxMissing, err)
+	}
+	over := fmt.Sprintf(`{"requests":[],"received":{"contiguous":1,"through":1000,"missing":[%s]}}`, ranges(MaxMissing+1))
+	if _, err := DecodeRequests([]byte(over)); err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("too many ranges: got %v", err)
 	}
 }

@@ -32,15 +32,9 @@ const (
 	// DefaultMaxResends is how many times an unacknowledged envelope is
 	// published again before it becomes a dead letter.
 	DefaultMaxResends = 20
-	// DefaultHeartbeat is how long the requests channel may stay quiet
-	// before the agent seals an envelope that carries no requests.
-	DefaultHeartbeat = 30 * time.Second
 	// DefaultPeerSilence is how long the intranet may stay unheard before
 	// the agent reports the results channel as silent.
 	DefaultPeerSilence = 2 * time.Minute
-	// DefaultMaxSeqJump bounds how far ahead of the last contiguous
-	// sequence number a received envelope may be.
-	DefaultMaxSeqJump = 100000
 	// DefaultMaxBacklog bounds the requests accepted and not yet final.
 	DefaultMaxBacklog = 100000
 	// DefaultMaxUnacked bounds the request envelopes published and not
@@ -48,8 +42,6 @@ const (
 	DefaultMaxUnacked = 4096
 	// DefaultRetryAfter is the Retry-After of a 503 for backpressure.
 	DefaultRetryAfter = 5 * time.Second
-	// MaxSeqJumpLimit is the largest max_seq_jump allowed.
-	MaxSeqJumpLimit = 1 << 32
 	// RequestsChannel is the channel name of request envelopes.
 	RequestsChannel = "requests"
 	// ResultsChannel is the channel name of result envelopes.
@@ -76,9 +68,7 @@ const (
 //	resend_after: 2m            # optional
 //	resend_max: 30m             # optional: cap of the re-send backoff
 //	max_resends: 20             # optional: then the envelope is a dead letter
-//	heartbeat: 30s              # optional: longest quiet time on the requests channel
 //	peer_silence: 2m            # optional: report the results channel silent after this
-//	max_seq_jump: 100000        # optional: refuse results envelopes further ahead
 //	limits: {max_backlog: 100000, max_unacked: 4096, retry_after: 5s}   # optional
 //	clients:
 //	  - name: portal
@@ -107,9 +97,7 @@ type Config struct {
 	ResendAfter  config.Duration `yaml:"resend_after"`
 	ResendMax    config.Duration `yaml:"resend_max"`
 	MaxResends   int             `yaml:"max_resends"`
-	Heartbeat    config.Duration `yaml:"heartbeat"`
 	PeerSilence  config.Duration `yaml:"peer_silence"`
-	MaxSeqJump   uint64          `yaml:"max_seq_jump"`
 	Limits       LimitsConfig    `yaml:"limits"`
 	Clients      []ClientConfig  `yaml:"clients"`
 
@@ -168,9 +156,7 @@ func DefaultConfig() Config {
 		ResendAfter:  config.Duration(DefaultResendAfter),
 		ResendMax:    config.Duration(DefaultResendMax),
 		MaxResends:   DefaultMaxResends,
-		Heartbeat:    config.Duration(DefaultHeartbeat),
 		PeerSilence:  config.Duration(DefaultPeerSilence),
-		MaxSeqJump:   DefaultMaxSeqJump,
 		Limits: LimitsConfig{
 			MaxBacklog: DefaultMaxBacklog,
 			MaxUnacked: DefaultMaxUnacked,
@@ -242,12 +228,8 @@ func (c *Config) Validate() error {
 		return fail("must be at least resend_after", "resend_max")
 	case c.MaxResends < 1 || c.MaxResends > 1000:
 		return fail("must be between 1 and 1000", "max_resends")
-	case c.Heartbeat < config.Duration(100*time.Millisecond) || c.Heartbeat > config.Duration(time.Hour):
-		return fail("must be between 100ms and 1h", "heartbeat")
 	case c.PeerSilence < config.Duration(time.Second):
 		return fail("must be at least 1s", "peer_silence")
-	case c.MaxSeqJump < 1 || c.MaxSeqJump > MaxSeqJumpLimit:
-		return fail(fmt.Sprintf("must be between 1 and %d", uint64(MaxSeqJumpLimit)), "max_seq_jump")
 	case c.Limits.MaxBacklog < 1:
 		return fail("must be at least 1", "limits", "max_backlog")
 	case c.Limits.MaxUnacked < 1:

@@ -20,6 +20,8 @@
 //	           again after resend_after, and expires those past their TTL
 //	receiver   the result medium's Receiver, claiming files into the inbox
 //	ingester   opens each claimed result envelope and applies it
+//	backlog    counts the spool's backlog and unacknowledged envelopes for
+//	           the limits, every 200ms (see Backpressure)
 //
 // # Subject
 //
@@ -73,6 +75,25 @@
 // query, which the ingester applies like any final result. The batcher is
 // the one sealer of the request channel, so it seals the queries too.
 //
+// # Backpressure
+//
+// The config's limits bound what the DMZ holds for the intranet: the
+// requests accepted and not yet final or held (limits.max_backlog) and the
+// request envelopes not yet acknowledged (limits.max_unacked). The agent
+// counts both when it starts and then every 200ms (queue.Spool.Backlog,
+// indexed counts), and between counts adds the requests the API stored
+// since the count and those it admitted and is storing, so that the API
+// never takes the backlog past max_backlog; max_unacked is compared with
+// the last count. A new request that would exceed a limit gets 503
+// overloaded with Retry-After (limits.retry_after) and nothing is stored,
+// except that a retry with an idempotency key the spool holds gets its
+// stored answer; status reads are served as always. Reaching a limit puts
+// the agent in the overloaded state, logged once with a WARN line, during
+// which /readyz answers 503; it ends, with an INFO line giving the number
+// refused, once both figures are back at or below a tenth under their
+// limits. Agent.Backpressure reports the state. backpressure.go has the
+// details and the bounds.
+//
 // # Bad files
 //
 // A result file that cannot be read, opened (envelope.Reason: bad
@@ -112,6 +133,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/dir"
 	"github.com/ferrybridge/ferry/internal/queue"
+	"github.com/ferrybridge/ferry/internal/silence"
 )
 
 // openTimeout bounds opening the spool in New.
@@ -167,6 +189,11 @@ type Agent struct {
 	handler http.Handler
 	waiters *waiters
 	now     func() time.Time
+	// gate refuses new requests while the spool is over its limits.
+	gate *gate
+	// peerWatch notices when no authentic envelope has come from the
+	// intranet for peer_silence.
+	peerWatch *silence.Watch
 
 	// checker is the catalogue requests are checked against; nil until
 	// one is known.
@@ -266,6 +293,15 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		now:      time.Now,
 		stopping: make(chan struct{}),
 	}
+	a.gate = newGate(cfg.Limits, spool, logger, a.now)
+	a.peerWatch = silence.New(ResultsChannel, time.Duration(cfg.PeerSilence), time.Now(), logger)
+	// Counted once before the API serves, so that the limits hold from
+	// the first request.
+	if err := a.gate.refresh(ctx); err != nil {
+		ln.Close()
+		spool.Close()
+		return nil, err
+	}
 	if ck != nil {
 		a.checker.Store(ck)
 		a.warnClientOps(ck)
@@ -335,6 +371,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	})
 	start(&ingestWG, "ingester", func() error { return a.ingester(ingestCtx, names) })
+	// With the ingest side: it serves the API until the very end of the
+	// drain.
+	start(&ingestWG, "backlog", func() error { return a.gate.run(ingestCtx) })
+	start(&ingestWG, "silence", func() error { return a.peerWatch.Run(ingestCtx, a.now) })
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- a.srv.Serve(a.ln) }()
 	a.ready.Store(true)
@@ -384,3 +424,8 @@ func (a *Agent) Close() error {
 	})
 	return a.closeErr
 }
+
+// PeerHeard returns when the last authentic envelope came from the
+// intranet (or when the agent was made, before the first), and whether
+// that is longer ago than peer_silence.
+func (a *Agent) PeerHeard() (time.Time, bool) { return a.peerWatch.State() }

@@ -52,6 +52,11 @@ const (
 	// ReasonCatalogueUnavailable: no catalogue has arrived from the
 	// intranet yet and the config names no local policy.
 	ReasonCatalogueUnavailable = "catalogue_unavailable"
+	// ReasonOverloaded: the spool holds limits.max_backlog requests for
+	// the intranet, or limits.max_unacked envelopes wait for its
+	// acknowledgement (see backpressure.go); the answer is a 503 with
+	// Retry-After.
+	ReasonOverloaded = "overloaded"
 )
 
 // msgCatalogueUnavailable is the message of a catalogue_unavailable answer.
@@ -217,17 +222,25 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, ReasonPolicy, "the policy could not check the request", "")
 		return
 	}
-	acc, err := a.intake.Submit(r.Context(), queue.Request{
+	req := queue.Request{
 		Client:         cl.name,
 		IdempotencyKey: key,
 		Operation:      body.Operation,
 		Params:         params.Bytes(),
 		Subject:        subject,
-	})
+	}
+	if limit := a.gate.admit(); limit != "" {
+		a.refuseOverloaded(w, r, cl, req, limit)
+		return
+	}
+	// Submit is waited for even if the client goes away: the request may
+	// be stored all the same, and the gate's reservation must last until
+	// it is known.
+	acc, err := a.intake.Submit(context.WithoutCancel(r.Context()), req)
+	a.gate.release(acc, err)
 	switch {
 	case errors.Is(err, queue.ErrIdempotencyConflict):
-		writeError(w, http.StatusConflict, ReasonIdempotencyConflict,
-			"this Idempotency-Key was already used with a different operation, params or subject", "")
+		writeIdempotencyConflict(w)
 		return
 	case errors.Is(err, queue.ErrBadSubject):
 		// parseSubject and the spool apply the same rule; kept so that a
@@ -247,8 +260,20 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	if !acc.Existing {
 		a.log.Debug("request accepted", slog.String(logRequest, acc.ID), slog.String(logClient, cl.name), slog.String(logOp, body.Operation))
 	}
+	a.answerAccepted(w, acc)
+}
+
+// answerAccepted writes the 202 of a request stored now or before.
+func (a *Agent) answerAccepted(w http.ResponseWriter, acc queue.Accepted) {
 	w.Header().Set("Location", "/v1/requests/"+acc.ID)
 	writeJSON(w, http.StatusAccepted, submitReply{ID: acc.ID, Status: acc.Status})
+}
+
+// writeIdempotencyConflict writes the 409 of a key reused for another
+// request.
+func writeIdempotencyConflict(w http.ResponseWriter) {
+	writeError(w, http.StatusConflict, ReasonIdempotencyConflict,
+		"this Idempotency-Key was already used with a different operation, params or subject", "")
 }
 
 // decodeSubmit decodes a POST body strictly; on failure it returns a
@@ -484,6 +509,10 @@ func (a *Agent) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.current() == nil {
 		writeError(w, http.StatusServiceUnavailable, ReasonNotReady, msgCatalogueUnavailable, "")
+		return
+	}
+	if limit := a.gate.overloaded(); limit != "" {
+		writeError(w, http.StatusServiceUnavailable, ReasonNotReady, "the agent refuses new requests: "+overloadWhat[limit], "")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)

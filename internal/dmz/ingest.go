@@ -51,6 +51,9 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 		return
 	}
 	h := opened.Header
+	// Signed by the intranet and addressed here: the intranet is alive
+	// and the medium moves, whatever the envelope turns out to hold.
+	a.peerWatch.Heard(a.now())
 	switch {
 	case h.Kind != envelope.KindResults:
 		a.quarantine(name, ReasonWrongKind, fmt.Errorf("envelope %s carries %q, want %q", h.ID, h.Kind, envelope.KindResults))

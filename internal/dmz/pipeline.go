@@ -24,7 +24,14 @@ const (
 	// markEvery bounds how long a published envelope's requests stay
 	// "queued" before they are marked "sent".
 	markEvery = 20 * time.Millisecond
+	// dueBatch bounds how many envelopes due for re-sending maintain
+	// holds in memory at once.
+	dueBatch = 64
 )
+
+// logAttempts is the log attribute key of an envelope's publication
+// count.
+const logAttempts = "attempts"
 
 // Quarantine reasons the agent gives itself; the others come from
 // envelope.Reason and medium.FileError.
@@ -258,10 +265,11 @@ func (a *Agent) seal(ctx context.Context, reqs []batch.Request, query []string, 
 }
 
 // publisher publishes envelopes: first the ones stored but not published
-// before a restart, then those from in, in order. It also expires
-// envelopes past their TTL and publishes unacknowledged ones again after
-// resend_after. When in is closed (the batcher stopped) it returns; drain
-// bounds the publishing still to do once ctx has ended.
+// before a restart, then those from in, in order. It also runs maintain
+// (expiry, dead letters, re-sends) at every tick. When in is closed (the
+// batcher stopped) it returns; drain bounds the publishing still to do
+// once ctx has ended. It never seals: the batcher is the one sealer of
+// the channel, and a re-send publishes the stored bytes again.
 func (a *Agent) publisher(ctx context.Context, in <-chan *queue.Envelope, drain time.Duration) error {
 	// Publishing continues past ctx until the batcher closes in, bounded
 	// by the drain timeout from the moment ctx ends.
@@ -333,7 +341,7 @@ func (a *Agent) markPublished(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if err := a.spool.MarkPublished(ctx, ids, a.now()); err != nil {
+	if err := a.spool.MarkPublished(ctx, ids, a.now(), a.backoff()); err != nil {
 		if ctx.Err() != nil {
 			return nil // published again at the next start: same bytes
 		}
@@ -370,8 +378,17 @@ func (a *Agent) publish(ctx context.Context, env *queue.Envelope) bool {
 	}
 }
 
-// maintain expires envelopes past their TTL and publishes again those
-// not acknowledged within resend_after.
+// backoff is the re-send schedule of the config.
+func (a *Agent) backoff() queue.Backoff {
+	return queue.Backoff{After: time.Duration(a.cfg.ResendAfter), Max: time.Duration(a.cfg.ResendMax)}
+}
+
+// maintain expires envelopes past their TTL, makes dead letters of the
+// envelopes due again after max_resends publications, and publishes again
+// the other envelopes due (queue.Spool.Due): resend_after after the first
+// publication, twice as long after each further one, at most resend_max.
+// A crash between publishing and marking only means an envelope is due,
+// and published byte for byte, again.
 func (a *Agent) maintain(ctx context.Context) error {
 	now := a.now()
 	expired, err := a.spool.Expire(ctx, now)
@@ -385,20 +402,39 @@ func (a *Agent) maintain(ctx context.Context) error {
 		a.log.Warn("requests expired without a result", slog.Int(logCount, len(expired)))
 		a.waiters.notify(expired)
 	}
-	stale, err := a.spool.Unacked(ctx, now.Add(-time.Duration(a.cfg.ResendAfter)))
+	dead, err := a.spool.MarkDead(ctx, now, a.cfg.MaxResends)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	var done []string
-	for _, env := range stale {
-		a.log.Info("envelope not acknowledged; publishing again", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, env.Seq))
-		if !a.publish(ctx, env) {
-			break
-		}
-		done = append(done, env.ID)
+	for _, env := range dead {
+		// Logged once: MarkDead returns an envelope only when it moves it.
+		a.log.Error("request envelope is a dead letter", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, env.Seq),
+			slog.Int(logCount, env.Requests), slog.Int(logAttempts, env.Attempts))
 	}
-	return a.markPublished(ctx, done)
+	for {
+		due, err := a.spool.Due(ctx, now, dueBatch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		var done []string
+		for _, env := range due {
+			a.log.Info("envelope not acknowledged; publishing again", slog.String(logEnvelope, env.ID),
+				slog.Uint64(logSeq, env.Seq), slog.Int(logAttempts, env.Attempts))
+			if !a.publish(ctx, env) {
+				break
+			}
+			done = append(done, env.ID)
+		}
+		// Marked envelopes fall due later than now, so the next round
+		// reads the ones after them.
+		if err := a.markPublished(ctx, done); err != nil || len(done) < dueBatch || ctx.Err() != nil {
+			return err
+		}
+	}
 }

@@ -22,13 +22,13 @@ func TestAgent_Run_sequenceOrder(t *testing.T) {
 	s2 := e.seal(t, e.bookings(t, 1)) // lost, for now
 	s3 := e.send(t, e.bookings(t, 1))
 	a := e.waitAcked(t, s1.Header.ID, s3.Header.ID)
-	want := &batch.Received{Through: 3, Missing: [][2]uint64{{2, 2}}}
+	want := &batch.Received{Contiguous: 1, Through: 3, Missing: [][2]uint64{{2, 2}}}
 	if got := a.received[len(a.received)-1]; !reflect.DeepEqual(got, want) {
 		t.Fatalf("after seqs 1 and 3: received %+v, want %+v", got, want)
 	}
 	e.drop(t, envelope.FileName(&s2.Header), s2.Data)
 	a = e.waitAcked(t, s2.Header.ID)
-	if got := a.received[len(a.received)-1]; !reflect.DeepEqual(got, &batch.Received{Through: 3}) {
+	if got := a.received[len(a.received)-1]; !reflect.DeepEqual(got, &batch.Received{Contiguous: 3, Through: 3}) {
 		t.Fatalf("after the gap was filled: received %+v", got)
 	}
 
@@ -40,7 +40,7 @@ func TestAgent_Run_sequenceOrder(t *testing.T) {
 		return e.sealWith(t, h, batch.Requests{Requests: e.bookings(t, 1)}, e.dmz.Signer, e.intra.Recipient)
 	}
 	bad := map[string]string{}
-	jump := forged(3+6, [32]byte{}) // contiguous is 3, the bound 5
+	jump := forged(3+6, [32]byte{}) // the highest is 3, the bound 5
 	e.drop(t, "jump.fxe", jump.Data)
 	bad["jump.fxe"] = ReasonSeqJump
 	fork := forged(4, [32]byte{1}) // seq 4 whose prev is not seq 3

@@ -12,13 +12,28 @@ import (
 	"github.com/ferrybridge/ferry/internal/batch"
 )
 
-// Envelope states.
+// Envelope states. Sealed, published and dead envelopes are open: the
+// intranet may still acknowledge them and they expire; only sealed and
+// published ones are published (again).
 const (
 	EnvSealed    = "sealed"    // stored, not yet known to be published
 	EnvPublished = "published" // on the medium, awaiting the intranet's ack
-	EnvAcked     = "acked"     // the intranet acknowledged it
-	EnvExpired   = "expired"   // it expired unacknowledged
+	// EnvDead: published as often as allowed and still unacknowledged
+	// when its next re-send fell due. It is not published again unless
+	// an admin retries it; a late acknowledgement or late results still
+	// apply, and it expires like a published envelope.
+	EnvDead = "dead"
+	// EnvDropped: an admin took it out of the re-send cycle and failed
+	// its unanswered requests. Final.
+	EnvDropped = "dropped"
+	EnvAcked   = "acked"   // the intranet acknowledged it
+	EnvExpired = "expired" // it expired unacknowledged
 )
+
+// openStates lists the open envelope states in SQL, exactly as the
+// partial index envelopes_open (migration 0007) does: a query must repeat
+// it word for word for SQLite to use that index.
+const openStates = `('sealed', 'published', 'dead')`
 
 // Envelope is a sealed request envelope as the spool keeps it.
 type Envelope struct {
@@ -32,6 +47,14 @@ type Envelope struct {
 	Created    time.Time
 	Expires    time.Time
 	State      string
+	// Attempts counts the publications recorded by MarkPublished since
+	// the envelope was stored or last retried.
+	Attempts int
+	// Published is the last recorded publication, zero if none.
+	Published time.Time
+	// ResendAt is when a published envelope falls due to be published
+	// again; zero in every other state.
+	ResendAt time.Time
 }
 
 // Channel returns the next sequence number of an outgoing channel and the
@@ -146,11 +169,18 @@ func (s *Spool) store(ctx context.Context, env *Envelope, requestIDs, query []st
 }
 
 // MarkPublished records that the envelopes named by ids were published at
-// at, in one transaction, and moves their queued requests to "sent".
-// Acknowledged or expired envelopes are left as they are.
-func (s *Spool) MarkPublished(ctx context.Context, ids []string, at time.Time) error {
+// at, in one transaction, and moves their queued requests to "sent". Each
+// publication counts an attempt, and the envelope falls due to be
+// published again b.Delay(attempts) after at (see [Spool.Due]). Envelopes
+// in any state but sealed and published are left as they are: a dead,
+// dropped, acknowledged or expired envelope does not come back because a
+// publication of it was recorded late.
+func (s *Spool) MarkPublished(ctx context.Context, ids []string, at time.Time, b Backoff) error {
 	if len(ids) == 0 {
 		return nil
+	}
+	if err := b.validate(); err != nil {
+		return fmt.Errorf("mark published: %w", err)
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -158,8 +188,17 @@ func (s *Spool) MarkPublished(ctx context.Context, ids []string, at time.Time) e
 	}
 	defer tx.Rollback()
 	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, `UPDATE envelopes SET state = 'published', published = ?
-			WHERE id = ? AND state IN ('sealed', 'published')`, ms(at), id); err != nil {
+		var attempts int
+		err := tx.QueryRowContext(ctx, `UPDATE envelopes SET attempts = attempts + 1
+			WHERE id = ? AND state IN ('sealed', 'published') RETURNING attempts`, id).Scan(&attempts)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			continue
+		case err != nil:
+			return fmt.Errorf("mark published %s: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE envelopes SET state = 'published', published = ?, resend_at = ?
+			WHERE id = ?`, ms(at), ms(at.Add(b.Delay(attempts))), id); err != nil {
 			return fmt.Errorf("mark published %s: %w", id, err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE requests SET status = 'sent', updated = ?
@@ -176,19 +215,46 @@ func (s *Spool) MarkPublished(ctx context.Context, ids []string, at time.Time) e
 // Unpublished returns the envelopes stored but not known to be published,
 // in sequence order.
 func (s *Spool) Unpublished(ctx context.Context) ([]*Envelope, error) {
-	return s.envelopes(ctx, `WHERE state = 'sealed' ORDER BY channel, seq`)
+	return s.envelopes(ctx, `WHERE state IN `+openStates+` AND state = 'sealed' ORDER BY channel, seq`)
 }
 
-// Unacked returns the published envelopes that are neither acknowledged
-// nor expired and were last published before sentBefore, in sequence order.
-func (s *Spool) Unacked(ctx context.Context, sentBefore time.Time) ([]*Envelope, error) {
-	return s.envelopes(ctx, `WHERE state = 'published' AND published < ? ORDER BY channel, seq`, ms(sentBefore))
+// Due returns up to limit published envelopes whose next re-send is due
+// at now (ResendAt not after now), the longest overdue first. Call
+// [Spool.MarkDead] first: Due does not look at attempts. The caller
+// publishes them and records it with MarkPublished; a crash in between
+// only means they are due again, and published again, byte for byte.
+func (s *Spool) Due(ctx context.Context, now time.Time, limit int) ([]*Envelope, error) {
+	return s.envelopes(ctx, `WHERE state = 'published' AND resend_at <= ? ORDER BY resend_at, channel, seq LIMIT ?`,
+		ms(now), limit)
+}
+
+// MarkDead makes dead every published envelope whose next re-send is due
+// at now and that was already published maxAttempts times or more, and
+// returns them (without their bytes, which the spool keeps for a retry).
+// Their requests keep their status: they expire with the envelope unless
+// a late result or acknowledgement comes first.
+func (s *Spool) MarkDead(ctx context.Context, now time.Time, maxAttempts int) ([]*Envelope, error) {
+	if maxAttempts < 1 {
+		return nil, fmt.Errorf("mark dead: max attempts %d is below 1", maxAttempts)
+	}
+	rows, err := s.w.QueryContext(ctx, `UPDATE envelopes SET state = 'dead', resend_at = NULL
+		WHERE state = 'published' AND resend_at <= ? AND attempts >= ?
+		RETURNING `+envelopeColumns(false), ms(now), maxAttempts)
+	if err != nil {
+		return nil, fmt.Errorf("mark dead: %w", err)
+	}
+	list, err := scanEnvelopes(rows)
+	if err != nil {
+		return nil, fmt.Errorf("mark dead: %w", err)
+	}
+	return list, nil
 }
 
 // HeldDue returns the ids of up to limit held requests that are due to be
 // asked about again: held, and last asked about (or, if never asked, held)
 // before before, unless the envelope that last asked about them is still
-// open (sealed or published: publishing it again asks again). The longest
+// sealed or published: publishing it again asks again. A dead envelope is
+// not published again, so the requests it asked about are due. The longest
 // waiting come first, so that when more than limit are due every one is
 // asked in turn. It reads from the read-only pool.
 func (s *Spool) HeldDue(ctx context.Context, before time.Time, limit int) ([]string, error) {
@@ -222,38 +288,66 @@ func (s *Spool) EnvelopeByID(ctx context.Context, id string) (*Envelope, error) 
 }
 
 func (s *Spool) envelopes(ctx context.Context, where string, args ...any) ([]*Envelope, error) {
-	rows, err := s.w.QueryContext(ctx, `SELECT id, channel, seq, header_hash, name, data, requests, state, created, expires
-		FROM envelopes `+where, args...)
+	return selectEnvelopes(ctx, s.w, true, where, args...)
+}
+
+// selectEnvelopes reads the envelopes matching where from db, with their
+// bytes if data.
+func selectEnvelopes(ctx context.Context, db *sql.DB, data bool, where string, args ...any) ([]*Envelope, error) {
+	rows, err := db.QueryContext(ctx, `SELECT `+envelopeColumns(data)+` FROM envelopes `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list envelopes: %w", err)
 	}
-	// Rows are read to the end and closed before returning: the writer
-	// has a single connection.
+	list, err := scanEnvelopes(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list envelopes: %w", err)
+	}
+	return list, nil
+}
+
+// envelopeColumns is the column list scanEnvelopes reads; without data,
+// the bytes read as empty.
+func envelopeColumns(data bool) string {
+	d := "X''"
+	if data {
+		d = "data"
+	}
+	return `id, channel, seq, header_hash, name, ` + d + `, requests, state, created, expires, published, attempts, resend_at`
+}
+
+// scanEnvelopes reads rows of envelopeColumns to the end and closes them
+// (the writer has a single connection).
+func scanEnvelopes(rows *sql.Rows) ([]*Envelope, error) {
 	defer rows.Close()
 	var out []*Envelope
 	for rows.Next() {
 		var (
-			e                Envelope
-			seq              int64
-			hash             []byte
-			created, expires int64
+			e                           Envelope
+			seq                         int64
+			hash                        []byte
+			created, expires, published int64
+			resend                      sql.NullInt64
 		)
-		if err := rows.Scan(&e.ID, &e.Channel, &seq, &hash, &e.Name, &e.Data, &e.Requests, &e.State, &created, &expires); err != nil {
-			return nil, fmt.Errorf("list envelopes: %w", err)
+		if err := rows.Scan(&e.ID, &e.Channel, &seq, &hash, &e.Name, &e.Data, &e.Requests, &e.State,
+			&created, &expires, &published, &e.Attempts, &resend); err != nil {
+			return nil, err
 		}
 		e.Seq = uint64(seq)
 		copy(e.HeaderHash[:], hash)
 		e.Created, e.Expires = time.UnixMilli(created).UTC(), time.UnixMilli(expires).UTC()
+		if published > 0 {
+			e.Published = time.UnixMilli(published).UTC()
+		}
+		if resend.Valid {
+			e.ResendAt = time.UnixMilli(resend.Int64).UTC()
+		}
 		out = append(out, &e)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list envelopes: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
-// Expire marks the envelopes that are neither acknowledged nor expired and
-// whose expiry is not after now as expired (dropping their bytes), and
+// Expire marks the open envelopes (sealed, published or dead) whose expiry
+// is not after now as expired (dropping their bytes), and
 // gives their requests without a result (queued or sent) the final status
 // "expired" with reason ReasonExpired. It returns the ids of those
 // requests. A held request is never expired here: the intranet answered
@@ -268,7 +362,7 @@ func (s *Spool) Expire(ctx context.Context, now time.Time) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, `UPDATE requests SET status = 'expired', reason = ?, message = ?,
 		params = NULL, subject = '', updated = ?
 		WHERE status IN ('queued', 'sent') AND envelope_id IN
-			(SELECT id FROM envelopes WHERE state IN ('sealed', 'published') AND expires <= ?)
+			(SELECT id FROM envelopes WHERE state IN `+openStates+` AND expires <= ?)
 		RETURNING id`,
 		ReasonExpired, "the request envelope expired before the intranet answered", ms(now), ms(now))
 	if err != nil {
@@ -278,8 +372,8 @@ func (s *Spool) Expire(ctx context.Context, now time.Time) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expire requests: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE envelopes SET state = 'expired', data = X''
-		WHERE state IN ('sealed', 'published') AND expires <= ?`, ms(now)); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE envelopes SET state = 'expired', data = X'', resend_at = NULL
+		WHERE state IN `+openStates+` AND expires <= ?`, ms(now)); err != nil {
 		return nil, fmt.Errorf("expire envelopes: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -341,8 +435,10 @@ type Applied struct {
 //
 // A final result (done, rejected, failed) applies to a request that is
 // queued, sent or held; a held result only to one that is queued or sent.
-// Any other result is stale and ignored. An acknowledged envelope's
-// requests that are still queued or sent fail with ReasonNoResult; held
+// Any other result is stale and ignored. An acknowledgement applies to an
+// open envelope (sealed, published or dead: a dead letter acknowledged
+// late is acknowledged all the same); the acknowledged envelope's
+// requests that are still queued or sent fail with ReasonNoResult, held
 // ones stay held.
 func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *batch.Results, now time.Time) (*Applied, error) {
 	if env.Seq >= math.MaxInt64 {
@@ -429,8 +525,8 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		}
 	}
 	for _, id := range res.Acks {
-		n, err := affected(tx.ExecContext(ctx, `UPDATE envelopes SET state = 'acked', data = X''
-			WHERE id = ? AND state IN ('sealed', 'published')`, id))
+		n, err := affected(tx.ExecContext(ctx, `UPDATE envelopes SET state = 'acked', data = X'', resend_at = NULL
+			WHERE id = ? AND state IN `+openStates, id))
 		if err != nil {
 			return nil, fmt.Errorf("apply results %s: ack %s: %w", env.ID, id, err)
 		}

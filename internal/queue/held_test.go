@@ -58,7 +58,7 @@ func TestSpool_ApplyResultsHeld(t *testing.T) {
 	ctx := ctxT(t)
 	ids := submitN(t, in, 4)
 	env := sealNext(t, s, 10)
-	if err := s.MarkPublished(ctx, []string{env.ID}, time.Now()); err != nil {
+	if err := s.MarkPublished(ctx, []string{env.ID}, time.Now(), testBackoff); err != nil {
 		t.Fatal(err)
 	}
 	unknown := "0123456789abcdef0123456789abcdef"
@@ -159,7 +159,7 @@ func TestSpool_ExpireSkipsHeld(t *testing.T) {
 	envB := sealNext(t, s, 10)
 	c := submitN(t, in, 1)[0]
 	envC := sealNext(t, s, 10)
-	if err := s.MarkPublished(ctx, []string{envA.ID, envB.ID, envC.ID}, time.Now()); err != nil {
+	if err := s.MarkPublished(ctx, []string{envA.ID, envB.ID, envC.ID}, time.Now(), testBackoff); err != nil {
 		t.Fatal(err)
 	}
 	// a is held in the envelope that acks its envelope; b is held, but

@@ -40,6 +40,10 @@ type Accepted struct {
 	ID       string
 	Status   string // "queued" for a new request; the stored status for a repeat
 	Existing bool   // the idempotency key named a request already stored
+	// Row is a new request's row number in the spool: rows are numbered
+	// in the order they are stored, never reused, and [Backlog.LastRow]
+	// says up to which row a count of the backlog saw. 0 for a repeat.
+	Row int64
 }
 
 // IntakeStats counts the intake's work since it was created.
@@ -175,6 +179,40 @@ func (in *Intake) Submit(ctx context.Context, r Request) (Accepted, error) {
 	}
 }
 
+// Existing returns the stored request that r repeats, without queueing
+// anything: the client's request under r's idempotency key, with its
+// current status, if its operation, params and subject are r's (see
+// [BodyHash]). It returns ErrIdempotencyConflict if they differ, and
+// ErrNotFound if r has no idempotency key or the spool holds no request
+// of r's client under it. It reads from the spool's read-only pool, so it
+// sees committed requests only: one still waiting in the intake is not
+// found. The DMZ agent uses it to answer retries while it refuses new
+// requests.
+func (in *Intake) Existing(ctx context.Context, r Request) (Accepted, error) {
+	if r.IdempotencyKey == "" {
+		return Accepted{}, ErrNotFound
+	}
+	params := r.Params
+	if len(params) == 0 {
+		params = []byte("{}")
+	}
+	var (
+		id, status string
+		hash       []byte
+	)
+	err := in.spool.r.QueryRowContext(ctx, `SELECT id, body_hash, status FROM requests WHERE client = ? AND idem_key = ?`,
+		r.Client, r.IdempotencyKey).Scan(&id, &hash, &status)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return Accepted{}, ErrNotFound
+	case err != nil:
+		return Accepted{}, fmt.Errorf("idempotency lookup: %w", err)
+	case !bytes.Equal(hash, BodyHash(r.Operation, params, r.Subject)):
+		return Accepted{}, ErrIdempotencyConflict
+	}
+	return Accepted{ID: id, Status: status, Existing: true}, nil
+}
+
 func signal(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
@@ -297,10 +335,15 @@ func (in *Intake) insert(ctx context.Context, group []*submission) ([]submitResu
 				return nil, 0, fmt.Errorf("intake: idempotency lookup: %w", err)
 			}
 		}
-		if _, err := ins.ExecContext(ctx, r.ID, r.Client, key, sub.hash, r.Operation, []byte(r.Params), r.Subject, ms(r.Received), now); err != nil {
+		res, err := ins.ExecContext(ctx, r.ID, r.Client, key, sub.hash, r.Operation, []byte(r.Params), r.Subject, ms(r.Received), now)
+		if err != nil {
 			return nil, 0, fmt.Errorf("intake: insert request: %w", err)
 		}
-		results[i] = submitResult{acc: Accepted{ID: r.ID, Status: batch.StatusQueued}}
+		row, err := res.LastInsertId()
+		if err != nil {
+			return nil, 0, fmt.Errorf("intake: insert request: %w", err)
+		}
+		results[i] = submitResult{acc: Accepted{ID: r.ID, Status: batch.StatusQueued, Row: row}}
 		inserted++
 	}
 	if err := tx.Commit(); err != nil {

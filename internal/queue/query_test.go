@@ -60,7 +60,7 @@ func TestSpool_HeldDue(t *testing.T) {
 	a, b, c, d := ids[0], ids[1], ids[2], ids[3]
 	env := sealNext(t, s, 10)
 	t0 := time.UnixMilli(time.Now().UnixMilli())
-	if err := s.MarkPublished(ctx, []string{env.ID}, t0); err != nil {
+	if err := s.MarkPublished(ctx, []string{env.ID}, t0, testBackoff); err != nil {
 		t.Fatal(err)
 	}
 	seq := uint64(0)
@@ -118,7 +118,7 @@ func TestSpool_HeldDue(t *testing.T) {
 	}
 	// While q1 is open, a is not due: publishing q1 again asks again.
 	due("asked, open", t1.Add(time.Hour), 10, b)
-	if err := s.MarkPublished(ctx, []string{q1.ID}, t1); err != nil {
+	if err := s.MarkPublished(ctx, []string{q1.ID}, t1, testBackoff); err != nil {
 		t.Fatal(err)
 	}
 	due("asked, published", t1.Add(time.Hour), 10, b)
@@ -247,8 +247,8 @@ func TestSpool_MigrateFrom0005(t *testing.T) {
 	}
 
 	s := openSpool(t, path)
-	if v := schemaVersion(t, s); v != 6 {
-		t.Fatalf("schema version %d, want 6", v)
+	if v, want := schemaVersion(t, s), latestVersion(t); v != want {
+		t.Fatalf("schema version %d, want %d", v, want)
 	}
 	if got := dumpRequests(t, s.r); !slices.Equal(got, wantRows) {
 		t.Fatalf("rows after migration:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantRows, "\n"))

@@ -51,6 +51,36 @@
 // does not know: at start the agent publishes the stored, unpublished
 // envelopes again, byte for byte ([Spool.Unpublished]).
 //
+// # Re-sending and dead letters
+//
+// [Spool.MarkPublished] counts each publication of an envelope as an
+// attempt and schedules the next: the envelope falls due to be published
+// again [Backoff.Delay] after it (resend_after, doubled for each further
+// attempt, at most resend_max). [Spool.Due] returns the published
+// envelopes due, through the partial index envelopes_due. The agent
+// publishes them and only then marks them, so a crash in between costs one
+// more publication of the same bytes, never a lost one.
+//
+// Before that, [Spool.MarkDead] makes dead ([EnvDead]) the envelopes due
+// that were already published max_resends times. A dead envelope is not
+// published again, but it is still open: an acknowledgement or results
+// arriving late apply as for a published one, [Spool.Expire] expires it
+// and its requests (which stay "sent" until then), and [Spool.HeldDue]
+// asks again about the held requests it asked about, since nobody
+// publishes it any more. The open states (sealed, published, dead) are
+// the partial index envelopes_open; a query must list them exactly as
+// openStates does for SQLite to use it.
+//
+// An admin acts on envelopes with [Spool.Retry] and [Spool.RetryDead] (due
+// now, attempts reset) and [Spool.Drop] (the envelope becomes
+// [EnvDropped], final, and its requests still queued or sent fail with
+// [ReasonDropped]). Each action is recorded in the queue_actions table in
+// its own transaction ([Spool.Actions]); an acknowledged, expired or
+// dropped envelope is refused with [ErrEnvelopeState]. Migration 0007
+// added the states, the attempts and resend_at columns and the table; to
+// change the state CHECK constraint it rebuilt envelopes, and with it
+// requests, whose foreign key refers to envelopes.
+//
 // # Results
 //
 // [Spool.ApplyResults] stores one result envelope's results against their

@@ -266,7 +266,7 @@ func TestSpool_ChainAcrossReopen(t *testing.T) {
 	if err := s.StoreSealed(ctx, stale, []string{rest[0].ID}); !errors.Is(err, ErrSeqConflict) {
 		t.Fatalf("stale seal: %v, want ErrSeqConflict", err)
 	}
-	if err := s.MarkPublished(ctx, []string{e1.ID}, time.Now()); err != nil {
+	if err := s.MarkPublished(ctx, []string{e1.ID}, time.Now(), testBackoff); err != nil {
 		t.Fatal(err)
 	}
 	stop()
@@ -321,7 +321,7 @@ func TestSpool_ApplyResults(t *testing.T) {
 		ids = append(ids, acc.ID)
 	}
 	env := sealNext(t, s, 10)
-	if err := s.MarkPublished(ctx, []string{env.ID}, time.Now()); err != nil {
+	if err := s.MarkPublished(ctx, []string{env.ID}, time.Now(), testBackoff); err != nil {
 		t.Fatal(err)
 	}
 	unknown := "0123456789abcdef0123456789abcdef"
@@ -401,13 +401,13 @@ func TestSpool_ExpireAndResend(t *testing.T) {
 	}
 	env := sealNext(t, s, 10)
 	sent := time.Now()
-	if err := s.MarkPublished(ctx, []string{env.ID}, sent); err != nil {
+	if err := s.MarkPublished(ctx, []string{env.ID}, sent, testBackoff); err != nil {
 		t.Fatal(err)
 	}
-	if list, _ := s.Unacked(ctx, sent); len(list) != 0 {
+	if list, _ := s.Due(ctx, sent.Add(testBackoff.After-time.Millisecond), 10); len(list) != 0 {
 		t.Fatalf("unacked before its time: %d", len(list))
 	}
-	if list, _ := s.Unacked(ctx, sent.Add(time.Second)); len(list) != 1 || list[0].ID != env.ID {
+	if list, _ := s.Due(ctx, sent.Add(testBackoff.After), 10); len(list) != 1 || list[0].ID != env.ID {
 		t.Fatalf("unacked after resend time: %+v", list)
 	}
 	if ids, err := s.Expire(ctx, env.Expires.Add(-time.Second)); err != nil || len(ids) != 0 {
@@ -421,7 +421,7 @@ func TestSpool_ExpireAndResend(t *testing.T) {
 	if st.Status != batch.StatusExpired || st.Reason != ReasonExpired {
 		t.Fatalf("status %+v", st)
 	}
-	if list, _ := s.Unacked(ctx, time.Now().Add(time.Hour)); len(list) != 0 {
+	if list, _ := s.Due(ctx, time.Now().Add(time.Hour), 10); len(list) != 0 {
 		t.Fatalf("expired envelope still resent")
 	}
 }

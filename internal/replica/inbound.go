@@ -5,20 +5,22 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ferrybridge/ferry/internal/batch"
 )
 
-// DefaultMaxSeqJump is how far past the last contiguous sequence number
-// of a channel an envelope may be, unless SetMaxSeqJump says otherwise.
+// DefaultMaxSeqJump is how far past the highest sequence number of a
+// channel an envelope may be, unless SetMaxSeqJump says otherwise.
 const DefaultMaxSeqJump = 100000
 
 // Sentinel errors of Apply for an envelope out of its channel's order.
 // Like ErrReplay they describe the envelope: the caller quarantines it.
 var (
 	// ErrSeqJump means the envelope's sequence number is further past the
-	// channel's last contiguous one than the configured bound: a forged
-	// or runaway sender, or more envelopes lost than the bound allows.
+	// highest one received on its channel than the configured bound: a
+	// forged or runaway sender, or more envelopes lost than the bound
+	// allows.
 	ErrSeqJump = errors.New("replica: sequence number too far ahead")
 	// ErrChainBroken means the envelope's prev is not the header hash of
 	// the envelope before it on the channel, or the next envelope's prev
@@ -27,9 +29,9 @@ var (
 	ErrChainBroken = errors.New("replica: hash chain broken")
 )
 
-// SetMaxSeqJump sets the bound ErrSeqJump enforces; 0 means
-// DefaultMaxSeqJump. Call it
-// before the first Apply.
+// SetMaxSeqJump sets the bound ErrSeqJump enforces, which is also how far
+// below the highest sequence number a gap is still waited for; 0 means
+// DefaultMaxSeqJump. Call it before the first Apply.
 func (db *DB) SetMaxSeqJump(n uint64) {
 	if n == 0 {
 		n = DefaultMaxSeqJump
@@ -37,22 +39,17 @@ func (db *DB) SetMaxSeqJump(n uint64) {
 	db.maxJump = n
 }
 
-// inbound is the receiving state of one channel.
-type inbound struct {
-	contiguous, highest uint64
-}
-
-func loadInbound(ctx context.Context, q queryer, sender, channel string) (inbound, error) {
-	var c, h int64
-	err := q.QueryRowContext(ctx, `SELECT contiguous, highest FROM ferry_inbound WHERE sender = ? AND channel = ?`,
-		sender, channel).Scan(&c, &h)
+func highest(ctx context.Context, q queryer, sender, channel string) (uint64, error) {
+	var h int64
+	err := q.QueryRowContext(ctx, `SELECT highest FROM ferry_inbound WHERE sender = ? AND channel = ?`,
+		sender, channel).Scan(&h)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return inbound{}, nil
+		return 0, nil
 	case err != nil:
-		return inbound{}, fmt.Errorf("inbound channel %s/%s: %w", sender, channel, err)
+		return 0, fmt.Errorf("inbound channel %s/%s: %w", sender, channel, err)
 	}
-	return inbound{uint64(c), uint64(h)}, nil
+	return uint64(h), nil
 }
 
 // checkOrder refuses an envelope that jumps too far ahead of its channel
@@ -60,13 +57,13 @@ func loadInbound(ctx context.Context, q queryer, sender, channel string) (inboun
 // Apply's transaction, after the replay check, so env.Seq is not yet
 // taken.
 func (db *DB) checkOrder(ctx context.Context, tx *sql.Tx, env Envelope) error {
-	in, err := loadInbound(ctx, tx, env.From, env.Channel)
+	h, err := highest(ctx, tx, env.From, env.Channel)
 	if err != nil {
 		return err
 	}
-	if env.Seq > in.contiguous && env.Seq-in.contiguous > db.maxJump {
-		return fmt.Errorf("apply envelope %s: %w: seq %d of channel %q, %d past the last contiguous %d (bound %d)",
-			env.ID, ErrSeqJump, env.Seq, env.Channel, env.Seq-in.contiguous, in.contiguous, db.maxJump)
+	if env.Seq > h && env.Seq-h > db.maxJump {
+		return fmt.Errorf("apply envelope %s: %w: seq %d of channel %q is %d past the highest received, %d (bound %d)",
+			env.ID, ErrSeqJump, env.Seq, env.Channel, env.Seq-h, h, db.maxJump)
 	}
 	if env.Seq == 1 && env.Prev != ([32]byte{}) {
 		return fmt.Errorf("apply envelope %s: %w: the first envelope of channel %q names a previous one", env.ID, ErrChainBroken, env.Channel)
@@ -96,84 +93,91 @@ func (db *DB) checkOrder(ctx context.Context, tx *sql.Tx, env Envelope) error {
 	return nil
 }
 
-// advanceInbound records env.Seq as applied: it raises the channel's
-// highest sequence number and moves its contiguous mark past every
-// applied envelope that now follows without a gap.
-func advanceInbound(ctx context.Context, tx *sql.Tx, env Envelope) error {
-	in, err := loadInbound(ctx, tx, env.From, env.Channel)
+// recordInbound records env.Seq as received: above the highest it opens
+// a gap for the sequence numbers skipped; below, it closes its place in
+// the gap that held it. Gaps that fall more than the jump bound below the
+// highest are forgotten, which keeps the table small whatever is lost.
+func (db *DB) recordInbound(ctx context.Context, tx *sql.Tx, env Envelope) error {
+	h, err := highest(ctx, tx, env.From, env.Channel)
 	if err != nil {
 		return err
 	}
-	in.highest = max(in.highest, env.Seq)
-	if env.Seq == in.contiguous+1 {
-		seqs, err := seqsAbove(ctx, tx, env.From, env.Channel, in.contiguous, in.highest)
-		if err != nil {
-			return err
-		}
-		for _, s := range seqs {
-			if s != in.contiguous+1 {
-				break
+	s := env.Seq
+	switch {
+	case s > h:
+		if s > h+1 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_gaps (sender, channel, first, last) VALUES (?, ?, ?, ?)`,
+				env.From, env.Channel, int64(h+1), int64(s-1)); err != nil {
+				return fmt.Errorf("record gap before seq %d: %w", s, err)
 			}
-			in.contiguous = s
 		}
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_inbound (sender, channel, contiguous, highest) VALUES (?, ?, ?, ?)
-		ON CONFLICT (sender, channel) DO UPDATE SET contiguous = excluded.contiguous, highest = excluded.highest`,
-		env.From, env.Channel, int64(in.contiguous), int64(in.highest)); err != nil {
-		return fmt.Errorf("record inbound seq %d: %w", env.Seq, err)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_inbound (sender, channel, highest) VALUES (?, ?, ?)
+			ON CONFLICT (sender, channel) DO UPDATE SET highest = excluded.highest`, env.From, env.Channel, int64(s)); err != nil {
+			return fmt.Errorf("record seq %d: %w", s, err)
+		}
+		if s > db.maxJump {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ferry_gaps WHERE sender = ? AND channel = ? AND last < ?`,
+				env.From, env.Channel, int64(s-db.maxJump)); err != nil {
+				return fmt.Errorf("forget old gaps: %w", err)
+			}
+		}
+	default:
+		var first, last int64
+		err := tx.QueryRowContext(ctx, `SELECT first, last FROM ferry_gaps WHERE sender = ? AND channel = ? AND first <= ? AND last >= ?`,
+			env.From, env.Channel, int64(s), int64(s)).Scan(&first, &last)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil // a gap forgotten, or a migrated ledger's
+		case err != nil:
+			return fmt.Errorf("look up gap of seq %d: %w", s, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM ferry_gaps WHERE sender = ? AND channel = ? AND first = ?`,
+			env.From, env.Channel, first); err != nil {
+			return fmt.Errorf("close gap of seq %d: %w", s, err)
+		}
+		for _, r := range [][2]int64{{first, int64(s) - 1}, {int64(s) + 1, last}} {
+			if r[0] > r[1] {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_gaps (sender, channel, first, last) VALUES (?, ?, ?, ?)`,
+				env.From, env.Channel, r[0], r[1]); err != nil {
+				return fmt.Errorf("split gap of seq %d: %w", s, err)
+			}
+		}
 	}
 	return nil
 }
 
-// seqsAbove returns the applied sequence numbers of a channel in (from,
-// to], in order. The channel's bound on jumps keeps the list short.
-func seqsAbove(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, sender, channel string, from, to uint64) ([]uint64, error) {
-	rows, err := q.QueryContext(ctx, `SELECT seq FROM ferry_envelopes
-		WHERE sender = ? AND channel = ? AND seq > ? AND seq <= ? ORDER BY seq`, sender, channel, int64(from), int64(to))
+// Received reports what has been applied of a sender's channel: the
+// highest sequence number, the highest below which nothing is awaited,
+// and the most recent batch.MaxMissing gaps between them. One statement
+// reads it all, so the report is consistent while envelopes are applied.
+func (db *DB) Received(ctx context.Context, sender, channel string) (*batch.Received, error) {
+	rows, err := db.w.QueryContext(ctx, `SELECT i.highest, g.first, g.last, min(g.first) OVER ()
+		FROM ferry_inbound i LEFT JOIN ferry_gaps g ON g.sender = i.sender AND g.channel = i.channel
+		WHERE i.sender = ? AND i.channel = ? ORDER BY g.first DESC LIMIT ?`, sender, channel, batch.MaxMissing)
 	if err != nil {
-		return nil, fmt.Errorf("inbound seqs: %w", err)
+		return nil, fmt.Errorf("inbound channel %s/%s: %w", sender, channel, err)
 	}
 	defer rows.Close()
-	var out []uint64
+	r := &batch.Received{}
 	for rows.Next() {
-		var s int64
-		if err := rows.Scan(&s); err != nil {
-			return nil, fmt.Errorf("inbound seqs: %w", err)
+		var (
+			h                   int64
+			first, last, lowest sql.NullInt64
+		)
+		if err := rows.Scan(&h, &first, &last, &lowest); err != nil {
+			return nil, fmt.Errorf("inbound channel %s/%s: %w", sender, channel, err)
 		}
-		out = append(out, uint64(s))
-	}
-	return out, rows.Err()
-}
-
-// Received reports what has been applied of a sender's channel: the
-// highest sequence number and the ranges below it that never arrived,
-// at most batch.MaxMissing of them (with Through lowered to keep the
-// report true when there are more).
-func (db *DB) Received(ctx context.Context, sender, channel string) (*batch.Received, error) {
-	in, err := loadInbound(ctx, db.w, sender, channel)
-	if err != nil {
-		return nil, err
-	}
-	r := &batch.Received{Through: in.highest}
-	if in.highest == in.contiguous {
-		return r, nil
-	}
-	seqs, err := seqsAbove(ctx, db.w, sender, channel, in.contiguous, in.highest)
-	if err != nil {
-		return nil, err
-	}
-	next := in.contiguous + 1 // the lowest sequence number not yet accounted for
-	for _, s := range seqs {
-		if s > next {
-			if len(r.Missing) == batch.MaxMissing {
-				r.Through = next - 1
-				return r, nil
-			}
-			r.Missing = append(r.Missing, [2]uint64{next, s - 1})
+		r.Through, r.Contiguous = uint64(h), uint64(h)
+		if first.Valid {
+			r.Missing = append(r.Missing, [2]uint64{uint64(first.Int64), uint64(last.Int64)})
+			r.Contiguous = uint64(lowest.Int64) - 1
 		}
-		next = s + 1
 	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("inbound channel %s/%s: %w", sender, channel, err)
+	}
+	slices.Reverse(r.Missing)
 	return r, nil
 }

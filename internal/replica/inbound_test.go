@@ -48,33 +48,36 @@ func received(t testing.TB, db *DB) *batch.Received {
 func TestDB_Received(t *testing.T) {
 	db, path := newTestReplica(t)
 	c := newChain(t)
-	if got := received(t, db); got.Through != 0 || got.Missing != nil {
+	if got := received(t, db); !reflect.DeepEqual(got, &batch.Received{}) {
 		t.Fatalf("nothing applied: got %+v", got)
 	}
 	for _, s := range []uint64{1, 2, 4, 7} {
 		apply(t, db, c.env(s))
 	}
-	want := &batch.Received{Through: 7, Missing: [][2]uint64{{3, 3}, {5, 6}}}
+	want := &batch.Received{Contiguous: 2, Through: 7, Missing: [][2]uint64{{3, 3}, {5, 6}}}
 	if got := received(t, db); !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 	apply(t, db, c.env(3))
 	db.Close()
 	db = openTest(t, path)
-	want = &batch.Received{Through: 7, Missing: [][2]uint64{{5, 6}}}
-	if got := received(t, db); !reflect.DeepEqual(got, want) || got.Contiguous() != 4 {
+	want = &batch.Received{Contiguous: 4, Through: 7, Missing: [][2]uint64{{5, 6}}}
+	if got := received(t, db); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after reopen: got %+v, want %+v", got, want)
 	}
 	apply(t, db, c.env(6))
+	if got := received(t, db); !reflect.DeepEqual(got, &batch.Received{Contiguous: 4, Through: 7, Missing: [][2]uint64{{5, 5}}}) {
+		t.Fatalf("a gap's end filled: got %+v", got)
+	}
 	apply(t, db, c.env(5))
-	if got := received(t, db); got.Through != 7 || got.Missing != nil {
+	if got := received(t, db); !reflect.DeepEqual(got, &batch.Received{Contiguous: 7, Through: 7}) {
 		t.Fatalf("gaps filled: got %+v", got)
 	}
 	// Another channel and another sender are counted apart.
-	other := testEnvelope(t, 1)
+	other := testEnvelope(t, 3)
 	other.Channel = "bulk"
 	apply(t, db, other)
-	if got := received(t, db); got.Through != 7 {
+	if got := received(t, db); got.Through != 7 || got.Contiguous != 7 {
 		t.Fatalf("another channel moved this one: %+v", got)
 	}
 }
@@ -87,15 +90,41 @@ func TestDB_Received_manyGaps(t *testing.T) {
 		apply(t, db, c.env(uint64(2*i+1))) // 1, 3, 5, …: every even seq is missing
 	}
 	got := received(t, db)
-	if len(got.Missing) != batch.MaxMissing {
-		t.Fatalf("%d ranges, want %d", len(got.Missing), batch.MaxMissing)
+	if len(got.Missing) != batch.MaxMissing || got.Contiguous != 1 || got.Through != uint64(2*n+1) {
+		t.Fatalf("got contiguous %d, through %d, %d ranges", got.Contiguous, got.Through, len(got.Missing))
 	}
-	// Through stops below the first gap left out, so the report is true.
-	if want := uint64(2*batch.MaxMissing + 1); got.Through != want {
-		t.Fatalf("through %d, want %d", got.Through, want)
+	// The most recent gaps are listed.
+	if last := got.Missing[len(got.Missing)-1]; last != [2]uint64{uint64(2 * n), uint64(2 * n)} {
+		t.Fatalf("last range %v, want the most recent gap", last)
 	}
 	if _, err := batch.DecodeResults(mustJSON(t, batch.Results{Acks: []string{}, Results: []batch.Result{}, Received: got})); err != nil {
 		t.Fatalf("the report does not decode: %v", err)
+	}
+}
+
+// TestDB_Received_forgetsOldGaps: a gap more than the jump bound behind
+// the highest sequence number is no longer waited for (its envelope was
+// dropped by the sender or expired), so the channel's contiguous mark
+// moves on; an envelope from it that still arrives is applied.
+func TestDB_Received_forgetsOldGaps(t *testing.T) {
+	db, _ := newTestReplica(t)
+	db.SetMaxSeqJump(10)
+	c := newChain(t)
+	apply(t, db, c.env(1))
+	apply(t, db, c.env(3))
+	for s := uint64(4); s <= 12; s++ {
+		apply(t, db, c.env(s))
+	}
+	if got := received(t, db); got.Contiguous != 1 {
+		t.Fatalf("seq 2 forgotten too early: %+v", got)
+	}
+	apply(t, db, c.env(13)) // 2 is more than 10 below 13: forgotten
+	if got := received(t, db); !reflect.DeepEqual(got, &batch.Received{Contiguous: 13, Through: 13}) {
+		t.Fatalf("got %+v", got)
+	}
+	apply(t, db, c.env(2), req(t, "slot.book", 1))
+	if n := countRows(t, db); n != 1 {
+		t.Fatalf("the late envelope was not applied: %d appointments", n)
 	}
 }
 
@@ -108,21 +137,19 @@ func TestDB_Apply_seqJump(t *testing.T) {
 		t.Fatalf("seq 12 after 1, bound 10: %v, want ErrSeqJump", err)
 	}
 	apply(t, db, c.env(11)) // exactly the bound
-	// The bound counts from the last contiguous seq, across a restart.
+	// The bound counts from the highest seq, across a restart.
 	db.Close()
 	db = openTest(t, path)
 	db.SetMaxSeqJump(10)
-	if _, err := db.Apply(context.Background(), c.env(12), nil, testChecker); !errors.Is(err, ErrSeqJump) {
-		t.Fatalf("seq 12 after reopen: %v, want ErrSeqJump", err)
+	if _, err := db.Apply(context.Background(), c.env(22), nil, testChecker); !errors.Is(err, ErrSeqJump) {
+		t.Fatalf("seq 22 after reopen: %v, want ErrSeqJump", err)
 	}
-	for s := uint64(2); s <= 10; s++ {
-		apply(t, db, c.env(s))
-	}
-	apply(t, db, c.env(21)) // contiguous is 11 now
+	apply(t, db, c.env(21))
 	if n := countRows(t, db); n != 0 {
 		t.Fatalf("a refused envelope took effect: %d appointments", n)
 	}
-	if got := received(t, db); got.Through != 21 || got.Contiguous() != 11 {
+	// The gap 2–10 is forgotten, 12–20 still awaited.
+	if got := received(t, db); !reflect.DeepEqual(got, &batch.Received{Contiguous: 11, Through: 21, Missing: [][2]uint64{{12, 20}}}) {
 		t.Fatalf("got %+v", got)
 	}
 }
@@ -154,7 +181,7 @@ func TestDB_Apply_chainBroken(t *testing.T) {
 	if n := countRows(t, db); n != 0 {
 		t.Fatalf("a refused envelope took effect: %d appointments", n)
 	}
-	if got := received(t, db); got.Through != 4 || got.Missing != nil {
+	if got := received(t, db); !reflect.DeepEqual(got, &batch.Received{Contiguous: 4, Through: 4}) {
 		t.Fatalf("got %+v", got)
 	}
 }

@@ -303,7 +303,7 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 		env.ID, env.From, env.Channel, int64(env.Seq), env.Prev[:], env.HeaderHash[:], env.File, string(idsJSON), now); err != nil {
 		return nil, fmt.Errorf("apply envelope %s: record envelope: %w", env.ID, err)
 	}
-	if err := advanceInbound(ctx, tx, env); err != nil {
+	if err := db.recordInbound(ctx, tx, env); err != nil {
 		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
 

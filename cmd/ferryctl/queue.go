@@ -1,0 +1,393 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/dmz"
+	"github.com/ferrybridge/ferry/internal/queue"
+)
+
+type queueOptions struct {
+	Config  string
+	State   string
+	JSON    bool
+	Actor   string
+	AllDead bool
+	Reason  string
+	Limit   int
+}
+
+const queueConfigHelp = "the DMZ agent's config `file` (its spool)"
+
+// queueStates are the envelope states --state accepts, besides "open"
+// (the default: sealed, published and dead) and "all".
+var queueStates = []string{queue.EnvSealed, queue.EnvPublished, queue.EnvDead, queue.EnvDropped, queue.EnvAcked, queue.EnvExpired}
+
+func newQueueCmd(g *globals) *cobra.Command {
+	var opts queueOptions
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "Show and act on the DMZ spool's request envelopes and dead letters",
+		Long: `Show the request envelopes in the DMZ agent's spool, and retry or drop the ones
+the intranet has not acknowledged.
+
+The agent publishes an unacknowledged request envelope again after
+resend_after, waiting twice as long after each further publication (at most
+resend_max). Once published max_resends times and still unacknowledged when
+its next re-send falls due, the envelope is a dead letter: it is not
+published again, and its requests stay "sent" until the envelope expires,
+unless a late result or acknowledgement arrives. 'ferryctl queue retry' makes
+it due again; 'ferryctl queue drop' fails its requests for good. Each retry
+and drop is recorded in the spool ('ferryctl queue log').
+
+Every subcommand may run while the agent runs: ferryctl changes only the
+spool, and the agent publishes a retried envelope at its next maintenance
+tick (at most 30s later). ferryctl never writes to the medium.`,
+	}
+	cmd.PersistentFlags().StringVar(&opts.Config, "config", "", queueConfigHelp)
+	cmd.AddCommand(newQueueListCmd(g, &opts), newQueueRetryCmd(g, &opts), newQueueDropCmd(g, &opts), newQueueLogCmd(g, &opts))
+	return cmd
+}
+
+func newQueueListCmd(g *globals, opts *queueOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list --config FILE [--state STATE] [--json]",
+		Short: "List request envelopes and count requests by status",
+		Long: `List the request envelopes in sequence order, with their state, requests,
+publications (attempts), last publication, next re-send and expiry, and
+count the spool's requests by status.
+
+--state is open (the default: sealed, published and dead), all, or one of
+sealed, published, dead, dropped, acked, expired.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runQueueList(cmd.Context(), *opts, g.stdout)
+		},
+	}
+	cmd.Flags().StringVar(&opts.State, "state", "open", "list envelopes in this `state`")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newQueueRetryCmd(g *globals, opts *queueOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "retry --config FILE [--actor NAME] (ENVELOPE | --all-dead)",
+		Short: "Make a dead or published envelope due for publication now",
+		Long: `Make a dead (or published) request envelope due for publication now, with
+its attempts reset: the running agent publishes it, byte for byte, at its
+next maintenance tick, and the re-send backoff starts over. With --all-dead,
+every dead envelope. Each envelope retried is recorded with --actor (default
+$USER).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runQueueRetry(cmd.Context(), *opts, args, g.stdout)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Actor, "actor", "", "who acts, for the record (default $USER)")
+	cmd.Flags().BoolVar(&opts.AllDead, "all-dead", false, "retry every dead envelope")
+	return cmd
+}
+
+func newQueueDropCmd(g *globals, opts *queueOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "drop --config FILE --reason TEXT [--actor NAME] ENVELOPE",
+		Short: "Fail an unacknowledged envelope's requests and stop re-sending it",
+		Long: `Take an unacknowledged (sealed, published or dead) request envelope out of the
+re-send cycle for good: its requests still queued or sent become failed with
+reason "dropped" and --reason as the message clients see. Held requests stay
+held. Dropping cannot take back an envelope already on the medium: if the
+intranet takes it in, its requests take effect there, and their results are
+ignored here. The drop is recorded with --actor (default $USER) and --reason.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runQueueDrop(cmd.Context(), *opts, args[0], g.stdout)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Actor, "actor", "", "who acts, for the record (default $USER)")
+	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why, for the record and the requests' clients (required)")
+	return cmd
+}
+
+func newQueueLogCmd(g *globals, opts *queueOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "log --config FILE [--limit N] [--json]",
+		Short: "Show the recorded retries and drops",
+		Long:  `Show the last retries and drops, oldest first: when, who, what, which envelope, how many requests, and why.`,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runQueueLog(cmd.Context(), *opts, g.stdout)
+		},
+	}
+	cmd.Flags().IntVar(&opts.Limit, "limit", 100, "show at most `N` actions")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	return cmd
+}
+
+// openQueueSpool loads the DMZ config and opens its spool, which must
+// exist. It may be open in the running agent too: both write through
+// BEGIN IMMEDIATE and wait for each other (sqlitedb.DefaultBusyTimeout).
+func openQueueSpool(ctx context.Context, path string) (*queue.Spool, error) {
+	if path == "" {
+		return nil, &usageError{errors.New("--config is required: the DMZ agent's config file")}
+	}
+	cfg, err := dmz.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	// queue.Open would create a missing spool; an admin command must not.
+	if _, err := os.Stat(cfg.Spool); errors.Is(err, fs.ErrNotExist) {
+		return nil, withHint(fmt.Errorf("spool %s does not exist", cfg.Spool), "the DMZ agent creates it when it first starts")
+	} else if err != nil {
+		return nil, err
+	}
+	return queue.Open(ctx, cfg.Spool)
+}
+
+// queueActor is --actor, or else $USER.
+func queueActor(opts queueOptions) (string, error) {
+	actor := strings.TrimSpace(opts.Actor)
+	if actor == "" {
+		actor = os.Getenv("USER")
+	}
+	if actor == "" {
+		return "", &usageError{errors.New("--actor is required when $USER is not set")}
+	}
+	return actor, nil
+}
+
+// queueEnvelopeJSON is a request envelope as ferryctl prints it.
+type queueEnvelopeJSON struct {
+	ID         string     `json:"id"`
+	Channel    string     `json:"channel"`
+	Seq        uint64     `json:"seq"`
+	State      string     `json:"state"`
+	Requests   int        `json:"requests"`
+	Attempts   int        `json:"attempts"`
+	Published  *time.Time `json:"published,omitempty"`
+	NextResend *time.Time `json:"next_resend,omitempty"`
+	Expires    time.Time  `json:"expires"`
+}
+
+// queueListJSON is the output of queue list --json.
+type queueListJSON struct {
+	Envelopes []queueEnvelopeJSON `json:"envelopes"`
+	Requests  map[string]int      `json:"requests"` // count by status
+}
+
+// queueActionJSON is a recorded action as ferryctl prints it.
+type queueActionJSON struct {
+	ID       int64     `json:"id"`
+	At       time.Time `json:"at"`
+	Actor    string    `json:"actor"`
+	Action   string    `json:"action"`
+	Envelope string    `json:"envelope"`
+	Requests int       `json:"requests"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+func queueOptTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func queueTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func runQueueList(ctx context.Context, opts queueOptions, out io.Writer) error {
+	var states []string
+	switch st := opts.State; {
+	case st == "open" || st == "":
+		states = []string{queue.EnvSealed, queue.EnvPublished, queue.EnvDead}
+	case st == "all":
+	case slices.Contains(queueStates, st):
+		states = []string{st}
+	default:
+		return &usageError{fmt.Errorf("unknown --state %q: want open, all, %s", st, strings.Join(queueStates, ", "))}
+	}
+	s, err := openQueueSpool(ctx, opts.Config)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	list, err := s.ListEnvelopes(ctx, states...)
+	if err != nil {
+		return err
+	}
+	counts, err := s.CountRequests(ctx)
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		js := queueListJSON{Envelopes: make([]queueEnvelopeJSON, len(list)), Requests: counts}
+		for i, e := range list {
+			js.Envelopes[i] = queueEnvelopeJSON{ID: e.ID, Channel: e.Channel, Seq: e.Seq, State: e.State, Requests: e.Requests,
+				Attempts: e.Attempts, Published: queueOptTime(e.Published), NextResend: queueOptTime(e.ResendAt), Expires: e.Expires}
+		}
+		return writeJSON(out, js)
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(out, "no %s request envelope\n", opts.State)
+	} else {
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ENVELOPE\tSEQ\tSTATE\tREQUESTS\tATTEMPTS\tPUBLISHED\tNEXT RESEND\tEXPIRES")
+		for _, e := range list {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", e.ID, e.Seq, e.State, e.Requests, e.Attempts,
+				queueTime(e.Published), queueTime(e.ResendAt), queueTime(e.Expires))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	// Every status, in the order of a request's life, so that scripts
+	// and eyes find the same columns each time.
+	var parts []string
+	for _, st := range []string{batch.StatusQueued, batch.StatusSent, batch.StatusHeld, batch.StatusDone,
+		batch.StatusRejected, batch.StatusFailed, batch.StatusExpired} {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[st], st))
+	}
+	_, err = fmt.Fprintf(out, "requests: %s\n", strings.Join(parts, ", "))
+	return err
+}
+
+// queueActionError adds a hint to the spool's refusals.
+func queueActionError(err error) error {
+	switch {
+	case errors.Is(err, queue.ErrEnvelopeState):
+		return withHint(err, "'ferryctl queue list --state all' shows every envelope's state")
+	case errors.Is(err, queue.ErrNotFound):
+		return withHint(err, "'ferryctl queue list --state all' lists the envelopes")
+	}
+	return err
+}
+
+func validEnvelopeID(id string) error {
+	if !batch.ValidID(id) {
+		return &usageError{fmt.Errorf("invalid envelope id %q: want 32 lowercase hex digits", id)}
+	}
+	return nil
+}
+
+func runQueueRetry(ctx context.Context, opts queueOptions, args []string, out io.Writer) error {
+	switch {
+	case opts.AllDead && len(args) > 0:
+		return &usageError{errors.New("give an envelope id or --all-dead, not both")}
+	case !opts.AllDead && len(args) == 0:
+		return &usageError{errors.New("give an envelope id or --all-dead")}
+	case len(args) > 0:
+		if err := validEnvelopeID(args[0]); err != nil {
+			return err
+		}
+	}
+	actor, err := queueActor(opts)
+	if err != nil {
+		return err
+	}
+	s, err := openQueueSpool(ctx, opts.Config)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var done []*queue.Action
+	if opts.AllDead {
+		if done, err = s.RetryDead(ctx, actor, time.Now()); err != nil {
+			return err
+		}
+		if len(done) == 0 {
+			fmt.Fprintln(out, "no dead request envelope")
+			return nil
+		}
+	} else {
+		a, err := s.Retry(ctx, args[0], actor, time.Now())
+		if err != nil {
+			return queueActionError(err)
+		}
+		done = append(done, a)
+	}
+	for _, a := range done {
+		fmt.Fprintf(out, "retry %s (%d requests): due for publication now\n", a.Envelope, a.Requests)
+	}
+	_, err = fmt.Fprintln(out, "the DMZ agent publishes what is due at its next maintenance tick")
+	return err
+}
+
+func runQueueDrop(ctx context.Context, opts queueOptions, id string, out io.Writer) error {
+	if err := validEnvelopeID(id); err != nil {
+		return err
+	}
+	if strings.TrimSpace(opts.Reason) == "" {
+		return &usageError{errors.New("--reason is required: why the envelope's requests fail")}
+	}
+	actor, err := queueActor(opts)
+	if err != nil {
+		return err
+	}
+	s, err := openQueueSpool(ctx, opts.Config)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	a, err := s.Drop(ctx, id, actor, opts.Reason, time.Now())
+	if err != nil {
+		return queueActionError(err)
+	}
+	_, err = fmt.Fprintf(out, "drop %s: %d requests failed with reason %s\n", a.Envelope, a.Requests, queue.ReasonDropped)
+	return err
+}
+
+func runQueueLog(ctx context.Context, opts queueOptions, out io.Writer) error {
+	if opts.Limit < 1 {
+		return &usageError{fmt.Errorf("--limit %d: want at least 1", opts.Limit)}
+	}
+	s, err := openQueueSpool(ctx, opts.Config)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	list, err := s.Actions(ctx, opts.Limit)
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		js := make([]queueActionJSON, len(list))
+		for i, a := range list {
+			js[i] = queueActionJSON{ID: a.ID, At: a.At, Actor: a.Actor, Action: a.Action, Envelope: a.Envelope,
+				Requests: a.Requests, Reason: a.Reason}
+		}
+		return writeJSON(out, js)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(out, "no retry or drop recorded")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tACTOR\tACTION\tENVELOPE\tREQUESTS\tREASON")
+	for _, a := range list {
+		// The reason is the admin's free text: quoted, so that no
+		// control character reaches the terminal.
+		reason := "-"
+		if a.Reason != "" {
+			reason = strconv.Quote(a.Reason)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", queueTime(a.At), a.Actor, a.Action, a.Envelope, a.Requests, reason)
+	}
+	return tw.Flush()
+}
