@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -236,50 +235,22 @@ func ParseManifest(data []byte, sender note.Verifier, zone string) (*Manifest, e
 }
 
 // openNote verifies that signed is a signed note with exactly one
-// signature line, canonically encoded, by sender, and returns its text.
+// signature line, canonically encoded, by sender (envelope.OpenNote, the
+// check envelopes get), and that its text is printable ASCII lines, and
+// returns the text. The reasons are the envelope's, which carry shares.
 func openNote(signed []byte, sender note.Verifier) ([]byte, error) {
-	i := bytes.LastIndex(signed, []byte("\n\n"))
-	if i < 0 {
-		return nil, reject(ReasonMalformed, "no signature block")
+	text, err := envelope.OpenNote(signed, sender)
+	if err != nil {
+		var pe *envelope.ParseError
+		if errors.As(err, &pe) {
+			return nil, &ParseError{Reason: pe.Reason, Err: pe.Err}
+		}
+		return nil, err
 	}
-	text, sigs := signed[:i+1], signed[i+2:]
-	// Exactly one signature line: note.Open would accept several, and a
-	// manifest must have one encoding.
-	if len(sigs) == 0 || bytes.IndexByte(sigs, '\n') != len(sigs)-1 {
-		return nil, reject(ReasonBadSignature, "want exactly one signature line")
-	}
-	line, ok := bytes.CutPrefix(sigs[:len(sigs)-1], []byte(sigPrefix))
-	if !ok {
-		return nil, reject(ReasonBadSignature, "malformed signature line")
-	}
-	name, b64, _ := bytes.Cut(line, []byte(" "))
-	sig, err := base64.StdEncoding.DecodeString(string(b64))
-	if err != nil || len(sig) != 4+64 || base64.StdEncoding.EncodeToString(sig) != string(b64) {
-		return nil, reject(ReasonBadSignature, "malformed signature line")
-	}
-	if hash := binary.BigEndian.Uint32(sig); string(name) != sender.Name() || hash != sender.KeyHash() {
-		return nil, reject(ReasonUnknownSender, "signed by key %s+%s, want %s+%s",
-			strconv.Quote(short(string(name))), keys.KeyID(hash), sender.Name(), keys.KeyID(sender.KeyHash()))
-	}
-	// The text must be printable ASCII lines before it is verified or
-	// parsed; this is stricter than the UTF-8 rule of signed notes.
 	for _, c := range text {
 		if c != '\n' && (c < 0x20 || c > 0x7e) {
 			return nil, reject(ReasonMalformed, "text is not printable ASCII")
 		}
-	}
-	n, err := note.Open(signed, note.VerifierList(sender))
-	if err != nil {
-		var invalid *note.InvalidSignatureError
-		if errors.As(err, &invalid) {
-			return nil, reject(ReasonBadSignature, "signature by %s+%s does not verify", sender.Name(), keys.KeyID(sender.KeyHash()))
-		}
-		return nil, reject(ReasonMalformed, "signed note: %v", err)
-	}
-	if len(n.Sigs) != 1 || len(n.UnverifiedSigs) != 0 || n.Text != string(text) {
-		// Unreachable after the checks above; kept so that a change in
-		// note.Open cannot silently accept something else.
-		return nil, reject(ReasonBadSignature, "want exactly one signature")
 	}
 	return text, nil
 }

@@ -2,12 +2,8 @@ package dmz
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -60,38 +56,7 @@ func BenchmarkIntakeBackpressure(b *testing.B) {
 	without := startBenchAgent(b, extra, false)
 	body := goodBody(b)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchClients, MaxConnsPerHost: benchClients}}
-	run := func(url string, n int) time.Duration {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var failed atomic.Value
-		start := time.Now()
-		for range benchClients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for next.Add(1) <= int64(n) {
-					req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-					req.Header.Set("Authorization", "Bearer "+tokenPortal)
-					resp, err := client.Do(req)
-					if err != nil {
-						failed.Store(err.Error())
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusAccepted {
-						failed.Store(resp.Status)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		if f := failed.Load(); f != nil {
-			b.Fatalf("request failed: %v", f)
-		}
-		return time.Since(start)
-	}
+	run := func(url string, n int) time.Duration { return postLoad(b, client, url, body, n) }
 	const rounds = 4
 	per := max(b.N/rounds, 1)
 	var gated, plain time.Duration

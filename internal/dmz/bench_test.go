@@ -44,38 +44,7 @@ func BenchmarkIntake(b *testing.B) {
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
 
-	run := func(url string, n int) time.Duration {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var failed atomic.Value
-		start := time.Now()
-		for range benchClients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for next.Add(1) <= int64(n) {
-					req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-					req.Header.Set("Authorization", "Bearer "+tokenPortal)
-					resp, err := client.Do(req)
-					if err != nil {
-						failed.Store(err.Error())
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusAccepted {
-						failed.Store(resp.Status)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		if f := failed.Load(); f != nil {
-			b.Fatalf("request failed: %v", f)
-		}
-		return time.Since(start)
-	}
+	run := func(url string, n int) time.Duration { return postLoad(b, client, url, body, n) }
 
 	b.ResetTimer()
 	durable := run(e.base+"/v1/requests", b.N)
@@ -99,4 +68,40 @@ func startEnvQuiet(b *testing.B) *env {
 	testLoggerHook = func(testing.TB) *slog.Logger { return slog.New(slog.DiscardHandler) }
 	defer func() { testLoggerHook = old }()
 	return startEnv(b)
+}
+
+// postLoad posts body to url n times from benchClients concurrent
+// clients, each expecting 202, and returns how long it took.
+func postLoad(b *testing.B, client *http.Client, url, body string, n int) time.Duration {
+	b.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	start := time.Now()
+	for range benchClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+tokenPortal)
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Store(err.Error())
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					failed.Store(resp.Status)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f != nil {
+		b.Fatalf("request failed: %v", f)
+	}
+	return time.Since(start)
 }

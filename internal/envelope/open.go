@@ -142,7 +142,7 @@ func verifiedHeader(data []byte, sender note.Verifier) (*Header, [32]byte, []byt
 	if err != nil {
 		return nil, [32]byte{}, nil, err
 	}
-	text, err := openNote(signed, sender)
+	text, err := OpenNote(signed, sender)
 	if err != nil {
 		return nil, [32]byte{}, nil, err
 	}
@@ -159,9 +159,13 @@ func verifiedHeader(data []byte, sender note.Verifier) (*Header, [32]byte, []byt
 // sigPrefix starts a signature line of a signed note.
 const sigPrefix = "\u2014 "
 
-// openNote verifies that signed is a signed note with exactly one
+// OpenNote verifies that signed is a signed note with exactly one
 // signature line, canonically encoded, by sender, and returns its text.
-func openNote(signed []byte, sender note.Verifier) ([]byte, error) {
+// It is the signature check of step 3 of reading an envelope, for other
+// signed formats of ferry (carry manifests) that want the same single
+// encoding. Failures are [*ParseError] values with reason malformed,
+// bad_signature or unknown_sender.
+func OpenNote(signed []byte, sender note.Verifier) ([]byte, error) {
 	text, err := noteText(signed)
 	if err != nil {
 		return nil, err
