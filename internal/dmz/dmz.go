@@ -128,6 +128,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"filippo.io/age"
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -429,3 +432,12 @@ func (a *Agent) Close() error {
 // intranet (or when the agent was made, before the first), and whether
 // that is longer ago than peer_silence.
 func (a *Agent) PeerHeard() (time.Time, bool) { return a.peerWatch.State() }
+
+// openEnvelope opens a result envelope with the agent's keys.
+func (a *Agent) openEnvelope(data []byte) (*envelope.Opened, error) { return a.opener.Open(data) }
+
+// sealKeys returns the key to sign an envelope created at now with and
+// the peer's key to encrypt it to.
+func (a *Agent) sealKeys(now time.Time) (note.Signer, *age.X25519Recipient) {
+	return a.zone.Signer, a.peer.Recipient
+}

@@ -41,7 +41,7 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 		}
 		return
 	}
-	opened, err := a.opener.Open(data)
+	opened, err := a.openEnvelope(data)
 	if err != nil {
 		reason := envelope.Reason(err)
 		if reason == "" {

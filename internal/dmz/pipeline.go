@@ -219,6 +219,7 @@ func (a *Agent) seal(ctx context.Context, reqs []batch.Request, query []string, 
 		return nil, fmt.Errorf("seal requests: %w", err)
 	}
 	now := a.now()
+	signer, recipient := a.sealKeys(now)
 	s, err := envelope.Seal(envelope.Header{
 		ID:      envelope.NewID(),
 		Kind:    envelope.KindRequests,
@@ -229,7 +230,7 @@ func (a *Agent) seal(ctx context.Context, reqs []batch.Request, query []string, 
 		Prev:    prev,
 		Created: now,
 		Expires: now.Add(time.Duration(a.cfg.EnvelopeTTL)),
-	}, body, a.zone.Signer, a.peer.Recipient)
+	}, body, signer, recipient)
 	if err != nil {
 		return nil, fmt.Errorf("seal requests: %w", err)
 	}

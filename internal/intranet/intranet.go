@@ -82,6 +82,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"filippo.io/age"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferrybridge/ferry/internal/envelope"
@@ -417,4 +419,13 @@ func pendingItems(p []replica.Pending) []sealItem {
 		items[i] = sealItem{id: e.ID, file: e.File, results: e.Results}
 	}
 	return items
+}
+
+// openEnvelope opens a request envelope with the agent's keys.
+func (a *Agent) openEnvelope(data []byte) (*envelope.Opened, error) { return a.opener.Open(data) }
+
+// sealKeys returns the key to sign an envelope created at now with and
+// the peer's key to encrypt it to.
+func (a *Agent) sealKeys(now time.Time) (note.Signer, *age.X25519Recipient) {
+	return a.zone.Signer, a.peer.Recipient
 }

@@ -110,7 +110,7 @@ func (a *Agent) open(name string) *openedEnvelope {
 		}
 		return nil
 	}
-	o, err := a.opener.Open(data)
+	o, err := a.openEnvelope(data)
 	if err != nil {
 		reason := envelope.Reason(err)
 		if reason == "" {
@@ -563,6 +563,7 @@ func (a *Agent) sealBody(ctx context.Context, group []sealItem, catalogue []byte
 		return nil, fmt.Errorf("seal results: %w: %d bytes", errResultsTooLarge, len(data))
 	}
 	now := a.now()
+	signer, recipient := a.sealKeys(now)
 	s, err := envelope.Seal(envelope.Header{
 		ID:      envelope.NewID(),
 		Kind:    envelope.KindResults,
@@ -573,7 +574,7 @@ func (a *Agent) sealBody(ctx context.Context, group []sealItem, catalogue []byte
 		Prev:    prev,
 		Created: now,
 		Expires: now.Add(time.Duration(a.cfg.EnvelopeTTL)),
-	}, data, a.zone.Signer, a.peer.Recipient)
+	}, data, signer, recipient)
 	if err != nil {
 		return nil, fmt.Errorf("seal results: %w", err)
 	}
