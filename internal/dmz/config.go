@@ -35,6 +35,15 @@ const (
 	// DefaultPeerSilence is how long the intranet may stay unheard before
 	// the agent reports the results channel as silent.
 	DefaultPeerSilence = 2 * time.Minute
+	// DefaultHeartbeat is how long the requests channel may stay quiet
+	// before the batcher seals an envelope carrying nothing, so that the
+	// intranet hears that the DMZ lives and the medium moves.
+	DefaultHeartbeat = 30 * time.Second
+	// DefaultMaxSeqJump bounds how far above the highest sequence number
+	// received a result envelope may be before it is refused.
+	DefaultMaxSeqJump = 100000
+	// MaxSeqJumpLimit is the largest max_seq_jump allowed.
+	MaxSeqJumpLimit = 1 << 32
 	// DefaultMaxBacklog bounds the requests accepted and not yet final.
 	DefaultMaxBacklog = 100000
 	// DefaultMaxUnacked bounds the request envelopes published and not
@@ -69,6 +78,8 @@ const (
 //	resend_max: 30m             # optional: cap of the re-send backoff
 //	max_resends: 20             # optional: then the envelope is a dead letter
 //	peer_silence: 2m            # optional: report the results channel silent after this
+//	heartbeat: 30s              # optional: longest quiet time on the requests channel
+//	max_seq_jump: 100000        # optional: refuse result envelopes further ahead
 //	limits: {max_backlog: 100000, max_unacked: 4096, retry_after: 5s}   # optional
 //	clients:
 //	  - name: portal
@@ -98,6 +109,8 @@ type Config struct {
 	ResendMax    config.Duration `yaml:"resend_max"`
 	MaxResends   int             `yaml:"max_resends"`
 	PeerSilence  config.Duration `yaml:"peer_silence"`
+	Heartbeat    config.Duration `yaml:"heartbeat"`
+	MaxSeqJump   uint64          `yaml:"max_seq_jump"`
 	Limits       LimitsConfig    `yaml:"limits"`
 	Clients      []ClientConfig  `yaml:"clients"`
 
@@ -157,6 +170,8 @@ func DefaultConfig() Config {
 		ResendMax:    config.Duration(DefaultResendMax),
 		MaxResends:   DefaultMaxResends,
 		PeerSilence:  config.Duration(DefaultPeerSilence),
+		Heartbeat:    config.Duration(DefaultHeartbeat),
+		MaxSeqJump:   DefaultMaxSeqJump,
 		Limits: LimitsConfig{
 			MaxBacklog: DefaultMaxBacklog,
 			MaxUnacked: DefaultMaxUnacked,
@@ -230,6 +245,10 @@ func (c *Config) Validate() error {
 		return fail("must be between 1 and 1000", "max_resends")
 	case c.PeerSilence < config.Duration(time.Second):
 		return fail("must be at least 1s", "peer_silence")
+	case c.Heartbeat < config.Duration(100*time.Millisecond) || c.Heartbeat > config.Duration(time.Hour):
+		return fail("must be between 100ms and 1h", "heartbeat")
+	case c.MaxSeqJump < 1 || c.MaxSeqJump > MaxSeqJumpLimit:
+		return fail(fmt.Sprintf("must be between 1 and %d", uint64(MaxSeqJumpLimit)), "max_seq_jump")
 	case c.Limits.MaxBacklog < 1:
 		return fail("must be at least 1", "limits", "max_backlog")
 	case c.Limits.MaxUnacked < 1:

@@ -269,6 +269,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	spool.SetMaxSeqJump(cfg.MaxSeqJump)
 	ck, err := initialChecker(ctx, cfg, spool, logger)
 	if err != nil {
 		spool.Close()

@@ -67,7 +67,7 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 		a.quarantine(name, ReasonBadBody, err)
 		return
 	}
-	env := queue.ReceivedEnvelope{ID: h.ID, Channel: h.Channel, Seq: h.Seq}
+	env := queue.ReceivedEnvelope{ID: h.ID, Channel: h.Channel, Seq: h.Seq, Prev: h.Prev, HeaderHash: opened.HeaderHash}
 	ck := a.parseCatalogue(&h, res)
 	if ck != nil {
 		env.Catalogue = res.Catalogue
@@ -87,6 +87,15 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 			return
 		case errors.Is(err, queue.ErrReplay):
 			a.quarantine(name, ReasonReplay, err)
+			return
+		case errors.Is(err, queue.ErrSeqJump):
+			a.quarantine(name, ReasonSeqJump, err)
+			return
+		case errors.Is(err, queue.ErrChainBroken):
+			a.quarantine(name, ReasonChain, err)
+			return
+		case errors.Is(err, queue.ErrBadSeq):
+			a.quarantine(name, ReasonBadHeader, err)
 			return
 		case err != nil:
 			if ctx.Err() != nil {

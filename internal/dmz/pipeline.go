@@ -36,12 +36,14 @@ const logAttempts = "attempts"
 // Quarantine reasons the agent gives itself; the others come from
 // envelope.Reason and medium.FileError.
 const (
-	ReasonUnreadable = "unreadable"  // the inbox file could not be read
-	ReasonOpenFailed = "open_failed" // envelope.Reason gave no code
-	ReasonBadBody    = "bad_body"    // the decrypted body is not a valid results batch
-	ReasonWrongKind  = "wrong_kind"  // a valid envelope that does not carry results
-	ReasonBadHeader  = "bad_header"  // a results envelope on another channel
-	ReasonReplay     = "replay"      // another envelope holds its sequence number
+	ReasonUnreadable = "unreadable"   // the inbox file could not be read
+	ReasonOpenFailed = "open_failed"  // envelope.Reason gave no code
+	ReasonBadBody    = "bad_body"     // the decrypted body is not a valid results batch
+	ReasonWrongKind  = "wrong_kind"   // a valid envelope that does not carry results
+	ReasonBadHeader  = "bad_header"   // a results envelope on another channel
+	ReasonReplay     = "replay"       // another envelope holds its sequence number
+	ReasonSeqJump    = "seq_jump"     // too far above the highest sequence number received
+	ReasonChain      = "chain_broken" // does not fit the hash chain of its neighbours
 )
 
 // sleep waits d unless ctx ends first; it reports whether ctx is still live.

@@ -400,6 +400,11 @@ type ReceivedEnvelope struct {
 	ID      string
 	Channel string
 	Seq     uint64
+	// Prev is the header hash of the envelope before it on the channel
+	// (zero for seq 1), and HeaderHash its own, as envelope.Opened gives
+	// them.
+	Prev       [32]byte
+	HeaderHash [32]byte
 	// Catalogue, when not nil, is the operation catalogue the envelope
 	// carries, already checked by the caller. ApplyResults stores it, in
 	// its transaction, as a Catalogue with Seq and the time of applying,
@@ -460,8 +465,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 	case !errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO received (id, channel, seq, applied) VALUES (?, ?, ?, ?)`,
-		env.ID, env.Channel, int64(env.Seq), ms(now)); err != nil {
+	if err := s.recordReceived(ctx, tx, env, now); err != nil {
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
 	final, err := tx.PrepareContext(ctx, `UPDATE requests SET status = ?, result = ?, rows_affected = ?,
@@ -569,4 +573,11 @@ func affected(res sql.Result, err error) (int64, error) {
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// recordReceived records env as received at now.
+func (s *Spool) recordReceived(ctx context.Context, tx *sql.Tx, env ReceivedEnvelope, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO received (id, channel, seq, applied) VALUES (?, ?, ?, ?)`,
+		env.ID, env.Channel, int64(env.Seq), ms(now))
+	return err
 }

@@ -177,6 +177,17 @@ var (
 	// channel and sequence number belong to another envelope already
 	// applied.
 	ErrReplay = errors.New("queue: sequence number already used by another envelope")
+	// ErrSeqJump is returned by ApplyResults for a result envelope whose
+	// sequence number is further above the highest one received on its
+	// channel than the bound SetMaxSeqJump set.
+	ErrSeqJump = errors.New("queue: sequence number too far ahead")
+	// ErrChainBroken is returned by ApplyResults for a result envelope
+	// whose prev is not the header hash of the envelope before it on the
+	// channel, or whose header hash the envelope after it does not name.
+	ErrChainBroken = errors.New("queue: hash chain broken")
+	// ErrBadSeq is returned by ApplyResults for a result envelope with
+	// sequence number 0.
+	ErrBadSeq = errors.New("queue: sequence number 0")
 )
 
 // Final reports whether a request status is final: done, rejected, failed
@@ -203,6 +214,9 @@ const (
 type Spool struct {
 	w *sql.DB // the single writer connection
 	r *sql.DB // read-only pool
+	// maxJump bounds how far above the highest sequence number received
+	// a result envelope may be (see SetMaxSeqJump).
+	maxJump uint64
 }
 
 // Open opens (creating if needed) the spool database at path and applies
