@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -134,10 +135,14 @@ func runCarryExport(ctx context.Context, opts carryExportOptions, outDir string,
 	if err != nil {
 		return &usageError{fmt.Errorf("--max-bytes: %w", err)}
 	}
-	zone, err := keys.LoadZone(opts.Keys)
+	// The manifest is signed with the key the zone signs with now (see
+	// docs/keys.md).
+	own, err := keys.LoadOwnKeys(opts.Keys)
 	if err != nil {
 		return withHint(err, "KEYDIR is the sending zone's key directory, such as DEPLOYMENT/dmz/keys")
 	}
+	ring := &keys.Ring{Own: own}
+	zone := ring.SignerAt(time.Now()).Zone
 	peer, err := keys.LoadPeer(opts.Keys)
 	if err != nil {
 		return withHint(err, "KEYDIR must hold the recipient's peer-sign.pub and peer-age.pub")
@@ -260,18 +265,43 @@ func runCarryImport(ctx context.Context, opts carryImportOptions, dir string, ou
 	if err != nil {
 		return withHint(err, "KEYDIR must hold the sending zone's peer-sign.pub")
 	}
-	r, err := carry.Import(ctx, carry.ImportOptions{
-		Dir:        dir,
-		ReceiveDir: opts.To,
-		Zone:       own.Name(),
-		Peer:       peer,
-		Logger:     slog.New(slog.DiscardHandler),
-	})
+	peerKeys, err := keys.LoadPeerKeys(opts.Keys, peer)
+	if err != nil {
+		return err
+	}
+	// Any peer key valid now may have signed the manifest (see
+	// docs/keys.md): try each, newest first. A manifest that one key
+	// refuses as signed by another key imports nothing, so the next key
+	// may try.
+	var r *carry.Report
+	var ids []string
+	now := time.Now()
+	for i := len(peerKeys) - 1; i >= 0; i-- {
+		k := peerKeys[i]
+		if !k.ValidAt(now) {
+			continue
+		}
+		ids = append(ids, peer.Name+"+"+k.ID())
+		r, err = carry.Import(ctx, carry.ImportOptions{
+			Dir:        dir,
+			ReceiveDir: opts.To,
+			Zone:       own.Name(),
+			Peer:       &keys.Peer{Name: peer.Name, Verifier: k.Verifier, VerifierKey: k.VerifierKey, Recipient: k.Recipient},
+			Logger:     slog.New(slog.DiscardHandler),
+		})
+		var pe *carry.ParseError
+		if !errors.As(err, &pe) || pe.Reason != carry.ReasonUnknownSender {
+			break
+		}
+	}
+	if ids == nil {
+		return withHint(fmt.Errorf("import %s: no key of %s is valid now", dir, peer.Name), "'ferryctl keys show KEYDIR' lists the peer's keys")
+	}
 	var pe *carry.ParseError
 	switch {
 	case errors.As(err, &pe):
-		return withHint(err, fmt.Sprintf("nothing was imported; the manifest must be signed by %s+%s (peer-sign.pub) and addressed to %s",
-			peer.Name, keys.KeyID(peer.Verifier.KeyHash()), own.Name()),
+		return withHint(err, fmt.Sprintf("nothing was imported; the manifest must be signed by %s (a valid peer key) and addressed to %s",
+			strings.Join(ids, " or "), own.Name()),
 			"do not import this disc; ask the sending side for a new one")
 	case errors.Is(err, carry.ErrNoManifest):
 		return withHint(err, "nothing was imported; 'ferryctl carry export' writes the manifest last, so a set without one is unfinished")

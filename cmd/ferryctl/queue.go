@@ -44,17 +44,17 @@ func newQueueCmd(g *globals) *cobra.Command {
 		Long: `Show the request envelopes in the DMZ agent's spool, and retry or drop the ones
 the intranet has not acknowledged.
 
-The agent publishes an unacknowledged request envelope again after
-resend_after, waiting twice as long after each further publication (at most
-resend_max). Once published max_resends times and still unacknowledged when
-its next re-send falls due, the envelope is a dead letter: it is not
-published again, and its requests stay "sent" until the envelope expires,
+The agent sends the unanswered requests of an unacknowledged request
+envelope again, in a new envelope that replaces it, after resend_after,
+waiting twice as long after each further re-send (at most resend_max).
+Once sent max_resends times and still unacknowledged when its next re-send
+falls due, the envelope is a dead letter: it is not sent again, and its requests stay "sent" until the envelope expires,
 unless a late result or acknowledgement arrives. 'ferryctl queue retry' makes
 it due again; 'ferryctl queue drop' fails its requests for good. Each retry
 and drop is recorded in the spool ('ferryctl queue log').
 
 Every subcommand may run while the agent runs: ferryctl changes only the
-spool, and the agent publishes a retried envelope at its next maintenance
+spool, and the agent re-sends a retried envelope at its next maintenance
 tick (at most 30s later). ferryctl never writes to the medium.`,
 	}
 	cmd.PersistentFlags().StringVar(&opts.Config, "config", "", queueConfigHelp)
@@ -85,10 +85,11 @@ sealed, published, dead, dropped, acked, expired.`,
 func newQueueRetryCmd(g *globals, opts *queueOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "retry --config FILE [--actor NAME] (ENVELOPE | --all-dead)",
-		Short: "Make a dead or published envelope due for publication now",
-		Long: `Make a dead (or published) request envelope due for publication now, with
-its attempts reset: the running agent publishes it, byte for byte, at its
-next maintenance tick, and the re-send backoff starts over. With --all-dead,
+		Short: "Make a dead or published envelope due to be sent again now",
+		Long: `Make a dead (or published) request envelope due to be sent again now, with
+its attempts reset: at its next maintenance tick the running agent seals
+the envelope's requests still unanswered into a new envelope that replaces
+it, and the re-send backoff starts over. With --all-dead,
 every dead envelope. Each envelope retried is recorded with --actor (default
 $USER).`,
 		Args: cobra.MaximumNArgs(1),

@@ -117,6 +117,13 @@ type Requests struct {
 	Query    []string  `json:"query,omitempty"`
 	// Received reports what the DMZ has received of the results channel.
 	Received *Received `json:"received,omitempty"`
+	// Replaces, when not 0, is the sequence number of the envelope this
+	// one re-sends: it carries that envelope's requests still unanswered,
+	// and the earlier one is withdrawn. The receiver takes the earlier
+	// one's place in the channel as filled and refuses the earlier one
+	// if it arrives later. It must be below the envelope's own sequence
+	// number.
+	Replaces uint64 `json:"replaces,omitempty"`
 }
 
 // Received reports how much of a channel a zone has received from its

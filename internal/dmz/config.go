@@ -24,13 +24,14 @@ const (
 	DefaultEnvelopeTTL  = 24 * time.Hour
 	DefaultDrainTimeout = 10 * time.Second
 	// DefaultResendAfter is how long a published request envelope waits
-	// for the intranet's acknowledgement before it is published again.
+	// for the intranet's acknowledgement before what it carries is sent
+	// again in a new envelope.
 	DefaultResendAfter = 2 * time.Minute
 	// DefaultResendMax caps the re-send backoff: each re-publication of
 	// an unacknowledged envelope doubles its wait, up to this.
 	DefaultResendMax = 30 * time.Minute
 	// DefaultMaxResends is how many times an unacknowledged envelope is
-	// published again before it becomes a dead letter.
+	// sent again before it becomes a dead letter.
 	DefaultMaxResends = 20
 	// DefaultPeerSilence is how long the intranet may stay unheard before
 	// the agent reports the results channel as silent.

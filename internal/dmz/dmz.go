@@ -9,15 +9,18 @@
 //
 //	http       the API server (net/http) on the listener New opened
 //	intake     queue.Intake: group commit of accepted requests
-//	batcher    reads unsealed requests after each commit, seals up to
-//	           batch.max_requests of them (or fewer once the oldest waited
-//	           batch.max_delay) into one envelope with the channel's next
-//	           sequence number, and stores it with queue.Spool.StoreSealed;
-//	           once a second it also seals an envelope asking again about
-//	           held requests that are due (see Held requests)
+//	batcher    the one sealer of the requests channel: reads unsealed
+//	           requests after each commit, seals up to batch.max_requests
+//	           of them (or fewer once the oldest waited batch.max_delay)
+//	           into one envelope with the channel's next sequence number,
+//	           and stores it with queue.Spool.StoreSealed; once a second it
+//	           also seals an envelope asking again about held requests that
+//	           are due (see Held requests); it expires envelopes past their
+//	           TTL, makes dead letters, and re-sends (see Re-sending); and
+//	           it seals a heartbeat when the channel was quiet for
+//	           heartbeat
 //	publisher  publishes stored envelopes to the request medium in sequence
-//	           order, marks them published, publishes unacknowledged ones
-//	           again after resend_after, and expires those past their TTL
+//	           order and marks them published
 //	receiver   the result medium's Receiver, claiming files into the inbox
 //	ingester   opens each claimed result envelope and applies it
 //	backlog    counts the spool's backlog and unacknowledged envelopes for
@@ -94,12 +97,30 @@
 // limits. Agent.Backpressure reports the state. backpressure.go has the
 // details and the bounds.
 //
+// # Re-sending
+//
+// The agent never publishes an envelope twice (except, after a crash, one
+// stored but not known to be published). When the intranet has not
+// acknowledged a published envelope after resend_after (doubling up to
+// resend_max), or at once when the intranet's received report lists it
+// missing (queue.Spool.ResendMissing, once per envelope), the batcher
+// seals what it carried that still needs an answer into a new envelope
+// whose body names it in replaces (queue.Spool.StoreResend): its requests
+// still queued or sent, the held requests a query asked about, or nothing
+// for a heartbeat. The intranet then treats the replaced sequence number
+// as filled and refuses the old envelope if it arrives late, and answers
+// requests it applied before from its ledger, so a lost result envelope
+// is made good by the answer to the re-send: one timer, in the DMZ,
+// drives retransmission both ways. After max_resends the envelope is a
+// dead letter (ferryctl queue retry, drop).
+//
 // # Bad files
 //
 // A result file that cannot be read, opened (envelope.Reason: bad
 // signature, expired, misaddressed, truncated, oversized…) or decoded, that
-// is not a results envelope, or that reuses another envelope's sequence
-// number is moved to the quarantine directory with a .reason file and a log
+// is not a results envelope, or that is out of its channel's order
+// (reuses another envelope's sequence number, jumps past max_seq_jump,
+// breaks the hash chain) is moved to the quarantine directory with a .reason file and a log
 // line, and the agent goes on with the next file. A copy of an envelope
 // already applied is removed with a log line.
 //
@@ -111,8 +132,17 @@
 // waiting; the batcher seals every unsealed request and the publisher
 // publishes them; then the receiver and ingester stop and Run returns nil.
 // Whatever the drain timeout cuts off is safe in the spool and resumes at
-// the next start: stored envelopes that were not published are published
-// again, byte for byte.
+// the next start: stored envelopes not known to be published are
+// published, byte for byte.
+//
+// # Keys
+//
+// New loads the key directory as a keys.Ring (refusing loose private key
+// permissions); Reload (SIGHUP) loads it again and swaps it in whole, or
+// keeps the keys in force if it does not load. Every envelope is opened
+// with the ring (any valid intranet key; revoked_key, key_not_valid) and sealed
+// with the own key in force and the peer's newest accepted key; see
+// docs/keys.md.
 package dmz
 
 import (
@@ -176,17 +206,21 @@ const (
 
 // Agent is the DMZ agent.
 type Agent struct {
-	cfg     *Config
-	log     *slog.Logger
-	zone    *keys.Zone
-	peer    *keys.Peer
+	cfg *Config
+	log *slog.Logger
+	// zone and peer carry the zones' names only; the keys in force are
+	// in ring.
+	zone *keys.Zone
+	peer *keys.Peer
+	// ring holds the keys in force: New loads it, Reload replaces it
+	// whole, openEnvelope and sealKeys read it.
+	ring    atomic.Pointer[keys.Ring]
 	clients []client
 	spool   *queue.Spool
 	intake  *queue.Intake
 	inbox   *medium.Inbox
 	recv    medium.Receiver
 	pub     medium.Publisher
-	opener  *envelope.Opener
 	ln      net.Listener
 	srv     *http.Server
 	handler http.Handler
@@ -231,7 +265,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	zone, peer, err := keys.LoadAgent(cfg.Keys, cfg.Zone, cfg.Peer)
+	ring, err := keys.LoadAgentRing(cfg.Keys, cfg.Zone, cfg.Peer)
 	if err != nil {
 		return nil, err
 	}
@@ -283,15 +317,14 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	a := &Agent{
 		cfg:      cfg,
 		log:      logger,
-		zone:     zone,
-		peer:     peer,
+		zone:     &keys.Zone{Name: ring.Zone},
+		peer:     &keys.Peer{Name: ring.Peer},
 		clients:  clients,
 		spool:    spool,
 		intake:   queue.NewIntake(spool, queue.IntakeConfig{}),
 		inbox:    inbox,
 		recv:     recv,
 		pub:      pub,
-		opener:   &envelope.Opener{Self: zone.Name, Identity: zone.Identity, Sender: peer.Verifier},
 		ln:       ln,
 		waiters:  newWaiters(),
 		now:      time.Now,
@@ -306,6 +339,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		spool.Close()
 		return nil, err
 	}
+	a.setRing(ring)
 	if ck != nil {
 		a.checker.Store(ck)
 		a.warnClientOps(ck)
@@ -321,6 +355,22 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return a, nil
+}
+
+// Reload reads the key directory again and puts its keys in force if
+// they load with every check New made (private key permissions, zone
+// names, rotation statements, the peer-keys file, an unrevoked peer key);
+// otherwise it logs and returns the reason and the keys in force stay.
+// Envelopes being opened or sealed finish with the keys they started
+// with. SIGHUP calls it (see package daemon).
+func (a *Agent) Reload() error {
+	r, err := keys.LoadAgentRing(a.cfg.Keys, a.cfg.Zone, a.cfg.Peer)
+	if err != nil {
+		a.log.Error("key reload refused; the previous keys stay in force", slog.String(logError, err.Error()))
+		return err
+	}
+	a.setRing(r)
+	return nil
 }
 
 // Addr returns the address the API listens on.
@@ -434,11 +484,43 @@ func (a *Agent) Close() error {
 // that is longer ago than peer_silence.
 func (a *Agent) PeerHeard() (time.Time, bool) { return a.peerWatch.State() }
 
-// openEnvelope opens a result envelope with the agent's keys.
-func (a *Agent) openEnvelope(data []byte) (*envelope.Opened, error) { return a.opener.Open(data) }
+// Log attribute keys of the key ring.
+const (
+	logKeyID    = "key_id"
+	logPeerKeys = "peer_keys"
+)
 
-// sealKeys returns the key to sign an envelope created at now with and
-// the peer's key to encrypt it to.
+// setRing puts a loaded key ring in force and logs the keys it holds.
+func (a *Agent) setRing(r *keys.Ring) {
+	a.ring.Store(r)
+	ids := make([]string, len(r.Peers))
+	for i, k := range r.Peers {
+		ids[i] = k.ID()
+		if k.IsRevoked() {
+			ids[i] += " (revoked)"
+		}
+	}
+	a.log.Info("keys in force", slog.String(logKeyID, r.SignerAt(time.Now()).ID()), slog.Any(logPeerKeys, ids))
+}
+
+// openEnvelope opens a result envelope with the keys in force: any valid
+// key of the peer's, and any own age identity that still decrypts.
+func (a *Agent) openEnvelope(data []byte) (*envelope.Opened, error) {
+	o := envelope.Opener{Ring: a.ring.Load()}
+	return o.Open(data)
+}
+
+// sealKeys returns the key to sign an envelope created at now with (the
+// own key in force at now) and the peer's key to encrypt it to (its
+// newest accepted, unrevoked key whose window has begun at now).
 func (a *Agent) sealKeys(now time.Time) (note.Signer, *age.X25519Recipient) {
-	return a.zone.Signer, a.peer.Recipient
+	r := a.ring.Load()
+	signer := r.SignerAt(now).Signer
+	pk := r.RecipientAt(now)
+	if pk == nil {
+		// Unreachable: keys.LoadAgentRing refuses a ring without an
+		// unrevoked peer key. Seal refuses a nil recipient.
+		return signer, nil
+	}
+	return signer, pk.Recipient
 }

@@ -41,7 +41,10 @@ type env struct {
 	base    string
 	client  *http.Client
 	seq     uint64 // results channel
-	prev    [32]byte
+	// hashes holds the header hash of the envelope sealResults sealed
+	// last for each seq of the results channel: headerSeq names it as
+	// the previous one, so that envelopes chain as the intranet's do.
+	hashes map[uint64][32]byte
 }
 
 func hashHex(s string) string {
@@ -388,6 +391,10 @@ func (e *env) sealResults(t testing.TB, h envelope.Header, body any) (string, []
 	if err != nil {
 		t.Fatal(err)
 	}
+	if e.hashes == nil {
+		e.hashes = map[uint64][32]byte{}
+	}
+	e.hashes[h.Seq] = s.HeaderHash
 	return envelope.FileName(&s.Header), s.Data
 }
 
@@ -398,11 +405,13 @@ func (e *env) resultsHeader() envelope.Header {
 	return e.headerSeq(e.seq)
 }
 
-// headerSeq is a results header with sequence number seq.
+// headerSeq is a results header with sequence number seq, whose prev is
+// the header hash of the envelope sealResults sealed last as seq-1 (zero
+// if none: seal an envelope's predecessor first).
 func (e *env) headerSeq(seq uint64) envelope.Header {
 	now := time.Now()
 	return envelope.Header{ID: envelope.NewID(), Kind: envelope.KindResults, From: "intranet", To: "dmz",
-		Channel: ResultsChannel, Seq: seq, Prev: e.prev, Created: now, Expires: now.Add(time.Hour)}
+		Channel: ResultsChannel, Seq: seq, Prev: e.hashes[seq-1], Created: now, Expires: now.Add(time.Hour)}
 }
 
 // drop writes a file into the result medium the way a ferry does: under a

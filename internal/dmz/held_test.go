@@ -186,12 +186,12 @@ func TestAgent_HeldAfterFinal(t *testing.T) {
 	}
 	// The intranet sent seq 1 (the acks, both held) and then seq 2 (b
 	// approved); seq 2 arrives first.
+	n1, d1 := e.sealResults(t, e.headerSeq(1), batch.Results{Acks: envelopeIDs(opened),
+		Results: []batch.Result{held(a), held(b)}})
 	n2, d2 := e.sealResults(t, e.headerSeq(2), batch.Results{Acks: []string{},
 		Results: []batch.Result{{RequestID: b, Status: batch.StatusDone, Rows: []map[string]any{}, RowsAffected: 1}}})
 	e.drop(t, n2, d2)
 	e.waitStatus(t, b, batch.StatusDone)
-	n1, d1 := e.sealResults(t, e.headerSeq(1), batch.Results{Acks: envelopeIDs(opened),
-		Results: []batch.Result{held(a), held(b)}})
 	e.drop(t, n1, d1)
 	e.waitConsumed(t, n1)
 	e.waitStatus(t, a, batch.StatusHeld)

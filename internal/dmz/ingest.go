@@ -118,6 +118,9 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 	case ck != nil:
 		a.log.Info("operation catalogue older than the stored one ignored", slog.String(logEnvelope, h.ID), slog.Uint64(logSeq, h.Seq))
 	}
+	if res.Received != nil && len(res.Received.Missing) > 0 {
+		a.resendMissing(ctx, res.Received.Missing, now)
+	}
 	// A request that became held wakes its long polls as well: held is
 	// progress the client should see, though not final.
 	a.waiters.notify(applied.Final)
@@ -133,6 +136,24 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 		slog.Int(logCount, len(res.Results)), slog.Int(logFinal, len(applied.Final)), slog.Int(logHeld, len(applied.Held)),
 		slog.Int(logAcked, applied.Acked), slog.Int(logUnknown, len(applied.Unknown)), slog.Int(logStale, applied.Stale))
 	a.remove(name)
+}
+
+// resendMissing makes due at once the request envelopes the intranet
+// reports missing that were published once, at least a resendGrace of
+// resend_after ago (a younger one may still be on its way), so that a lost
+// envelope is re-sent without waiting for resend_after. A failure is only
+// logged: the envelope falls due on its schedule anyway.
+func (a *Agent) resendMissing(ctx context.Context, missing [][2]uint64, now time.Time) {
+	grace := time.Duration(a.cfg.ResendAfter) / resendGrace
+	n, err := a.spool.ResendMissing(ctx, RequestsChannel, missing, now, now.Add(-grace))
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			a.log.Warn("cannot make missing envelopes due", slog.String(logError, err.Error()))
+		}
+	case n > 0:
+		a.log.Info("intranet reports request envelopes missing; re-sending them now", slog.Int(logCount, n))
+	}
 }
 
 // parseCatalogue returns a checker of the catalogue a results envelope

@@ -24,14 +24,23 @@ const (
 	// markEvery bounds how long a published envelope's requests stay
 	// "queued" before they are marked "sent".
 	markEvery = 20 * time.Millisecond
+	// resendGrace: an envelope the intranet reports missing is re-sent at
+	// once if it was published at least resend_after/resendGrace ago.
+	resendGrace = 8
 	// dueBatch bounds how many envelopes due for re-sending maintain
-	// holds in memory at once.
+	// reads at once.
 	dueBatch = 64
 )
 
-// logAttempts is the log attribute key of an envelope's publication
-// count.
-const logAttempts = "attempts"
+// Log attribute keys of the re-send: an envelope's publication count and
+// kind, and the new envelope that sends again what an unacknowledged one
+// carried.
+const (
+	logAttempts  = "attempts"
+	logKind      = "kind"
+	logResend    = "resend"
+	logResendSeq = "resend_seq"
+)
 
 // Quarantine reasons the agent gives itself; the others come from
 // envelope.Reason and medium.FileError.
@@ -60,37 +69,68 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 func nextDelay(d time.Duration) time.Duration { return min(2*d, retryMax) }
 
-// batcher seals unsealed requests into envelopes and hands them to the
-// publisher on out, which it closes when it returns. When ctx ends it seals
-// what is left (within drain) and returns.
+// chain is the requests channel as its one sealer, the batcher, sees it:
+// the next sequence number and the header hash of the last envelope.
+type chain struct {
+	next uint64
+	prev [32]byte
+}
+
+// sealSpec says what a request envelope carries: requests, or else the
+// held requests asked about again (query), or nothing (a heartbeat); and
+// whether it re-sends the open requests of an unacknowledged envelope.
+type sealSpec struct {
+	reqs     []batch.Request
+	query    []string
+	replaces *queue.Envelope
+}
+
+// batcher is the one sealer of the requests channel. It seals unsealed
+// requests into envelopes, queries about held requests that are due
+// (askHeld), re-sends the requests of envelopes due again (maintain) and a
+// heartbeat when the channel has been quiet for the configured time, and
+// hands each envelope to the publisher on out, which it closes when it
+// returns. When ctx ends it seals what is left (within drain) and returns.
 func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain time.Duration) error {
 	defer close(out)
-	max := a.cfg.Batch.MaxRequests
+	batchMax := a.cfg.Batch.MaxRequests
 	maxDelay := time.Duration(a.cfg.Batch.MaxDelay)
+	heartbeat := time.Duration(a.cfg.Heartbeat)
 	next, prev, err := a.spool.Channel(ctx, RequestsChannel)
 	if err != nil {
 		return err
 	}
-	poll := time.NewTicker(batcherPoll)
+	c := &chain{next: next, prev: prev}
+	lastSeal := a.now() // when the channel last carried an envelope
+	emit := func(ctx context.Context, env *queue.Envelope) {
+		lastSeal = a.now()
+		select {
+		case out <- env:
+		case <-ctx.Done(): // stored: published at the next start
+		}
+	}
+	poll := time.NewTicker(min(batcherPoll, heartbeat))
 	defer poll.Stop()
+	// Expiry, dead letters and re-sends at start, then every
+	// maintainEvery, and at once when results report envelopes missing.
+	maintainEvery := min(max(time.Duration(a.cfg.ResendAfter)/4, time.Second), 30*time.Second)
+	maintained := a.now()
+	if err := a.maintain(ctx, c, emit); err != nil && ctx.Err() == nil {
+		return err
+	}
 	// ask seals and hands on an envelope asking again about the held
 	// requests due (see Agent.askHeld), looking at most twice per batcherPoll
 	// (so at every poll tick, which comes a little less than batcherPoll
-	// after the last look). The batcher is the one sealer of the request
-	// channel, so the query envelopes are sealed here, between request
-	// envelopes.
+	// after the last look).
 	var asked time.Time
 	ask := func(ctx context.Context) error {
 		if now := a.now(); now.Sub(asked) >= batcherPoll/2 {
 			asked = now
-			env, err := a.askHeld(ctx, &next, &prev)
+			env, err := a.askHeld(ctx, c)
 			if err != nil || env == nil {
 				return err
 			}
-			select {
-			case out <- env:
-			case <-ctx.Done(): // stored: published at the next start
-			}
+			emit(ctx, env)
 		}
 		return nil
 	}
@@ -98,46 +138,40 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 	// batch until deadline.
 	sealAll := func(ctx context.Context, deadline time.Time, force bool) (bool, error) {
 		for {
-			n, err := a.spool.CountUnsealed(ctx, max)
+			n, err := a.spool.CountUnsealed(ctx, batchMax)
 			if err != nil {
 				return false, err
 			}
 			if n == 0 {
 				return true, nil
 			}
-			if !force && n < max && a.now().Before(deadline) {
+			if !force && n < batchMax && a.now().Before(deadline) {
 				return false, nil
 			}
-			reqs, err := a.spool.Unsealed(ctx, max)
+			reqs, err := a.spool.Unsealed(ctx, batchMax)
 			if err != nil {
 				return false, err
 			}
 			if len(reqs) == 0 {
 				return true, nil
 			}
-			env, err := a.seal(ctx, reqs, nil, next, prev)
-			if errors.Is(err, queue.ErrSeqConflict) {
-				// Only this loop advances the channel; reload and retry.
-				if next, prev, err = a.spool.Channel(ctx, RequestsChannel); err != nil {
-					return false, err
-				}
-				continue
-			}
+			env, err := a.sealNext(ctx, c, sealSpec{reqs: reqs})
 			if err != nil {
 				return false, err
 			}
-			next, prev = env.Seq+1, env.HeaderHash
-			select {
-			case out <- env:
-			case <-ctx.Done():
-				return false, nil // stored: published at the next start
+			emit(ctx, env)
+			if ctx.Err() != nil {
+				return false, nil
 			}
 		}
 	}
 	for {
+		due := false
 		select {
 		case <-a.intake.Committed():
 		case <-poll.C:
+		case <-a.spool.DueSignal():
+			due = true
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
 			defer cancel()
@@ -147,6 +181,25 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 				return nil
 			}
 			return err
+		}
+		now := a.now()
+		if due || now.Sub(maintained) >= maintainEvery {
+			maintained = now
+			if err := a.maintain(ctx, c, emit); err != nil {
+				if ctx.Err() != nil {
+					continue
+				}
+				return err
+			}
+		}
+		if now.Sub(lastSeal) >= heartbeat {
+			if err := a.heartbeat(ctx, c, emit); err != nil {
+				if ctx.Err() != nil {
+					continue
+				}
+				return err
+			}
+			lastSeal = now // also when one is still open
 		}
 		deadline := a.now().Add(maxDelay)
 		for {
@@ -180,23 +233,45 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 	}
 }
 
+// heartbeat seals an envelope carrying nothing, unless one is still
+// unacknowledged: that one is re-sent on its schedule instead, so that a
+// silent intranet does not pile heartbeats up.
+func (a *Agent) heartbeat(ctx context.Context, c *chain, emit func(context.Context, *queue.Envelope)) error {
+	open, err := a.spool.HeartbeatOpen(ctx)
+	if err != nil || open {
+		return err
+	}
+	env, err := a.sealNext(ctx, c, sealSpec{})
+	if err != nil {
+		return err
+	}
+	a.log.Debug("heartbeat sealed", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, env.Seq))
+	emit(ctx, env)
+	return nil
+}
+
 // askHeld seals an envelope that carries no requests and asks the
 // intranet again about the held requests due: held, or last asked about,
 // longer than resend_after ago (queue.Spool.HeldDue), at most
 // batch.MaxQuery of them. It stores the envelope with
-// queue.Spool.StoreQuery, which records the asking, advances *next and
-// *prev past it, and returns it; it returns nil if no request is due. The
-// caller must be the one sealer of the request channel.
-func (a *Agent) askHeld(ctx context.Context, next *uint64, prev *[32]byte) (*queue.Envelope, error) {
+// queue.Spool.StoreQuery, which records the asking, advances c past it,
+// and returns it; it returns nil if no request is due.
+func (a *Agent) askHeld(ctx context.Context, c *chain) (*queue.Envelope, error) {
 	due, err := a.spool.HeldDue(ctx, a.now().Add(-time.Duration(a.cfg.ResendAfter)), batch.MaxQuery)
 	if err != nil || len(due) == 0 {
 		return nil, err
 	}
+	return a.sealNext(ctx, c, sealSpec{query: due})
+}
+
+// sealNext seals what sp says as the channel's next envelope, stores it
+// and advances c past it. If the stored channel moved (it should not: the
+// batcher is the one sealer), it reloads c and seals once more.
+func (a *Agent) sealNext(ctx context.Context, c *chain, sp sealSpec) (*queue.Envelope, error) {
 	for range 2 {
-		env, err := a.seal(ctx, nil, due, *next, *prev)
+		env, err := a.seal(ctx, sp, c.next, c.prev)
 		if errors.Is(err, queue.ErrSeqConflict) {
-			// Only the batcher advances the channel; reload and retry.
-			if *next, *prev, err = a.spool.Channel(ctx, RequestsChannel); err != nil {
+			if c.next, c.prev, err = a.spool.Channel(ctx, RequestsChannel); err != nil {
 				return nil, err
 			}
 			continue
@@ -204,23 +279,30 @@ func (a *Agent) askHeld(ctx context.Context, next *uint64, prev *[32]byte) (*que
 		if err != nil {
 			return nil, err
 		}
-		*next, *prev = env.Seq+1, env.HeaderHash
+		c.next, c.prev = env.Seq+1, env.HeaderHash
 		return env, nil
 	}
-	return nil, fmt.Errorf("ask about held requests: %w", queue.ErrSeqConflict)
+	return nil, fmt.Errorf("seal requests: %w", queue.ErrSeqConflict)
 }
 
-// seal seals reqs, or else query (the held requests asked about again), as
-// envelope seq on the requests channel and stores it.
-func (a *Agent) seal(ctx context.Context, reqs []batch.Request, query []string, seq uint64, prev [32]byte) (*queue.Envelope, error) {
-	if reqs == nil {
-		reqs = []batch.Request{} // "requests": [], never null
+// seal seals what sp says as envelope seq on the requests channel and
+// stores it. A re-send keeps the expiry of the envelope it replaces: the
+// requests' deadline does not move.
+func (a *Agent) seal(ctx context.Context, sp sealSpec, seq uint64, prev [32]byte) (*queue.Envelope, error) {
+	body := batch.Requests{Requests: sp.reqs, Query: sp.query}
+	if body.Requests == nil {
+		body.Requests = []batch.Request{} // "requests": [], never null
 	}
-	body, err := batch.Encode(batch.Requests{Requests: reqs, Query: query})
+	now := a.now()
+	expires := now.Add(time.Duration(a.cfg.EnvelopeTTL))
+	if sp.replaces != nil {
+		body.Replaces = sp.replaces.Seq
+		expires = sp.replaces.Expires
+	}
+	data, err := batch.Encode(body)
 	if err != nil {
 		return nil, fmt.Errorf("seal requests: %w", err)
 	}
-	now := a.now()
 	signer, recipient := a.sealKeys(now)
 	s, err := envelope.Seal(envelope.Header{
 		ID:      envelope.NewID(),
@@ -231,8 +313,8 @@ func (a *Agent) seal(ctx context.Context, reqs []batch.Request, query []string, 
 		Seq:     seq,
 		Prev:    prev,
 		Created: now,
-		Expires: now.Add(time.Duration(a.cfg.EnvelopeTTL)),
-	}, body, signer, recipient)
+		Expires: expires,
+	}, data, signer, recipient)
 	if err != nil {
 		return nil, fmt.Errorf("seal requests: %w", err)
 	}
@@ -243,36 +325,46 @@ func (a *Agent) seal(ctx context.Context, reqs []batch.Request, query []string, 
 		HeaderHash: s.HeaderHash,
 		Name:       envelope.FileName(&s.Header),
 		Data:       s.Data,
-		Requests:   len(reqs),
+		Requests:   len(sp.reqs),
 		Created:    s.Header.Created,
 		Expires:    s.Header.Expires,
 		State:      queue.EnvSealed,
 	}
-	if len(query) > 0 {
-		if err := a.spool.StoreQuery(ctx, env, query, now); err != nil {
+	switch {
+	case sp.replaces != nil:
+		if err := a.spool.StoreResend(ctx, env, sp.replaces.ID, sp.query, now); err != nil {
+			return nil, err
+		}
+		a.log.Info("envelope not acknowledged; sent again as a new envelope",
+			slog.String(logEnvelope, sp.replaces.ID), slog.Uint64(logSeq, sp.replaces.Seq), slog.String(logKind, env.Kind),
+			slog.String(logResend, env.ID), slog.Uint64(logResendSeq, seq),
+			slog.Int(logCount, env.Requests+len(sp.query)), slog.Int(logAttempts, sp.replaces.Attempts))
+	case len(sp.query) > 0:
+		if err := a.spool.StoreQuery(ctx, env, sp.query, now); err != nil {
 			return nil, err
 		}
 		a.log.Info("asking again about held requests", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, seq),
-			slog.Int(logCount, len(query)))
-		return env, nil
+			slog.Int(logCount, len(sp.query)))
+	default:
+		ids := make([]string, len(sp.reqs))
+		for i, r := range sp.reqs {
+			ids[i] = r.ID
+		}
+		if err := a.spool.StoreSealed(ctx, env, ids); err != nil {
+			return nil, err
+		}
+		if len(ids) > 0 {
+			a.log.Info("requests sealed", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, seq), slog.Int(logCount, len(ids)))
+		}
 	}
-	ids := make([]string, len(reqs))
-	for i, r := range reqs {
-		ids[i] = r.ID
-	}
-	if err := a.spool.StoreSealed(ctx, env, ids); err != nil {
-		return nil, err
-	}
-	a.log.Info("requests sealed", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, seq), slog.Int(logCount, len(reqs)))
 	return env, nil
 }
 
 // publisher publishes envelopes: first the ones stored but not published
-// before a restart, then those from in, in order. It also runs maintain
-// (expiry, dead letters, re-sends) at every tick. When in is closed (the
+// before a restart, then those from in, in order. When in is closed (the
 // batcher stopped) it returns; drain bounds the publishing still to do
 // once ctx has ended. It never seals: the batcher is the one sealer of
-// the channel, and a re-send publishes the stored bytes again.
+// the channel.
 func (a *Agent) publisher(ctx context.Context, in <-chan *queue.Envelope, drain time.Duration) error {
 	// Publishing continues past ctx until the batcher closes in, bounded
 	// by the drain timeout from the moment ctx ends.
@@ -286,9 +378,6 @@ func (a *Agent) publisher(ctx context.Context, in <-chan *queue.Envelope, drain 
 		case <-pctx.Done():
 		}
 	}()
-	if err := a.maintain(pctx); err != nil {
-		return err
-	}
 	old, err := a.spool.Unpublished(pctx)
 	if err != nil {
 		return err
@@ -304,13 +393,11 @@ func (a *Agent) publisher(ctx context.Context, in <-chan *queue.Envelope, drain 
 		return err
 	}
 	done = done[:0]
-	resend := time.Duration(a.cfg.ResendAfter)
-	tick := time.NewTicker(min(max(resend/4, time.Second), 30*time.Second))
-	defer tick.Stop()
 	// The "published" marks of the envelopes published within markEvery
 	// share one transaction, so that under load the publisher does not
 	// take the writer from the intake once per envelope. A mark lost in a
-	// crash only means the envelope is published again, byte for byte.
+	// crash only means the envelope is published again, byte for byte,
+	// at the next start.
 	mark := time.NewTimer(markEvery)
 	mark.Stop()
 	defer mark.Stop()
@@ -332,10 +419,6 @@ func (a *Agent) publisher(ctx context.Context, in <-chan *queue.Envelope, drain 
 				return err
 			}
 			done = done[:0]
-		case <-tick.C:
-			if err := a.maintain(pctx); err != nil {
-				return err
-			}
 		}
 	}
 }
@@ -387,18 +470,18 @@ func (a *Agent) backoff() queue.Backoff {
 }
 
 // maintain expires envelopes past their TTL, makes dead letters of the
-// envelopes due again after max_resends publications, and publishes again
-// the other envelopes due (queue.Spool.Due): resend_after after the first
-// publication, twice as long after each further one, at most resend_max.
-// A crash between publishing and marking only means an envelope is due,
-// and published byte for byte, again.
-func (a *Agent) maintain(ctx context.Context) error {
+// envelopes due again after max_resends publications, and re-sends the
+// other envelopes due (queue.Spool.Due: resend_after after the first
+// publication, twice as long after each further one, at most resend_max;
+// at once after results reported one missing): their requests still
+// unanswered go into a new envelope that names the one it replaces
+// (queue.Spool.StoreResend), handed on with emit. An envelope due with
+// nothing to re-send (a heartbeat, a query, all its requests answered) is
+// retired. The batcher runs it, as the one sealer of the channel.
+func (a *Agent) maintain(ctx context.Context, c *chain, emit func(context.Context, *queue.Envelope)) error {
 	now := a.now()
 	expired, err := a.spool.Expire(ctx, now)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return err
 	}
 	if len(expired) > 0 {
@@ -407,9 +490,6 @@ func (a *Agent) maintain(ctx context.Context) error {
 	}
 	dead, err := a.spool.MarkDead(ctx, now, a.cfg.MaxResends)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return err
 	}
 	for _, env := range dead {
@@ -417,27 +497,72 @@ func (a *Agent) maintain(ctx context.Context) error {
 		a.log.Error("request envelope is a dead letter", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, env.Seq),
 			slog.Int(logCount, env.Requests), slog.Int(logAttempts, env.Attempts))
 	}
+	seen := map[string]bool{}
 	for {
 		due, err := a.spool.Due(ctx, now, dueBatch)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return err
 		}
-		var done []string
-		for _, env := range due {
-			a.log.Info("envelope not acknowledged; publishing again", slog.String(logEnvelope, env.ID),
-				slog.Uint64(logSeq, env.Seq), slog.Int(logAttempts, env.Attempts))
-			if !a.publish(ctx, env) {
-				break
+		fresh := 0
+		for _, old := range due {
+			if seen[old.ID] {
+				continue
 			}
-			done = append(done, env.ID)
+			seen[old.ID], fresh = true, fresh+1
+			if err := a.resend(ctx, c, old, emit); err != nil {
+				return err
+			}
 		}
-		// Marked envelopes fall due later than now, so the next round
-		// reads the ones after them.
-		if err := a.markPublished(ctx, done); err != nil || len(done) < dueBatch || ctx.Err() != nil {
-			return err
+		// Re-sent and retired envelopes are no longer due, so the next
+		// round reads the ones after them.
+		if len(due) < dueBatch || fresh == 0 || ctx.Err() != nil {
+			return nil
 		}
 	}
+}
+
+// resend sends again what old, due again, carried that still needs an
+// answer, in a new envelope of the same kind that names old as replaced:
+// its unanswered requests, the held requests a query asked about, or
+// nothing for a heartbeat. It retires old if nothing is left to send.
+func (a *Agent) resend(ctx context.Context, c *chain, old *queue.Envelope, emit func(context.Context, *queue.Envelope)) error {
+	var sp sealSpec
+	switch old.Kind {
+	case queue.KindHeartbeat:
+	case queue.KindQuery:
+		ids, err := a.spool.Queried(ctx, old.ID)
+		if err != nil {
+			return err
+		}
+		sp.query = ids
+	default:
+		reqs, err := a.spool.OpenRequests(ctx, old.ID)
+		if err != nil {
+			return err
+		}
+		sp.reqs = reqs
+	}
+	if old.Kind != queue.KindHeartbeat && len(sp.reqs) == 0 && len(sp.query) == 0 {
+		ok, err := a.spool.Retire(ctx, old.ID)
+		switch {
+		case errors.Is(err, queue.ErrEnvelopeState):
+			return nil // a request came back meanwhile: due again next time
+		case err != nil:
+			return err
+		case ok:
+			a.log.Debug("envelope not acknowledged, with nothing left to send; retired",
+				slog.String(logEnvelope, old.ID), slog.Uint64(logSeq, old.Seq))
+		}
+		return nil
+	}
+	sp.replaces = old
+	env, err := a.sealNext(ctx, c, sp)
+	switch {
+	case errors.Is(err, queue.ErrEnvelopeState), errors.Is(err, queue.ErrNotFound):
+		return nil // acknowledged, expired or dropped meanwhile
+	case err != nil:
+		return err
+	}
+	emit(ctx, env)
+	return nil
 }

@@ -36,11 +36,12 @@ func deadLetterLines(t *testing.T, logs *logBuffer) []map[string]any {
 
 // TestAgent_ResendBackoffDeadLetter runs an agent with no intranet
 // (resend_after 1s, resend_max 2s, max_resends 2) and counts what the
-// request medium sees: the envelope is published, published again after
-// resend_after, then, once the doubled wait has passed, becomes a dead
-// letter (one Error log line) and is not published again; its request
-// stays sent. An admin's retry, made through a second handle on the spool
-// as ferryctl does, has the running agent publish it again.
+// request medium sees: the envelope is published, its request re-sent
+// after resend_after in a new envelope that names it as replaced, which,
+// once the doubled wait has passed, becomes a dead letter (one Error log
+// line) and is not published again; its request stays sent. An admin's
+// retry, made through a second handle on the spool as ferryctl does, has
+// the running agent re-send the request once more.
 func TestAgent_ResendBackoffDeadLetter(t *testing.T) {
 	var logs logBuffer
 	e := startEnvWith(t, envOptions{log: jsonLogger(t, &logs),
@@ -56,12 +57,16 @@ func TestAgent_ResendBackoffDeadLetter(t *testing.T) {
 
 	second := e.nextEnvelope(t, 10*time.Second)
 	t2 := time.Now()
-	if second == nil || second.opened.Header.ID != envID {
-		t.Fatalf("second publication: %+v, want %s again", second, envID)
+	if second == nil || second.opened.Header.ID == envID || second.body.Replaces != first.opened.Header.Seq ||
+		len(second.body.Requests) != 1 || second.body.Requests[0].ID != id ||
+		!second.opened.Header.Expires.Equal(first.opened.Header.Expires) {
+		t.Fatalf("second publication: %+v, want a new envelope replacing seq %d with request %s and its expiry",
+			second, first.opened.Header.Seq, id)
 	}
 	if gap := t2.Sub(t1); gap < 900*time.Millisecond {
-		t.Fatalf("published again %s after the first, before resend_after", gap)
+		t.Fatalf("re-sent %s after the first publication, before resend_after", gap)
 	}
+	envID = second.opened.Header.ID
 	// A second handle on the spool, as ferryctl opens it while the agent
 	// runs: the second publication is recorded (within markEvery) with
 	// the next re-send due twice resend_after later, capped at resend_max.
@@ -87,7 +92,7 @@ func TestAgent_ResendBackoffDeadLetter(t *testing.T) {
 		t.Fatalf("dead letter log lines %v, want one", lines)
 	}
 	l := lines[0]
-	if l["level"] != "ERROR" || l[logEnvelope] != envID || l[logSeq] != float64(first.opened.Header.Seq) ||
+	if l["level"] != "ERROR" || l[logEnvelope] != envID || l[logSeq] != float64(second.opened.Header.Seq) ||
 		l[logCount] != 1.0 || l[logAttempts] != 2.0 {
 		t.Fatalf("dead letter log line %v", l)
 	}
@@ -107,14 +112,14 @@ func TestAgent_ResendBackoffDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	third := e.nextEnvelope(t, 5*time.Second)
-	if third == nil || third.opened.Header.ID != envID {
-		t.Fatalf("after retry: %+v, want %s published again", third, envID)
+	if third == nil || third.body.Replaces != second.opened.Header.Seq || len(third.body.Requests) != 1 {
+		t.Fatalf("after retry: %+v, want the request re-sent in place of seq %d", third, second.opened.Header.Seq)
 	}
 	if len(deadLetterLines(t, &logs)) != 1 {
 		t.Fatal("dead letter logged again")
 	}
 	// The backoff starts over.
-	if stored := waitAttempts(t, admin, envID, 1); stored.State != queue.EnvPublished ||
+	if stored := waitAttempts(t, admin, third.opened.Header.ID, 1); stored.State != queue.EnvPublished ||
 		stored.ResendAt.Sub(stored.Published) != time.Second {
 		t.Fatalf("retried envelope after its publication: %+v", stored)
 	}

@@ -20,6 +20,10 @@ const (
 	ReasonPayloadMismatch  = "payload_mismatch"
 	ReasonDecryptFailed    = "decrypt_failed"
 	ReasonManifestMismatch = "manifest_mismatch"
+	// ReasonRevokedKey and ReasonKeyNotValid come only from an [Opener]
+	// with a [keys.Ring]: see [KeyReasons].
+	ReasonRevokedKey  = "revoked_key"
+	ReasonKeyNotValid = "key_not_valid"
 )
 
 // Sentinel errors, one per reason code. A [*ParseError] matches the sentinel
@@ -36,6 +40,8 @@ var (
 	ErrPayloadMismatch  = errors.New("envelope payload does not match its header")
 	ErrDecryptFailed    = errors.New("envelope payload does not decrypt")
 	ErrManifestMismatch = errors.New("envelope manifest does not match its header")
+	ErrRevokedKey       = errors.New("envelope signed by a revoked key")
+	ErrKeyNotValid      = errors.New("envelope created outside its signing key's window")
 )
 
 // sentinels maps each reason code to its sentinel error.
@@ -53,6 +59,22 @@ var sentinels = map[string]error{
 	ReasonManifestMismatch: ErrManifestMismatch,
 }
 
+// keySentinels maps the reason codes of [KeyReasons] to their sentinels.
+// They are kept apart from sentinels because the vector corpus, which has
+// one vector per code of [Reasons], opens with a single sender key.
+var keySentinels = map[string]error{
+	ReasonRevokedKey:  ErrRevokedKey,
+	ReasonKeyNotValid: ErrKeyNotValid,
+}
+
+// sentinel returns the sentinel error of a reason code, or nil.
+func sentinel(reason string) error {
+	if s, ok := sentinels[reason]; ok {
+		return s
+	}
+	return keySentinels[reason]
+}
+
 // Reasons returns every reason code, in the order docs/envelope.md lists
 // the rules.
 func Reasons() []string {
@@ -62,6 +84,12 @@ func Reasons() []string {
 		ReasonPayloadMismatch, ReasonDecryptFailed, ReasonManifestMismatch,
 	}
 }
+
+// KeyReasons returns the reason codes that only an [Opener] with a
+// [keys.Ring] gives: a signature by a revoked peer key, and a header
+// created outside the signing key's window. docs/envelope.md lists them
+// after the rules of [Reasons].
+func KeyReasons() []string { return []string{ReasonRevokedKey, ReasonKeyNotValid} }
 
 // ParseError is the error for every envelope that a reader rejects. Reason
 // is one of the Reason… codes; Err says what exactly was wrong and may wrap
@@ -74,7 +102,7 @@ type ParseError struct {
 
 // Error returns the sentinel's message followed by the detail.
 func (e *ParseError) Error() string {
-	if s, ok := sentinels[e.Reason]; ok {
+	if s := sentinel(e.Reason); s != nil {
 		return s.Error() + ": " + e.Err.Error()
 	}
 	return "invalid envelope: " + e.Err.Error()
@@ -85,8 +113,8 @@ func (e *ParseError) Unwrap() error { return e.Err }
 
 // Is reports whether target is the sentinel of e's reason.
 func (e *ParseError) Is(target error) bool {
-	s, ok := sentinels[e.Reason]
-	return ok && s == target
+	s := sentinel(e.Reason)
+	return s != nil && s == target
 }
 
 // Reason returns the stable reason code of an error from [Opener.Open],

@@ -17,10 +17,20 @@ import (
 )
 
 // Opener opens envelopes addressed to one zone from one sender.
+//
+// It holds the keys either one by one (Self, Identity and Sender: one age
+// identity, one sender key without a window) or as a [keys.Ring] (Ring):
+// then the sender's signing key is the ring's peer key named by the
+// signature line, which must not be revoked ([ReasonRevokedKey]) and whose
+// window must hold the header's created time ([ReasonKeyNotValid]), and
+// the identity is the ring's own identity whose fingerprint the header's
+// to line names, if it still decrypts at the Opener's now. With a Ring,
+// Self defaults to Ring.Zone and Identity and Sender are ignored.
 type Opener struct {
 	Self     string              // this zone; envelopes must be addressed To it
 	Identity *age.X25519Identity // this zone's age identity
 	Sender   note.Verifier       // the expected sender's signing key
+	Ring     *keys.Ring          // if set, the keys (see above)
 	MaxSize  int64               // 0 means DefaultMaxSize
 	MaxSkew  time.Duration       // 0 means DefaultMaxSkew
 	Now      func() time.Time    // nil means time.Now
@@ -37,8 +47,16 @@ type Opener struct {
 //
 // The returned Body aliases a buffer Open allocated, not data.
 func (o *Opener) Open(data []byte) (*Opened, error) {
-	if o.Identity == nil || o.Sender == nil || o.Self == "" {
-		return nil, errors.New("open envelope: opener needs Self, Identity and Sender")
+	self := o.Self
+	if o.Ring != nil {
+		if self == "" {
+			self = o.Ring.Zone
+		}
+		if len(o.Ring.Peers) == 0 || self == "" {
+			return nil, errors.New("open envelope: opener's ring has no peer keys or no zone")
+		}
+	} else if o.Identity == nil || o.Sender == nil || self == "" {
+		return nil, errors.New("open envelope: opener needs Self, Identity and Sender, or a Ring")
 	}
 	maxSize := o.MaxSize
 	if maxSize <= 0 {
@@ -57,17 +75,36 @@ func (o *Opener) Open(data []byte) (*Opened, error) {
 	if int64(len(data)) > maxSize {
 		return nil, reject(ReasonTooLarge, "%d bytes, limit %d", len(data), maxSize)
 	}
-	// 2–4. Framing, signature, header syntax, sender.
-	h, hh, payload, err := verifiedHeader(data, o.Sender)
+	t := now()
+	// 2–4. Framing, signature, header syntax, sender; with a ring, the
+	// sender key's revocation and window.
+	sender, pk := o.Sender, (*keys.PeerKey)(nil)
+	if o.Ring != nil {
+		sender, pk = ringSender(data, o.Ring)
+	}
+	h, hh, payload, err := verifiedHeader(data, sender)
 	if err != nil {
 		return nil, err
 	}
+	if pk != nil {
+		if pk.IsRevoked() {
+			return nil, reject(ReasonRevokedKey, "signed by %s+%s, revoked at %s", sender.Name(), pk.ID(), pk.Revoked.UTC().Format(timeLayout))
+		}
+		if !pk.InWindow(h.Created) {
+			return nil, reject(ReasonKeyNotValid, "created %s, outside the window of key %s+%s (%s)", h.Created.Format(timeLayout), sender.Name(), pk.ID(), window(pk))
+		}
+	}
 	// 5. Recipient.
-	if fpr := keys.Fingerprint(o.Identity.Recipient()); h.To != o.Self || h.ToKey != fpr {
-		return nil, reject(ReasonWrongRecipient, "addressed to %s (age key %s), this is %s (age key %s)", h.To, h.ToKey, o.Self, fpr)
+	identity := o.Identity
+	if o.Ring != nil {
+		identity = o.Ring.Identity(h.ToKey, t)
+		if h.To != self || identity == nil {
+			return nil, reject(ReasonWrongRecipient, "addressed to %s (age key %s), this is %s without a current age key of that fingerprint", h.To, h.ToKey, self)
+		}
+	} else if fpr := keys.Fingerprint(identity.Recipient()); h.To != self || h.ToKey != fpr {
+		return nil, reject(ReasonWrongRecipient, "addressed to %s (age key %s), this is %s (age key %s)", h.To, h.ToKey, self, fpr)
 	}
 	// 6. Freshness.
-	t := now()
 	if !t.Before(h.Expires) {
 		return nil, reject(ReasonExpired, "expired at %s, now %s", h.Expires.Format(timeLayout), t.UTC().Format(timeLayout))
 	}
@@ -79,7 +116,7 @@ func (o *Opener) Open(data []byte) (*Opened, error) {
 		return nil, err
 	}
 	// 8. Decrypt, with at most two X25519 stanzas, to the authenticated end.
-	pt, err := o.decrypt(payload)
+	pt, err := o.decrypt(payload, identity)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +193,49 @@ func verifiedHeader(data []byte, sender note.Verifier) (*Header, [32]byte, []byt
 	return h, sha256.Sum256(signed), payload, nil
 }
 
+// ringSender returns the verifier to check an envelope's signature with:
+// the ring's peer key that its signature line names, with that key; or,
+// when the line names no peer key (or cannot be read), the peer's newest
+// key and nil, so that the check fails with the reason it would give for
+// a single sender (unknown_sender, bad_signature, malformed).
+func ringSender(data []byte, ring *keys.Ring) (note.Verifier, *keys.PeerKey) {
+	fallback := ring.Peers[len(ring.Peers)-1].Verifier
+	signed, _, err := splitFrame(data)
+	if err != nil {
+		return fallback, nil
+	}
+	text, err := noteText(signed)
+	if err != nil {
+		return fallback, nil
+	}
+	line, _, _ := bytes.Cut(signed[len(text)+1:], []byte("\n"))
+	line, ok := bytes.CutPrefix(line, []byte(sigPrefix))
+	if !ok {
+		return fallback, nil
+	}
+	name, b64, _ := bytes.Cut(line, []byte(" "))
+	sig, err := base64.StdEncoding.DecodeString(string(b64))
+	if err != nil || len(sig) < 4 {
+		return fallback, nil
+	}
+	if k := ring.PeerKey(string(name), binary.BigEndian.Uint32(sig)); k != nil {
+		return k.Verifier, k
+	}
+	return fallback, nil
+}
+
+// window describes a peer key's window for messages.
+func window(k *keys.PeerKey) string {
+	from, until := "-", "-"
+	if !k.From.IsZero() {
+		from = k.From.UTC().Format(timeLayout)
+	}
+	if !k.Until.IsZero() {
+		until = k.Until.UTC().Format(timeLayout)
+	}
+	return "from " + from + " until " + until
+}
+
 // sigPrefix starts a signature line of a signed note.
 const sigPrefix = "\u2014 "
 
@@ -218,13 +298,13 @@ func checkPayload(h *Header, payload []byte) error {
 	return nil
 }
 
-// decrypt decrypts an age payload with the opener's identity, behind a
+// decrypt decrypts an age payload with identity, behind a
 // stanza limit, and reads it to its authenticated end.
-func (o *Opener) decrypt(payload []byte) ([]byte, error) {
+func (o *Opener) decrypt(payload []byte, identity *age.X25519Identity) ([]byte, error) {
 	if o.hook != nil {
 		o.hook("decrypt")
 	}
-	r, err := age.Decrypt(bytes.NewReader(payload), &limitedIdentity{id: o.Identity, hook: o.hook})
+	r, err := age.Decrypt(bytes.NewReader(payload), &limitedIdentity{id: identity, hook: o.hook})
 	if err != nil {
 		return nil, &ParseError{Reason: ReasonDecryptFailed, Err: err}
 	}

@@ -212,6 +212,12 @@ func waitQuarantined(t *testing.T, e *testEnv, bad map[string]string) {
 	}
 }
 
+// TestAgent_Run_duplicate delivers an applied envelope again, under its
+// own name and under another: a copy the medium made, or a replay, is
+// dropped without an answer and takes no effect. A re-send the way the DMZ
+// makes one, a new envelope of the same requests that names the one it
+// replaces, is answered with the stored results and takes no effect
+// either; the replaced envelope arriving after it is refused.
 func TestAgent_Run_duplicate(t *testing.T) {
 	e := newTestEnv(t)
 	e.start(t)
@@ -222,27 +228,38 @@ func TestAgent_Run_duplicate(t *testing.T) {
 	checkOnce(t, first, reqs...)
 	e.waitEmpty(t)
 
-	// The same envelope again, under its own name and then under another:
-	// each delivery is answered again with the stored results, and nothing
-	// takes effect twice.
-	for i, name := range []string{envelope.FileName(&env.Header), "copy-0001.fxe"} {
+	for _, name := range []string{envelope.FileName(&env.Header), "copy-0001.fxe"} {
 		e.drop(t, name, env.Data)
-		deadline := time.Now().Add(10 * time.Second)
-		for e.collect(t).acks[env.Header.ID] < i+2 {
-			if time.Now().After(deadline) {
-				t.Fatalf("copy %d not answered", i+1)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
 		e.waitEmpty(t)
 	}
-	a := e.collect(t)
+	if n := e.collect(t).acks[env.Header.ID]; n != 1 {
+		t.Fatalf("envelope answered %d times, want once: a copy was answered", n)
+	}
+
+	// The DMZ lost the answer and re-sends: seq 2 replaces seq 1 (which
+	// did arrive). A lost seq 3 is replaced by seq 4, and its late copy
+	// is refused.
+	resend := func(replaces uint64) *envelope.Sealed {
+		s := e.sealWith(t, e.header(), batch.Requests{Requests: reqs, Replaces: replaces}, e.dmz.Signer, e.intra.Recipient)
+		e.drop(t, envelope.FileName(&s.Header), s.Data)
+		return s
+	}
+	again := resend(env.Header.Seq)
+	lost := e.seal(t, reqs)
+	again2 := resend(lost.Header.Seq)
+	a := e.waitAcked(t, again.Header.ID, again2.Header.ID)
+	e.waitEmpty(t)
 	for _, r := range reqs {
 		got := a.results[r.ID]
 		if len(got) != 3 || !reflect.DeepEqual(got[0], got[1]) || !reflect.DeepEqual(got[0], got[2]) {
 			t.Fatalf("request %s: answers differ or missing: %+v", r.ID, got)
 		}
 	}
+	if got := a.received[len(a.received)-1]; got.Contiguous != again2.Header.Seq || len(got.Missing) != 0 {
+		t.Fatalf("after seq %d replaced the lost seq %d: received %+v, want nothing missing", again2.Header.Seq, lost.Header.Seq, got)
+	}
+	e.drop(t, envelope.FileName(&lost.Header), lost.Data)
+	waitQuarantined(t, e, map[string]string{envelope.FileName(&lost.Header): ReasonReplay})
 	if n := e.replicaCount(t, countAppointments); n != before+1 {
 		t.Fatalf("%d appointments, want %d: a duplicate took effect", n, before+1)
 	}
@@ -534,9 +551,9 @@ func TestAgent_Run_resultsTooLarge(t *testing.T) {
 
 // TestAgent_Run_replayAfterRestartAndExpiry replays a captured request
 // envelope carrying a write: after it was applied, across a restart of the
-// agent, and after its expiry. The first two are answered with the stored
-// results and take no second effect; the expired copy is quarantined
-// unopened past its header, and answered not at all.
+// agent, and after its expiry. None is answered and none takes a second
+// effect; the first two are dropped as duplicates, the expired copy is
+// quarantined unopened past its header.
 func TestAgent_Run_replayAfterRestartAndExpiry(t *testing.T) {
 	e := newTestEnv(t)
 	r := e.start(t)
@@ -549,25 +566,23 @@ func TestAgent_Run_replayAfterRestartAndExpiry(t *testing.T) {
 	first := e.waitAcked(t, captured.Header.ID).results[reqs[0].ID]
 	e.waitEmpty(t)
 
+	e.drop(t, "replay-after-apply.fxe", captured.Data)
+	e.waitEmpty(t)
 	r.stop(t)
 	r = e.start(t)
 	e.drop(t, "replay-after-restart.fxe", captured.Data)
-	deadline := time.Now().Add(10 * time.Second)
-	for e.collect(t).acks[captured.Header.ID] < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the replay after a restart was not answered")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	e.waitEmpty(t)
-	if got := e.collect(t).results[reqs[0].ID]; len(got) != 2 || !reflect.DeepEqual(got[0], first[0]) || !reflect.DeepEqual(got[1], first[0]) {
-		t.Fatalf("answers to the replay differ: %+v", got)
+	if got := e.collect(t).acks[captured.Header.ID]; got != 1 {
+		t.Fatalf("the captured envelope was answered %d times, want once: a replay was answered", got)
+	}
+	if got := e.collect(t).results[reqs[0].ID]; len(got) != 1 || !reflect.DeepEqual(got[0], first[0]) {
+		t.Fatalf("answers: %+v", got)
 	}
 
 	time.Sleep(time.Until(h.Expires) + 100*time.Millisecond)
 	e.drop(t, "replay-after-expiry.fxe", captured.Data)
 	waitQuarantined(t, e, map[string]string{"replay-after-expiry.fxe": envelope.ReasonExpired})
-	if n := e.collect(t).acks[captured.Header.ID]; n != 2 {
+	if n := e.collect(t).acks[captured.Header.ID]; n != 1 {
 		t.Fatalf("the expired replay was answered (%d answers)", n)
 	}
 	if n := e.replicaCount(t, countAppointments); n != before+1 {

@@ -55,10 +55,12 @@
 //
 // The ledger in the replica file records every applied envelope and request
 // in the transaction that applies them; see package replica. A duplicate
-// envelope (same id, any file name) never takes effect again: while its
-// answer is still on its way the copy is removed, and once its answer has
-// been published the stored results are sealed and published again (the
-// DMZ may have lost them), then the copy is removed. On start, Run first
+// envelope (same id, any file name) never takes effect again and gets no
+// second answer: the copy is removed (the DMZ re-sends requests in a new
+// envelope, whose requests the ledger answers with their stored results,
+// so a copy is the medium's or a replay). A re-send names the envelope it
+// replaces; if that one never arrived, its place in the channel is
+// withdrawn (package replica). On start, Run first
 // re-publishes sealed result envelopes (same bytes) and re-seals applied
 // envelopes whose results were not sealed, so a crash anywhere loses no
 // answer.
@@ -69,6 +71,15 @@
 // the other stages finish what they hold, and Run returns nil. Work still
 // unfinished after the drain timeout is abandoned safely: the ledger and
 // the inbox resume it at the next start.
+//
+// # Keys
+//
+// New loads the key directory as a keys.Ring (refusing loose private key
+// permissions); Reload (SIGHUP) loads it again and swaps it in whole, or
+// keeps the keys in force if it does not load. Every envelope is opened
+// with the ring (any valid DMZ key; revoked_key, key_not_valid) and sealed
+// with the own key in force and the peer's newest accepted key; see
+// docs/keys.md.
 package intranet
 
 import (
@@ -144,16 +155,20 @@ const (
 
 // Agent is the intranet agent.
 type Agent struct {
-	cfg    *Config
-	log    *slog.Logger
-	zone   *keys.Zone
-	peer   *keys.Peer
-	db     *replica.DB
-	inbox  *medium.Inbox
-	recv   medium.Receiver
-	pub    medium.Publisher
-	opener *envelope.Opener
-	now    func() time.Time
+	cfg *Config
+	log *slog.Logger
+	// zone and peer carry the zones' names only; the keys in force are
+	// in ring.
+	zone *keys.Zone
+	peer *keys.Peer
+	// ring holds the keys in force: New loads it, Reload replaces it
+	// whole, openEnvelope and sealKeys read it.
+	ring  atomic.Pointer[keys.Ring]
+	db    *replica.DB
+	inbox *medium.Inbox
+	recv  medium.Receiver
+	pub   medium.Publisher
+	now   func() time.Time
 
 	// policy is the policy in force; Reload replaces it only with one
 	// that passed every check.
@@ -200,7 +215,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	zone, peer, err := keys.LoadAgent(cfg.Keys, cfg.Zone, cfg.Peer)
+	ring, err := keys.LoadAgentRing(cfg.Keys, cfg.Zone, cfg.Peer)
 	if err != nil {
 		return nil, err
 	}
@@ -234,44 +249,52 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{
-		cfg:    cfg,
-		log:    logger,
-		zone:   zone,
-		peer:   peer,
-		db:     db,
-		inbox:  inbox,
-		recv:   recv,
-		pub:    pub,
-		opener: &envelope.Opener{Self: zone.Name, Identity: zone.Identity, Sender: peer.Verifier},
-		now:    time.Now,
-		ready:  make(chan struct{}),
+		cfg:   cfg,
+		log:   logger,
+		zone:  &keys.Zone{Name: ring.Zone},
+		peer:  &keys.Peer{Name: ring.Peer},
+		db:    db,
+		inbox: inbox,
+		recv:  recv,
+		pub:   pub,
+		now:   time.Now,
+		ready: make(chan struct{}),
 	}
 	a.peerWatch = silence.New(RequestsChannel, time.Duration(cfg.PeerSilence), time.Now(), logger)
 	a.catalogueChanged = make(chan struct{}, 1)
 	a.decisionsReady = make(chan struct{}, 1)
+	a.setRing(ring)
 	a.setPolicy(active)
 	logger.Info("policy in force", slog.String(logPolicy, active.sha256), slog.Int(logOperations, len(active.pol.Operations)),
 		slog.Any(logSigners, active.signers))
 	return a, nil
 }
 
-// Reload reads the admins' keys, the policy file and its signatures again
-// and puts the new policy, and those keys, in force if, and only if, they
-// pass every check the agent made at start. Removing an admin's NAME.pub
-// and reloading therefore revokes the admin for policies and approvals
-// alike. Otherwise it returns the reason and the policy in force stays.
-// Requests already being applied finish under the policy they started
-// with. SIGHUP calls it (see package daemon).
+// Reload reads the key directory, the admins' keys, the policy file and
+// its signatures again and puts the new keys and policy, and those admin
+// keys, in force if, and only if, all of them pass every check the agent
+// made at start. Removing an admin's NAME.pub and reloading therefore
+// revokes the admin for policies and approvals alike; revoking a peer key
+// (ferryctl keys revoke) or accepting a new one takes effect the same way.
+// Otherwise it returns the reason and the keys and the policy in force
+// stay. Requests already being applied finish under the policy they
+// started with. SIGHUP calls it (see package daemon).
 func (a *Agent) Reload() error {
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
 	old := a.policy.Load()
+	ring, err := keys.LoadAgentRing(a.cfg.Keys, a.cfg.Zone, a.cfg.Peer)
+	if err != nil {
+		a.log.Error("key reload refused; the previous keys and policy stay in force", slog.String(logError, err.Error()))
+		return err
+	}
 	active, err := loadPolicy(ctx, a.cfg.Policy, a.cfg.Admins, a.cfg.PolicySigs, a.db)
 	if err != nil {
 		a.log.Error("policy reload refused; the previous policy stays in force", slog.String(logError, err.Error()),
 			slog.String(logPolicy, old.sha256))
 		return err
 	}
+	a.setRing(ring)
 	a.setPolicy(active)
 	a.log.Info("policy reloaded", slog.String(logPolicy, active.sha256), slog.String(logPrevious, old.sha256),
 		slog.Int(logOperations, len(active.pol.Operations)), slog.Any(logSigners, active.signers))
@@ -421,11 +444,43 @@ func pendingItems(p []replica.Pending) []sealItem {
 	return items
 }
 
-// openEnvelope opens a request envelope with the agent's keys.
-func (a *Agent) openEnvelope(data []byte) (*envelope.Opened, error) { return a.opener.Open(data) }
+// Log attribute keys of the key ring.
+const (
+	logKeyID    = "key_id"
+	logPeerKeys = "peer_keys"
+)
 
-// sealKeys returns the key to sign an envelope created at now with and
-// the peer's key to encrypt it to.
+// setRing puts a loaded key ring in force and logs the keys it holds.
+func (a *Agent) setRing(r *keys.Ring) {
+	a.ring.Store(r)
+	ids := make([]string, len(r.Peers))
+	for i, k := range r.Peers {
+		ids[i] = k.ID()
+		if k.IsRevoked() {
+			ids[i] += " (revoked)"
+		}
+	}
+	a.log.Info("keys in force", slog.String(logKeyID, r.SignerAt(time.Now()).ID()), slog.Any(logPeerKeys, ids))
+}
+
+// openEnvelope opens a request envelope with the keys in force: any valid
+// key of the peer's, and any own age identity that still decrypts.
+func (a *Agent) openEnvelope(data []byte) (*envelope.Opened, error) {
+	o := envelope.Opener{Ring: a.ring.Load()}
+	return o.Open(data)
+}
+
+// sealKeys returns the key to sign an envelope created at now with (the
+// own key in force at now) and the peer's key to encrypt it to (its
+// newest accepted, unrevoked key whose window has begun at now).
 func (a *Agent) sealKeys(now time.Time) (note.Signer, *age.X25519Recipient) {
-	return a.zone.Signer, a.peer.Recipient
+	r := a.ring.Load()
+	signer := r.SignerAt(now).Signer
+	pk := r.RecipientAt(now)
+	if pk == nil {
+		// Unreachable: keys.LoadAgentRing refuses a ring without an
+		// unrevoked peer key. Seal refuses a nil recipient.
+		return signer, nil
+	}
+	return signer, pk.Recipient
 }

@@ -139,7 +139,7 @@ func (a *Agent) open(name string) *openedEnvelope {
 	return &openedEnvelope{
 		env: replica.Envelope{
 			ID: h.ID, From: h.From, Channel: h.Channel, Seq: h.Seq, Prev: h.Prev,
-			HeaderHash: o.HeaderHash, File: name,
+			HeaderHash: o.HeaderHash, File: name, Replaces: reqs.Replaces,
 		},
 		reqs:  reqs.Requests,
 		query: reqs.Query,
@@ -262,22 +262,13 @@ func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealIte
 		a.remove(env.File)
 		return nil
 	default:
-		// Answered before; the DMZ sends it again because it has not seen
-		// the answer, so send the stored results again.
-		requeued, err := a.db.Requeue(ctx, env.ID, env.File)
-		if err != nil {
-			return err
-		}
-		if !requeued {
-			a.remove(env.File)
-			return nil
-		}
-		a.log.Info("duplicate envelope: stored results sent again", slog.String(logEnvelope, env.ID), slog.String(logFile, env.File))
-		results, err := a.withAnswers(ctx, env.ID, res.Results, o.query)
-		if err != nil {
-			return err
-		}
-		return send(ctx, out, sealItem{id: env.ID, file: env.File, results: results})
+		// Answered before. The DMZ re-sends unanswered requests in a new
+		// envelope, never this one again, so this is a copy the medium
+		// made or a replay: it gets no second answer.
+		a.log.Info("duplicate envelope dropped: answered before", slog.String(logEnvelope, env.ID),
+			slog.String(logFile, env.File))
+		a.remove(env.File)
+		return nil
 	}
 }
 

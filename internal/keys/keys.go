@@ -13,6 +13,13 @@
 //	peer-sign.pub  the peer zone's sign.pub
 //	peer-age.pub   the peer zone's age.pub
 //
+// Rotation adds files and changes none (see docs/keys.md):
+//
+//	rotated/<key id>/  a later key pair of the zone, with the rotation
+//	                   Statement that introduced it ([Rotate])
+//	peer-keys          peer keys accepted later, and the windows and
+//	                   revocations of all peer keys ([Accept], [Revoke])
+//
 // Private key files must be regular files (not symlinks) with no permission
 // bits for group or others; [LoadZone] refuses anything looser and names the
 // file. Public key files may be world-readable.
@@ -22,6 +29,15 @@
 // A signing key is named by its zone and its 32-bit note key hash, printed as
 // 8 lowercase hex digits ([KeyID]). An age key is named by [Fingerprint]: the
 // first 8 bytes of SHA-256 over its "age1…" string, as 16 hex digits.
+//
+// # Rotation and revocation
+//
+// [LoadRing] reads a key directory into a [Ring]: the zone's own key pairs,
+// each signing from its From until the next one's, its age identity
+// decrypting until its Until; and the peer's keys, each accepted for
+// envelopes created in its window unless revoked. [Rotate] makes a new key
+// pair with a [Statement] signed by the newest and the new key; the peer
+// verifies it with [Accept]; [Revoke] marks a peer key revoked.
 package keys
 
 import (

@@ -35,9 +35,17 @@ const (
 // it word for word for SQLite to use that index.
 const openStates = `('sealed', 'published', 'dead')`
 
+// What a request envelope carries, as [Envelope.Kind] says.
+const (
+	KindRequests  = "requests"  // requests the API accepted
+	KindQuery     = "query"     // no requests: held requests asked about again
+	KindHeartbeat = "heartbeat" // nothing: the channel was quiet
+)
+
 // Envelope is a sealed request envelope as the spool keeps it.
 type Envelope struct {
 	ID         string
+	Kind       string // KindRequests, KindQuery or KindHeartbeat
 	Channel    string
 	Seq        uint64
 	HeaderHash [32]byte
@@ -86,7 +94,7 @@ func (s *Spool) Channel(ctx context.Context, name string) (uint64, [32]byte, err
 // sequence number, and fails unless every request is stored and not yet
 // assigned to an envelope.
 func (s *Spool) StoreSealed(ctx context.Context, env *Envelope, requestIDs []string) error {
-	return s.store(ctx, env, requestIDs, nil, time.Time{})
+	return s.store(ctx, env, storeOpts{requestIDs: requestIDs})
 }
 
 // StoreQuery stores env, a request envelope that carries no requests and
@@ -100,13 +108,20 @@ func (s *Spool) StoreSealed(ctx context.Context, env *Envelope, requestIDs []str
 // header keeps whole seconds.) A request named in query that is no longer
 // held (its final result came meanwhile) is left as it is.
 func (s *Spool) StoreQuery(ctx context.Context, env *Envelope, query []string, at time.Time) error {
-	return s.store(ctx, env, nil, query, at)
+	return s.store(ctx, env, storeOpts{query: query, at: at})
 }
 
-// store stores env, assigns the requests named by requestIDs to it and
-// records it, at at, as the envelope asking about the held requests named
-// by query.
-func (s *Spool) store(ctx context.Context, env *Envelope, requestIDs, query []string, at time.Time) error {
+// storeOpts says what else store does with the envelope it stores.
+type storeOpts struct {
+	requestIDs []string  // the requests to assign to it
+	query      []string  // the held requests it asks about again, at at
+	at         time.Time //
+	replaces   string    // the published envelope it re-sends (StoreResend)
+}
+
+// store stores env and does what o says, in one transaction.
+func (s *Spool) store(ctx context.Context, env *Envelope, o storeOpts) error {
+	requestIDs, query, at := o.requestIDs, o.query, o.at
 	if env.Seq < 1 || env.Seq >= math.MaxInt64 {
 		return fmt.Errorf("store envelope %s: sequence number %d out of range", env.ID, env.Seq)
 	}
@@ -126,12 +141,25 @@ func (s *Spool) store(ctx context.Context, env *Envelope, requestIDs, query []st
 	if uint64(next) != env.Seq {
 		return fmt.Errorf("store envelope %s: sealed as %d, channel %s is at %d: %w", env.ID, env.Seq, env.Channel, next, ErrSeqConflict)
 	}
+	kind := KindRequests
+	switch {
+	case len(query) > 0:
+		kind = KindQuery
+	case len(requestIDs) == 0 && o.replaces == "":
+		kind = KindHeartbeat
+	}
+	env.Kind = kind // a re-send takes the kind of the one it replaces (replace)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO envelopes
-		(id, channel, seq, header_hash, name, data, requests, state, created, expires)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 'sealed', ?, ?)`,
-		env.ID, env.Channel, int64(env.Seq), env.HeaderHash[:], env.Name, env.Data, len(requestIDs),
+		(id, kind, channel, seq, header_hash, name, data, requests, state, created, expires)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sealed', ?, ?)`,
+		env.ID, kind, env.Channel, int64(env.Seq), env.HeaderHash[:], env.Name, env.Data, len(requestIDs),
 		ms(env.Created), ms(env.Expires)); err != nil {
 		return fmt.Errorf("store envelope %s: %w", env.ID, err)
+	}
+	if o.replaces != "" {
+		if err := replace(ctx, tx, env, o.replaces); err != nil {
+			return fmt.Errorf("store envelope %s: %w", env.ID, err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO channels (channel, next_seq, prev) VALUES (?, ?, ?)
 		ON CONFLICT (channel) DO UPDATE SET next_seq = excluded.next_seq, prev = excluded.prev`,
@@ -219,13 +247,14 @@ func (s *Spool) Unpublished(ctx context.Context) ([]*Envelope, error) {
 }
 
 // Due returns up to limit published envelopes whose next re-send is due
-// at now (ResendAt not after now), the longest overdue first. Call
-// [Spool.MarkDead] first: Due does not look at attempts. The caller
-// publishes them and records it with MarkPublished; a crash in between
-// only means they are due again, and published again, byte for byte.
+// at now (ResendAt not after now), the longest overdue first, without
+// their bytes. Call [Spool.MarkDead] first: Due does not look at
+// attempts. The caller re-sends the requests of each still open
+// ([Spool.OpenRequests]) in a new envelope ([Spool.StoreResend]), or
+// retires one that has none ([Spool.Retire]).
 func (s *Spool) Due(ctx context.Context, now time.Time, limit int) ([]*Envelope, error) {
-	return s.envelopes(ctx, `WHERE state = 'published' AND resend_at <= ? ORDER BY resend_at, channel, seq LIMIT ?`,
-		ms(now), limit)
+	return selectEnvelopes(ctx, s.w, false, `WHERE state = 'published' AND resend_at <= ?
+		ORDER BY resend_at, channel, seq LIMIT ?`, ms(now), limit)
 }
 
 // MarkDead makes dead every published envelope whose next re-send is due
@@ -312,7 +341,7 @@ func envelopeColumns(data bool) string {
 	if data {
 		d = "data"
 	}
-	return `id, channel, seq, header_hash, name, ` + d + `, requests, state, created, expires, published, attempts, resend_at`
+	return `id, kind, channel, seq, header_hash, name, ` + d + `, requests, state, created, expires, published, attempts, resend_at`
 }
 
 // scanEnvelopes reads rows of envelopeColumns to the end and closes them
@@ -328,7 +357,7 @@ func scanEnvelopes(rows *sql.Rows) ([]*Envelope, error) {
 			created, expires, published int64
 			resend                      sql.NullInt64
 		)
-		if err := rows.Scan(&e.ID, &e.Channel, &seq, &hash, &e.Name, &e.Data, &e.Requests, &e.State,
+		if err := rows.Scan(&e.ID, &e.Kind, &e.Channel, &seq, &hash, &e.Name, &e.Data, &e.Requests, &e.State,
 			&created, &expires, &published, &e.Attempts, &resend); err != nil {
 			return nil, err
 		}
@@ -573,11 +602,4 @@ func affected(res sql.Result, err error) (int64, error) {
 		return 0, err
 	}
 	return res.RowsAffected()
-}
-
-// recordReceived records env as received at now.
-func (s *Spool) recordReceived(ctx context.Context, tx *sql.Tx, env ReceivedEnvelope, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO received (id, channel, seq, applied) VALUES (?, ?, ?, ?)`,
-		env.ID, env.Channel, int64(env.Seq), ms(now))
-	return err
 }

@@ -54,16 +54,26 @@
 // # Re-sending and dead letters
 //
 // [Spool.MarkPublished] counts each publication of an envelope as an
-// attempt and schedules the next: the envelope falls due to be published
-// again [Backoff.Delay] after it (resend_after, doubled for each further
-// attempt, at most resend_max). [Spool.Due] returns the published
-// envelopes due, through the partial index envelopes_due. The agent
-// publishes them and only then marks them, so a crash in between costs one
-// more publication of the same bytes, never a lost one.
+// attempt and schedules the next: the envelope falls due to be sent again
+// [Backoff.Delay] after it (resend_after, doubled for each further
+// attempt, at most resend_max), or at once when the intranet reports it
+// missing ([Spool.ResendMissing], once per envelope). [Spool.Due] returns
+// the published envelopes due, through the partial index envelopes_due.
+// A re-send is never the same envelope again: the agent seals what the
+// envelope carried that still needs an answer (its queued and sent
+// requests, [Spool.OpenRequests]; the held requests a query asked about,
+// [Spool.Queried]; nothing, for a heartbeat) into a new envelope, the
+// channel's next, whose body names the one it replaces, and
+// [Spool.StoreResend] stores it in the old one's place in one
+// transaction: the requests move to it, it takes over the attempts (so
+// backoff and max_resends go on counting), and the old row goes. An
+// envelope due with nothing left to send is retired ([Spool.Retire]). The
+// kind of each envelope (requests, query, heartbeat) is a column, added by
+// migration 0009.
 //
 // Before that, [Spool.MarkDead] makes dead ([EnvDead]) the envelopes due
 // that were already published max_resends times. A dead envelope is not
-// published again, but it is still open: an acknowledgement or results
+// sent again, but it is still open: an acknowledgement or results
 // arriving late apply as for a published one, [Spool.Expire] expires it
 // and its requests (which stay "sent" until then), and [Spool.HeldDue]
 // asks again about the held requests it asked about, since nobody
@@ -217,6 +227,8 @@ type Spool struct {
 	// maxJump bounds how far above the highest sequence number received
 	// a result envelope may be (see SetMaxSeqJump).
 	maxJump uint64
+	// due fires when ResendMissing made envelopes due early.
+	due chan struct{}
 }
 
 // Open opens (creating if needed) the spool database at path and applies
@@ -243,7 +255,7 @@ func Open(ctx context.Context, path string) (*Spool, error) {
 		w.Close()
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	return &Spool{w: w, r: r}, nil
+	return &Spool{w: w, r: r, due: make(chan struct{}, 1)}, nil
 }
 
 // Close closes both handles.
@@ -322,6 +334,16 @@ func (s *Spool) Unsealed(ctx context.Context, limit int) ([]batch.Request, error
 	if err != nil {
 		return nil, fmt.Errorf("unsealed requests: %w", err)
 	}
+	out, err := scanRequests(rows)
+	if err != nil {
+		return nil, fmt.Errorf("unsealed requests: %w", err)
+	}
+	return out, nil
+}
+
+// scanRequests reads rows of id, client, operation, params, received and
+// subject to the end, as a request envelope carries them, and closes them.
+func scanRequests(rows *sql.Rows) ([]batch.Request, error) {
 	defer rows.Close()
 	var out []batch.Request
 	for rows.Next() {
@@ -331,7 +353,7 @@ func (s *Spool) Unsealed(ctx context.Context, limit int) ([]batch.Request, error
 			received int64
 		)
 		if err := rows.Scan(&r.ID, &r.Client, &r.Operation, &params, &received, &r.Subject); err != nil {
-			return nil, fmt.Errorf("unsealed requests: %w", err)
+			return nil, err
 		}
 		if len(params) == 0 {
 			params = []byte("{}")
@@ -340,10 +362,7 @@ func (s *Spool) Unsealed(ctx context.Context, limit int) ([]batch.Request, error
 		r.Received = time.UnixMilli(received).UTC()
 		out = append(out, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("unsealed requests: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // CountUnsealed returns how many requests are not yet sealed into an

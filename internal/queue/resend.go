@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/ferrybridge/ferry/internal/batch"
 )
 
 // ErrEnvelopeState is returned by Retry and Drop for an envelope the
@@ -66,9 +68,10 @@ type Action struct {
 	Reason   string // the admin's message, for a drop
 }
 
-// Retry makes envelope id, dead or published, due for publication at now
-// with its attempts reset to zero; the agent publishes it again at its
-// next look at the due envelopes, and the backoff starts over. It records
+// Retry makes envelope id, dead or published, due at now with its
+// attempts reset to zero; at its next look at the due envelopes the agent
+// sends again what it carried, in a new envelope, and the backoff starts
+// over. It records
 // the action (by actor, at now) in the same transaction and returns it.
 // It fails with an error wrapping ErrNotFound for an unknown envelope and
 // ErrEnvelopeState for one in any other state.
@@ -285,3 +288,178 @@ func (s *Spool) CountRequests(ctx context.Context) (map[string]int, error) {
 	}
 	return out, nil
 }
+
+// OpenRequests returns the requests of envelope id that are still queued
+// or sent, in the order they were accepted, as a re-send carries them.
+func (s *Spool) OpenRequests(ctx context.Context, id string) ([]batch.Request, error) {
+	rows, err := s.w.QueryContext(ctx, `SELECT id, client, operation, params, received, subject FROM requests
+		WHERE envelope_id = ? AND status IN ('queued', 'sent') ORDER BY rid`, id)
+	if err != nil {
+		return nil, fmt.Errorf("open requests of envelope %s: %w", id, err)
+	}
+	out, err := scanRequests(rows)
+	if err != nil {
+		return nil, fmt.Errorf("open requests of envelope %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// StoreResend stores env, a new request envelope sealed to re-send the
+// open requests of the published envelope old (or, for a query, the held
+// requests it asked about, query; for a heartbeat, nothing), in its
+// place, of the same kind: like
+// StoreSealed it fails with ErrSeqConflict, storing nothing, unless
+// env.Seq is the channel's next sequence number, and in the same
+// transaction it moves every request of old to env, takes over old's
+// publication count (so the backoff and max_resends go on counting), and
+// deletes old. env.Requests becomes the number of requests moved that are
+// still queued or sent. It fails with ErrEnvelopeState, storing nothing,
+// if old is no longer published (acknowledged, expired, dead or dropped
+// meanwhile), and with ErrNotFound if it is gone.
+func (s *Spool) StoreResend(ctx context.Context, env *Envelope, old string, query []string, at time.Time) error {
+	return s.store(ctx, env, storeOpts{replaces: old, query: query, at: at})
+}
+
+// Queried returns the ids of the requests still held that query envelope
+// id asked about, in the order they were accepted.
+func (s *Spool) Queried(ctx context.Context, id string) ([]string, error) {
+	rows, err := s.w.QueryContext(ctx, `SELECT id FROM requests WHERE query_envelope = ? AND status = 'held'
+		ORDER BY rid`, id)
+	if err != nil {
+		return nil, fmt.Errorf("requests queried by envelope %s: %w", id, err)
+	}
+	ids, err := scanStrings(rows)
+	if err != nil {
+		return nil, fmt.Errorf("requests queried by envelope %s: %w", id, err)
+	}
+	return ids, nil
+}
+
+// HeartbeatOpen reports whether a heartbeat envelope is sealed or
+// published and not yet acknowledged: the batcher seals another only when
+// none is, and re-sends that one instead, so that a silent intranet does
+// not pile up heartbeats.
+func (s *Spool) HeartbeatOpen(ctx context.Context) (bool, error) {
+	var n int
+	err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM envelopes WHERE state IN `+openStates+`
+		AND state IN ('sealed', 'published') AND kind = 'heartbeat'`).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("open heartbeat: %w", err)
+	}
+	return n > 0, nil
+}
+
+// replace does StoreResend's work on old inside tx, once env is stored.
+func replace(ctx context.Context, tx *sql.Tx, env *Envelope, old string) error {
+	state, _, err := envelopeState(ctx, tx, old)
+	if err != nil {
+		return fmt.Errorf("replace envelope %s: %w", old, err)
+	}
+	if state != EnvPublished {
+		return fmt.Errorf("replace envelope %s: it is %s: %w", old, state, ErrEnvelopeState)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE requests SET envelope_id = ? WHERE envelope_id = ?`, env.ID, old); err != nil {
+		return fmt.Errorf("replace envelope %s: move requests: %w", old, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE requests SET query_envelope = ? WHERE query_envelope = ?`, env.ID, old); err != nil {
+		return fmt.Errorf("replace envelope %s: move queries: %w", old, err)
+	}
+	err = tx.QueryRowContext(ctx, `UPDATE envelopes SET
+			attempts = (SELECT attempts FROM envelopes WHERE id = ?),
+			kind = (SELECT kind FROM envelopes WHERE id = ?),
+			requests = (SELECT count(*) FROM requests WHERE envelope_id = ? AND status IN ('queued', 'sent'))
+		WHERE id = ? RETURNING kind, requests`, old, old, env.ID, env.ID).Scan(&env.Kind, &env.Requests)
+	if err != nil {
+		return fmt.Errorf("replace envelope %s: %w", old, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM envelopes WHERE id = ?`, old); err != nil {
+		return fmt.Errorf("replace envelope %s: %w", old, err)
+	}
+	return nil
+}
+
+// Retire takes envelope id, published and due with nothing left to re-send
+// (a heartbeat, a query whose held requests will be asked about again, or
+// an envelope whose requests were all answered), out of the re-send cycle.
+// An envelope no request belongs to is deleted; one whose requests were
+// all answered counts as acknowledged, which it is in all but name. It
+// reports whether the envelope was retired; one no longer published is
+// left as it is.
+func (s *Spool) Retire(ctx context.Context, id string) (bool, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("retire envelope %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	var open, all int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE status IN ('queued', 'sent')), count(*)
+		FROM requests WHERE envelope_id = ?`, id).Scan(&open, &all); err != nil {
+		return false, fmt.Errorf("retire envelope %s: %w", id, err)
+	}
+	if open > 0 {
+		return false, fmt.Errorf("retire envelope %s: %d of its requests are unanswered: %w", id, open, ErrEnvelopeState)
+	}
+	q := `DELETE FROM envelopes WHERE id = ? AND state = 'published'`
+	if all > 0 {
+		q = `UPDATE envelopes SET state = 'acked', data = X'', resend_at = NULL WHERE id = ? AND state = 'published'`
+	}
+	n, err := affected(tx.ExecContext(ctx, q, id))
+	if err != nil {
+		return false, fmt.Errorf("retire envelope %s: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("retire envelope %s: commit: %w", id, err)
+	}
+	return n > 0, nil
+}
+
+// ResendMissing makes due at now the envelopes of channel that the
+// receiver reports missing (ranges of sequence numbers, as
+// batch.Received.Missing gives them), that were published once only, no
+// later than publishedBefore, and are not due yet, so that a lost envelope
+// is re-sent as soon as a later one is known to have arrived rather than
+// after resend_after. Each envelope gets at most one such early re-send:
+// its re-send is its second publication. It returns how many it made due,
+// and if any, signals DueSignal.
+func (s *Spool) ResendMissing(ctx context.Context, channel string, missing [][2]uint64, now, publishedBefore time.Time) (int, error) {
+	if len(missing) == 0 {
+		return 0, nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("resend missing: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `UPDATE envelopes SET resend_at = ?
+		WHERE state = 'published' AND channel = ? AND seq BETWEEN ? AND ?
+			AND attempts = 1 AND resend_at > ? AND published <= ?`)
+	if err != nil {
+		return 0, fmt.Errorf("resend missing: %w", err)
+	}
+	defer stmt.Close()
+	total := 0
+	for _, m := range missing {
+		if m[0] > m[1] || m[1] >= 1<<63 {
+			continue // batch.Received.check refuses these; never trust a caller
+		}
+		n, err := affected(stmt.ExecContext(ctx, ms(now), channel, int64(m[0]), int64(m[1]), ms(now), ms(publishedBefore)))
+		if err != nil {
+			return 0, fmt.Errorf("resend missing: %w", err)
+		}
+		total += int(n)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("resend missing: commit: %w", err)
+	}
+	if total > 0 {
+		select {
+		case s.due <- struct{}{}:
+		default:
+		}
+	}
+	return total, nil
+}
+
+// DueSignal fires after ResendMissing made envelopes due early, so that
+// the re-sender need not wait for its next look.
+func (s *Spool) DueSignal() <-chan struct{} { return s.due }

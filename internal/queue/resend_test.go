@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -109,8 +110,8 @@ func TestSpool_DueBackoff(t *testing.T) {
 			t.Fatalf("publication %d: due %s early", i+1, got)
 		}
 		due, err := s.Due(ctx, at.Add(wait), 100)
-		if err != nil || len(due) != 1 || due[0].ID != env.ID || string(due[0].Data) != string(env.Data) {
-			t.Fatalf("publication %d: due %+v %v, want the envelope with its bytes", i+1, due, err)
+		if err != nil || len(due) != 1 || due[0].ID != env.ID || len(due[0].Data) != 0 || due[0].Seq != env.Seq {
+			t.Fatalf("publication %d: due %+v %v, want the envelope without its bytes", i+1, due, err)
 		}
 		at = at.Add(wait)
 		if err := s.MarkPublished(ctx, []string{env.ID}, at, testBackoff); err != nil {
@@ -574,5 +575,167 @@ func TestSpool_MigrateFrom0006(t *testing.T) {
 	}
 	if dead, err := s.MarkDead(ctx, time.UnixMilli(4), 1); err != nil || len(dead) != 1 {
 		t.Fatalf("mark dead after migration: %+v %v", dead, err)
+	}
+}
+
+// resealNext seals a re-send of old's open requests as the channel's next
+// envelope and stores it with StoreResend.
+func resealNext(t *testing.T, s *Spool, old *Envelope) (*Envelope, error) {
+	t.Helper()
+	ctx := ctxT(t)
+	next, prev, err := s.Channel(ctx, "requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := batch.NewID(rand.Reader)
+	env := &Envelope{ID: id, Channel: "requests", Seq: next, Name: id + ".fxe", Data: []byte("resend " + id),
+		Created: time.Now(), Expires: old.Expires}
+	env.HeaderHash[0], env.HeaderHash[1] = byte(next), prev[0]+1
+	return env, s.StoreResend(ctx, env, old.ID, nil, time.Time{})
+}
+
+// TestSpool_StoreResend re-sends the open requests of a due envelope in a
+// new one: the requests move, answered ones included, the old envelope
+// goes, the publication count carries over, and the channel advances. An
+// envelope acknowledged meanwhile is not replaced and nothing is stored.
+func TestSpool_StoreResend(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spool.db")
+	s := openSpool(t, path)
+	in := runIntake(t, s, IntakeConfig{})
+	ctx := ctxT(t)
+	old, ids := publishedEnvelope(t, s, in, 3, spoolT0)
+	// One request is answered before the re-send.
+	if _, err := s.ApplyResults(ctx, ReceivedEnvelope{ID: strings.Repeat("a", 32), Channel: "results", Seq: 1},
+		&batch.Results{Results: []batch.Result{{RequestID: ids[1], Status: batch.StatusDone}}}, spoolT0); err != nil {
+		t.Fatal(err)
+	}
+	open, err := s.OpenRequests(ctx, old.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) != 2 || open[0].ID != ids[0] || open[1].ID != ids[2] || string(open[0].Params) == "" {
+		t.Fatalf("open requests %+v, want %s and %s with their parameters", open, ids[0], ids[2])
+	}
+	env, err := resealNext(t, s, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := envelopeAt(t, s, env.ID)
+	if got.State != EnvSealed || got.Attempts != 1 || got.Requests != 2 || got.Seq != old.Seq+1 || !got.Expires.Equal(old.Expires.Truncate(time.Millisecond)) {
+		t.Fatalf("re-send %+v: want sealed, attempts 1, 2 requests, seq %d", got, old.Seq+1)
+	}
+	if _, err := s.EnvelopeByID(ctx, old.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the replaced envelope is still there: %v", err)
+	}
+	for _, id := range ids {
+		if st := statusOf(t, s, id); st.Status != batch.StatusDone && st.Status != batch.StatusSent {
+			t.Fatalf("request %s is %s", id, st.Status)
+		}
+	}
+	if n := countRows(t, path, `SELECT count(*) FROM requests WHERE envelope_id = ?`, env.ID); n != 3 {
+		t.Fatalf("%d requests belong to the re-send, want all 3", n)
+	}
+	// Published, the backoff goes on: the second publication waits 2s.
+	if err := s.MarkPublished(ctx, []string{env.ID}, spoolT0.Add(time.Second), testBackoff); err != nil {
+		t.Fatal(err)
+	}
+	if e := envelopeAt(t, s, env.ID); e.Attempts != 2 || !e.ResendAt.Equal(spoolT0.Add(3*time.Second)) {
+		t.Fatalf("after publishing the re-send: attempts %d, due %s", e.Attempts, e.ResendAt)
+	}
+	// Acknowledged meanwhile: nothing is stored and the channel stays.
+	if _, err := s.ApplyResults(ctx, ReceivedEnvelope{ID: strings.Repeat("b", 32), Channel: "results", Seq: 2},
+		&batch.Results{Acks: []string{env.ID}}, spoolT0); err != nil {
+		t.Fatal(err)
+	}
+	next, _, _ := s.Channel(ctx, "requests")
+	if _, err := resealNext(t, s, env); !errors.Is(err, ErrEnvelopeState) {
+		t.Fatalf("re-send of an acknowledged envelope: %v, want ErrEnvelopeState", err)
+	}
+	if again, _, _ := s.Channel(ctx, "requests"); again != next {
+		t.Fatalf("channel moved from %d to %d for a refused re-send", next, again)
+	}
+}
+
+// TestSpool_Retire takes envelopes with nothing to re-send out of the
+// cycle: a heartbeat goes, an envelope whose requests were all answered
+// counts as acknowledged, and one with an unanswered request stays.
+func TestSpool_Retire(t *testing.T) {
+	s := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
+	in := runIntake(t, s, IntakeConfig{})
+	ctx := ctxT(t)
+	heartbeat := sealNext(t, s, 0)
+	answered, ids := publishedEnvelope(t, s, in, 1, spoolT0)
+	open, _ := publishedEnvelope(t, s, in, 1, spoolT0)
+	if err := s.MarkPublished(ctx, []string{heartbeat.ID}, spoolT0, testBackoff); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApplyResults(ctx, ReceivedEnvelope{ID: strings.Repeat("a", 32), Channel: "results", Seq: 1},
+		&batch.Results{Results: []batch.Result{{RequestID: ids[0], Status: batch.StatusDone}}}, spoolT0); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{heartbeat.ID, answered.ID} {
+		if ok, err := s.Retire(ctx, id); err != nil || !ok {
+			t.Fatalf("retire %s: %v %v", id, ok, err)
+		}
+	}
+	if _, err := s.EnvelopeByID(ctx, heartbeat.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("retired heartbeat still there: %v", err)
+	}
+	if e := envelopeAt(t, s, answered.ID); e.State != EnvAcked {
+		t.Fatalf("retired answered envelope is %s, want acked", e.State)
+	}
+	if _, err := s.Retire(ctx, open.ID); !errors.Is(err, ErrEnvelopeState) {
+		t.Fatalf("retire with an unanswered request: %v, want ErrEnvelopeState", err)
+	}
+	if ok, err := s.Retire(ctx, answered.ID); err != nil || ok {
+		t.Fatalf("retire twice: %v %v", ok, err)
+	}
+}
+
+// TestSpool_ResendMissing makes due at once the envelopes the intranet
+// reports missing, once each: published once, long enough ago, not the
+// ones it received or that are already due or re-sent.
+func TestSpool_ResendMissing(t *testing.T) {
+	s := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
+	in := runIntake(t, s, IntakeConfig{})
+	ctx := ctxT(t)
+	var envs []*Envelope
+	for range 5 {
+		e, _ := publishedEnvelope(t, s, in, 1, spoolT0)
+		envs = append(envs, e)
+	}
+	// envs[3] was published twice already; envs[4] just now.
+	if err := s.MarkPublished(ctx, []string{envs[3].ID}, spoolT0, testBackoff); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkPublished(ctx, []string{envs[4].ID}, spoolT0.Add(time.Minute), testBackoff); err != nil {
+		t.Fatal(err)
+	}
+	now := spoolT0.Add(100 * time.Millisecond)
+	missing := [][2]uint64{{envs[0].Seq, envs[0].Seq}, {envs[2].Seq, envs[4].Seq}}
+	n, err := s.ResendMissing(ctx, "requests", missing, now, now)
+	if err != nil || n != 2 {
+		t.Fatalf("ResendMissing = %d, %v; want envs 0 and 2", n, err)
+	}
+	select {
+	case <-s.DueSignal():
+	default:
+		t.Fatal("no due signal")
+	}
+	if got := dueIDs(t, s, now); !slices.Equal(got, []string{envs[0].ID, envs[2].ID}) {
+		t.Fatalf("due %v, want %s and %s", got, envs[0].ID, envs[2].ID)
+	}
+	// Reported again: nothing more.
+	if n, err := s.ResendMissing(ctx, "requests", missing, now.Add(time.Second), now.Add(time.Second)); err != nil || n != 0 {
+		t.Fatalf("ResendMissing again = %d, %v", n, err)
+	}
+	select {
+	case <-s.DueSignal():
+		t.Fatal("due signal without an envelope made due")
+	default:
+	}
+	// Bad ranges are skipped.
+	if n, err := s.ResendMissing(ctx, "requests", [][2]uint64{{5, 1}, {1 << 63, 1<<64 - 1}}, now, now); err != nil || n != 0 {
+		t.Fatalf("ResendMissing with bad ranges = %d, %v", n, err)
 	}
 }

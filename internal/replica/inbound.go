@@ -122,30 +122,80 @@ func (db *DB) recordInbound(ctx context.Context, tx *sql.Tx, env Envelope) error
 			}
 		}
 	default:
-		var first, last int64
-		err := tx.QueryRowContext(ctx, `SELECT first, last FROM ferry_gaps WHERE sender = ? AND channel = ? AND first <= ? AND last >= ?`,
-			env.From, env.Channel, int64(s), int64(s)).Scan(&first, &last)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return nil // a gap forgotten, or a migrated ledger's
-		case err != nil:
-			return fmt.Errorf("look up gap of seq %d: %w", s, err)
+		return fillGap(ctx, tx, env.From, env.Channel, s)
+	}
+	return nil
+}
+
+// fillGap takes seq, below the highest received, out of the gap that
+// holds it, if any: the gap closes, shrinks or splits in two.
+func fillGap(ctx context.Context, tx *sql.Tx, sender, channel string, seq uint64) error {
+	var first, last int64
+	err := tx.QueryRowContext(ctx, `SELECT first, last FROM ferry_gaps WHERE sender = ? AND channel = ? AND first <= ? AND last >= ?`,
+		sender, channel, int64(seq), int64(seq)).Scan(&first, &last)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil // a gap forgotten, or a migrated ledger's
+	case err != nil:
+		return fmt.Errorf("look up gap of seq %d: %w", seq, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM ferry_gaps WHERE sender = ? AND channel = ? AND first = ?`,
+		sender, channel, first); err != nil {
+		return fmt.Errorf("close gap of seq %d: %w", seq, err)
+	}
+	for _, r := range [][2]int64{{first, int64(seq) - 1}, {int64(seq) + 1, last}} {
+		if r[0] > r[1] {
+			continue
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM ferry_gaps WHERE sender = ? AND channel = ? AND first = ?`,
-			env.From, env.Channel, first); err != nil {
-			return fmt.Errorf("close gap of seq %d: %w", s, err)
-		}
-		for _, r := range [][2]int64{{first, int64(s) - 1}, {int64(s) + 1, last}} {
-			if r[0] > r[1] {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_gaps (sender, channel, first, last) VALUES (?, ?, ?, ?)`,
-				env.From, env.Channel, r[0], r[1]); err != nil {
-				return fmt.Errorf("split gap of seq %d: %w", s, err)
-			}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_gaps (sender, channel, first, last) VALUES (?, ?, ?, ?)`,
+			sender, channel, r[0], r[1]); err != nil {
+			return fmt.Errorf("split gap of seq %d: %w", seq, err)
 		}
 	}
 	return nil
+}
+
+// withdrawn refuses, with ErrReplay, an envelope whose place in its
+// channel a later envelope withdrew by replacing it (see withdraw).
+func withdrawn(ctx context.Context, tx *sql.Tx, env Envelope) error {
+	var by string
+	err := tx.QueryRowContext(ctx, `SELECT by_id FROM ferry_withdrawn WHERE sender = ? AND channel = ? AND seq = ?`,
+		env.From, env.Channel, int64(env.Seq)).Scan(&by)
+	switch {
+	case err == nil:
+		return fmt.Errorf("apply envelope %s: %w: seq %d of channel %q was withdrawn: envelope %s re-sent its requests",
+			env.ID, ErrReplay, env.Seq, env.Channel, by)
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("apply envelope %s: look up withdrawn seq: %w", env.ID, err)
+	}
+	return nil
+}
+
+// withdraw records that env, a re-send, replaces the envelope at
+// env.Replaces: unless that envelope was applied, its place is withdrawn
+// and its gap filled, so the channel does not wait for it, and it is
+// refused should it arrive later. Its requests came in env.
+func withdraw(ctx context.Context, tx *sql.Tx, env Envelope) error {
+	if env.Replaces == 0 {
+		return nil
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM ferry_envelopes WHERE sender = ? AND channel = ? AND seq = ?`,
+		env.From, env.Channel, int64(env.Replaces)).Scan(&n); err != nil {
+		return fmt.Errorf("look up replaced seq %d: %w", env.Replaces, err)
+	}
+	if n > 0 {
+		return nil // it came first; env only asks again
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO ferry_withdrawn (sender, channel, seq, by_id) VALUES (?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`, env.From, env.Channel, int64(env.Replaces), env.ID)
+	if err != nil {
+		return fmt.Errorf("withdraw seq %d: %w", env.Replaces, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err // withdrawn before: a forged or repeated claim changes nothing
+	}
+	return fillGap(ctx, tx, env.From, env.Channel, env.Replaces)
 }
 
 // Received reports what has been applied of a sender's channel: the

@@ -202,3 +202,47 @@ func mustJSON(t testing.TB, v any) []byte {
 	}
 	return b
 }
+
+// TestDB_Apply_withdraw re-sends lost envelopes as new ones that name the
+// envelope they replace: the replaced place counts as filled, a late copy
+// of the replaced envelope is refused as a replay, and a replacement of
+// an envelope that did arrive withdraws nothing. It survives a restart.
+func TestDB_Apply_withdraw(t *testing.T) {
+	db, path := newTestReplica(t)
+	c := newChain(t)
+	for _, s := range []uint64{1, 2, 4} {
+		apply(t, db, c.env(s))
+	}
+	e5 := c.env(5)
+	e5.Replaces = 3
+	apply(t, db, e5)
+	if got := received(t, db); !reflect.DeepEqual(got, &batch.Received{Contiguous: 5, Through: 5}) {
+		t.Fatalf("seq 3 replaced by 5: got %+v, want nothing missing", got)
+	}
+	db.Close()
+	db = openTest(t, path)
+	if _, err := db.Apply(context.Background(), c.env(3), nil, testChecker); !errors.Is(err, ErrReplay) {
+		t.Fatalf("late copy of the withdrawn seq 3: %v, want ErrReplay", err)
+	}
+	// 6 replaces 4, which arrived: nothing is withdrawn.
+	e6 := c.env(6)
+	e6.Replaces = 4
+	apply(t, db, e6)
+	var n int
+	if err := db.w.QueryRow(`SELECT count(*) FROM ferry_withdrawn`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d withdrawn seqs (%v), want only 3", n, err)
+	}
+	// 9 replaces 7 while 8 is still missing: only 7 is filled.
+	e9 := c.env(9)
+	e9.Replaces = 7
+	apply(t, db, e9)
+	if got := received(t, db); !reflect.DeepEqual(got, &batch.Received{Contiguous: 7, Through: 9, Missing: [][2]uint64{{8, 8}}}) {
+		t.Fatalf("seq 7 replaced by 9: got %+v", got)
+	}
+	// A replacement must name an earlier envelope.
+	bad := c.env(10)
+	bad.Replaces = 10
+	if _, err := db.Apply(context.Background(), bad, nil, testChecker); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("envelope replacing itself: %v, want ErrInvalid", err)
+	}
+}

@@ -46,24 +46,6 @@ func (db *DB) Pending(ctx context.Context) ([]Pending, error) {
 	return out, nil
 }
 
-// Requeue moves a published envelope back to the applied state so that its
-// stored results are sealed and published again, and records file as the
-// inbox file to remove once they are. It is how a re-delivered envelope
-// whose answer may have been lost is answered again. It reports whether
-// the envelope was in the published state.
-func (db *DB) Requeue(ctx context.Context, id, file string) (bool, error) {
-	res, err := db.w.ExecContext(ctx, `UPDATE ferry_envelopes SET state = 'applied', file = ?, result_id = NULL
-		WHERE id = ? AND state = 'published'`, file, id)
-	if err != nil {
-		return false, fmt.Errorf("requeue envelope %s: %w", id, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("requeue envelope %s: %w", id, err)
-	}
-	return n == 1, nil
-}
-
 // Channel returns the next sequence number of an outgoing channel and the
 // header hash of the last envelope sealed on it. A channel never used
 // starts at sequence 1 with a zero hash.

@@ -127,6 +127,9 @@ type Envelope struct {
 	Prev       [32]byte
 	HeaderHash [32]byte
 	File       string // the inbox file it was read from
+	// Replaces is the sequence number of the envelope of the same sender
+	// and channel that this one re-sends (batch.Requests.Replaces), or 0.
+	Replaces uint64
 }
 
 // Checker evaluates a request against the policy; *policy.Policy is one.
@@ -283,6 +286,9 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 	case !errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("apply envelope %s: look up seq: %w", env.ID, err)
 	}
+	if err := withdrawn(ctx, tx, env); err != nil {
+		return nil, err
+	}
 	if err := db.checkOrder(ctx, tx, env); err != nil {
 		return nil, err
 	}
@@ -304,6 +310,9 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 		return nil, fmt.Errorf("apply envelope %s: record envelope: %w", env.ID, err)
 	}
 	if err := db.recordInbound(ctx, tx, env); err != nil {
+		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
+	}
+	if err := withdraw(ctx, tx, env); err != nil {
 		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
 
@@ -400,6 +409,8 @@ func validEnvelope(env Envelope, reqs []batch.Request) error {
 		return fmt.Errorf("%w: malformed envelope id", ErrInvalid)
 	case env.Seq == 0 || env.Seq >= math.MaxInt64:
 		return fmt.Errorf("apply envelope %s: %w: sequence number out of range (channels start at 1)", env.ID, ErrInvalid)
+	case env.Replaces >= env.Seq:
+		return fmt.Errorf("apply envelope %s: %w: it replaces seq %d, not below its own %d", env.ID, ErrInvalid, env.Replaces, env.Seq)
 	}
 	seen := make(map[string]bool, len(reqs))
 	for i, r := range reqs {

@@ -380,11 +380,6 @@ func TestDB_ledger(t *testing.T) {
 	if err != nil || !a.Duplicate || a.State != StateSealed || !reflect.DeepEqual(a.Results, a1.Results) {
 		t.Fatalf("duplicate of sealed envelope: %+v, %v", a, err)
 	}
-	// Requeue only moves published envelopes.
-	if ok, err := db.Requeue(ctx, e1.ID, "again.fxe"); err != nil || ok {
-		t.Fatalf("Requeue of a sealed envelope = %v, %v", ok, err)
-	}
-
 	// Survives a restart.
 	db.Close()
 	db = openTest(t, path)
@@ -410,14 +405,11 @@ func TestDB_ledger(t *testing.T) {
 		t.Fatalf("Pending after publish = %v, %v", pend, err)
 	}
 
-	// A re-delivered, already answered envelope is answered again.
-	ok, err := db.Requeue(ctx, e1.ID, "again.fxe")
-	if err != nil || !ok {
-		t.Fatalf("Requeue of a published envelope = %v, %v", ok, err)
-	}
-	pend, err = db.Pending(ctx)
-	if err != nil || len(pend) != 1 || pend[0].File != "again.fxe" || !reflect.DeepEqual(pend[0].Results, a1.Results) {
-		t.Fatalf("Pending after requeue = %+v, %v", pend, err)
+	// A re-delivered, already answered envelope is a duplicate in the
+	// published state, and takes no second effect.
+	a, err = db.Apply(ctx, e1, nil, testChecker)
+	if err != nil || !a.Duplicate || a.State != StatePublished {
+		t.Fatalf("duplicate of a published envelope: %+v, %v", a, err)
 	}
 	if n := countRows(t, db); n != 2 {
 		t.Fatalf("%d appointments, want 2", n)
