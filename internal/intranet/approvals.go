@@ -282,12 +282,19 @@ func (a *Agent) refuseApproval(name, reason string, cause error) {
 }
 
 // writeNew creates path, which must not exist (not even as a link), with
-// data.
+// data, whole: it writes a hidden temporary file beside it and links it
+// into place, so that a reader never sees the file half written.
 func writeNew(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	f, err := os.CreateTemp(filepath.Dir(path), ".reason-*")
 	if err != nil {
 		return err
 	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
 	_, err = f.Write(data)
-	return errors.Join(err, f.Close())
+	if err = errors.Join(err, f.Chmod(0o644), f.Close()); err != nil {
+		return err
+	}
+	// link(2) never follows or replaces what is at path.
+	return os.Link(tmp, path)
 }
