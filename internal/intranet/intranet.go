@@ -453,14 +453,7 @@ const (
 // setRing puts a loaded key ring in force and logs the keys it holds.
 func (a *Agent) setRing(r *keys.Ring) {
 	a.ring.Store(r)
-	ids := make([]string, len(r.Peers))
-	for i, k := range r.Peers {
-		ids[i] = k.ID()
-		if k.IsRevoked() {
-			ids[i] += " (revoked)"
-		}
-	}
-	a.log.Info("keys in force", slog.String(logKeyID, r.SignerAt(time.Now()).ID()), slog.Any(logPeerKeys, ids))
+	a.log.Info("keys in force", slog.String(logKeyID, r.SignerAt(time.Now()).ID()), slog.Any(logPeerKeys, r.PeerIDs()))
 }
 
 // openEnvelope opens a request envelope with the keys in force: any valid
@@ -470,17 +463,8 @@ func (a *Agent) openEnvelope(data []byte) (*envelope.Opened, error) {
 	return o.Open(data)
 }
 
-// sealKeys returns the key to sign an envelope created at now with (the
-// own key in force at now) and the peer's key to encrypt it to (its
-// newest accepted, unrevoked key whose window has begun at now).
+// sealKeys returns what an envelope created at now is sealed with (see
+// keys.Ring.SealKeys).
 func (a *Agent) sealKeys(now time.Time) (note.Signer, *age.X25519Recipient) {
-	r := a.ring.Load()
-	signer := r.SignerAt(now).Signer
-	pk := r.RecipientAt(now)
-	if pk == nil {
-		// Unreachable: keys.LoadAgentRing refuses a ring without an
-		// unrevoked peer key. Seal refuses a nil recipient.
-		return signer, nil
-	}
-	return signer, pk.Recipient
+	return a.ring.Load().SealKeys(now)
 }

@@ -150,6 +150,31 @@ func (r *Ring) RecipientAt(t time.Time) *PeerKey {
 	return best
 }
 
+// SealKeys returns what an envelope created at t is sealed with: the own
+// signing key in force at t, and the recipient of RecipientAt(t) (nil if
+// every peer key is revoked, which envelope.Seal refuses; LoadAgentRing
+// never returns such a ring).
+func (r *Ring) SealKeys(t time.Time) (note.Signer, *age.X25519Recipient) {
+	signer := r.SignerAt(t).Signer
+	if pk := r.RecipientAt(t); pk != nil {
+		return signer, pk.Recipient
+	}
+	return signer, nil
+}
+
+// PeerIDs returns the ids of the peer keys, in ring order, a revoked one
+// marked " (revoked)", for logs.
+func (r *Ring) PeerIDs() []string {
+	ids := make([]string, len(r.Peers))
+	for i, k := range r.Peers {
+		ids[i] = k.ID()
+		if k.IsRevoked() {
+			ids[i] += " (revoked)"
+		}
+	}
+	return ids
+}
+
 // ValidPeers returns the peer keys that are not revoked and whose window
 // holds t.
 func (r *Ring) ValidPeers(t time.Time) []*PeerKey {
