@@ -21,12 +21,14 @@
 //
 // [Opener.Open] checks, in this order: the size cap; the framing line; the
 // signature (exactly one, by the expected sender key); the header syntax and
-// that the header names the signing key; the recipient; expiry and clock
-// skew; the payload hash and size; only then does it decrypt, with an
-// identity that refuses more than two stanzas or any non-X25519 stanza, and
-// reads the plaintext to its authenticated end; finally it compares the
-// manifest with the header. Nothing but the framing line and the signature
-// line is parsed before the signature holds.
+// that the header names the signing key; with a [keys.Ring], that the
+// signing key is not revoked and its window holds the header's created
+// time; the recipient; expiry and clock skew; the payload hash and size;
+// only then does it decrypt, with an identity that refuses more than two
+// stanzas or any non-X25519 stanza, and reads the plaintext to its
+// authenticated end; finally it compares the manifest with the header.
+// Nothing but the framing line and the signature line is parsed before the
+// signature holds.
 //
 // [Verify] does the same without the recipient, expiry and decryption steps,
 // for auditors holding only the sender's public key. [Inspect] parses the
@@ -35,10 +37,18 @@
 // # Errors
 //
 // Every failure caused by the envelope itself is a [*ParseError] carrying a
-// stable reason code (see [Reason]) and matching one sentinel with
-// [errors.Is], such as [ErrBadSignature] or [ErrExpired]. Errors caused by the
-// caller (an [Opener] without keys, an invalid [Header] given to [Seal]) are
-// plain errors, and [Reason] returns "" for them.
+// stable reason code (see [Reason]; [Reasons] lists them all) and matching
+// one sentinel with [errors.Is], such as [ErrBadSignature] or [ErrExpired].
+// Two of them, [ReasonRevokedKey] and [ReasonKeyNotValid], only an [Opener]
+// with a [keys.Ring] gives. Errors caused by the caller (an [Opener] without
+// keys, an invalid [Header] given to [Seal]) are plain errors, and [Reason]
+// returns "" for them.
+//
+// # Test vectors
+//
+// The committed vectors in testdata/envelope, listed in its vectors.json,
+// are part of the specification: at least one for every reason code,
+// those of the two key reasons opened with a key ring described there.
 package envelope
 
 import (

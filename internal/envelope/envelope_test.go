@@ -6,6 +6,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -394,6 +397,27 @@ func TestReason(t *testing.T) {
 	}
 	if got := (&ParseError{Reason: "nope", Err: errors.New("d")}).Error(); got != "invalid envelope: d" {
 		t.Errorf("unknown reason message %q", got)
+	}
+}
+
+// TestReasons_docOrder checks that Reasons lists the codes in the order
+// of the table of rules in docs/envelope.md, key reasons included.
+func TestReasons_docOrder(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/envelope.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(doc), "\n## What a reader MUST reject\n")
+	if !ok {
+		t.Fatal("docs/envelope.md has no section \"What a reader MUST reject\"")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	var listed []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\|").FindAllStringSubmatch(table, -1) {
+		listed = append(listed, m[1])
+	}
+	if !slices.Equal(listed, Reasons()) {
+		t.Errorf("docs/envelope.md lists %q, Reasons() is %q", listed, Reasons())
 	}
 }
 

@@ -21,7 +21,9 @@ const (
 	ReasonDecryptFailed    = "decrypt_failed"
 	ReasonManifestMismatch = "manifest_mismatch"
 	// ReasonRevokedKey and ReasonKeyNotValid come only from an [Opener]
-	// with a [keys.Ring]: see [KeyReasons].
+	// with a [keys.Ring]: a signature by a revoked peer key, and a header
+	// created outside the signing key's window. [Verify] and an Opener
+	// with a single sender key know no revocation or window.
 	ReasonRevokedKey  = "revoked_key"
 	ReasonKeyNotValid = "key_not_valid"
 )
@@ -57,39 +59,26 @@ var sentinels = map[string]error{
 	ReasonPayloadMismatch:  ErrPayloadMismatch,
 	ReasonDecryptFailed:    ErrDecryptFailed,
 	ReasonManifestMismatch: ErrManifestMismatch,
-}
-
-// keySentinels maps the reason codes of [KeyReasons] to their sentinels.
-// They are kept apart from sentinels because the vector corpus, which has
-// one vector per code of [Reasons], opens with a single sender key.
-var keySentinels = map[string]error{
-	ReasonRevokedKey:  ErrRevokedKey,
-	ReasonKeyNotValid: ErrKeyNotValid,
+	ReasonRevokedKey:       ErrRevokedKey,
+	ReasonKeyNotValid:      ErrKeyNotValid,
 }
 
 // sentinel returns the sentinel error of a reason code, or nil.
-func sentinel(reason string) error {
-	if s, ok := sentinels[reason]; ok {
-		return s
-	}
-	return keySentinels[reason]
-}
+func sentinel(reason string) error { return sentinels[reason] }
 
 // Reasons returns every reason code, in the order docs/envelope.md lists
-// the rules.
+// the rules: those of the nine reading steps, then the two that only an
+// [Opener] with a [keys.Ring] gives ([ReasonRevokedKey],
+// [ReasonKeyNotValid]). The committed test vectors in testdata/envelope
+// have at least one vector for each.
 func Reasons() []string {
 	return []string{
 		ReasonTooLarge, ReasonMalformed, ReasonBadVersion, ReasonBadSignature,
 		ReasonUnknownSender, ReasonWrongRecipient, ReasonExpired, ReasonNotYetValid,
 		ReasonPayloadMismatch, ReasonDecryptFailed, ReasonManifestMismatch,
+		ReasonRevokedKey, ReasonKeyNotValid,
 	}
 }
-
-// KeyReasons returns the reason codes that only an [Opener] with a
-// [keys.Ring] gives: a signature by a revoked peer key, and a header
-// created outside the signing key's window. docs/envelope.md lists them
-// after the rules of [Reasons].
-func KeyReasons() []string { return []string{ReasonRevokedKey, ReasonKeyNotValid} }
 
 // ParseError is the error for every envelope that a reader rejects. Reason
 // is one of the Reason… codes; Err says what exactly was wrong and may wrap

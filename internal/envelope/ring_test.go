@@ -105,17 +105,3 @@ func TestOpener_RingMisconfigured(t *testing.T) {
 		t.Fatalf("Open with an empty ring: %v, want a configuration error", err)
 	}
 }
-
-func TestKeyReasons(t *testing.T) {
-	for _, r := range KeyReasons() {
-		pe := &ParseError{Reason: r, Err: errors.New("detail")}
-		if !errors.Is(pe, keySentinels[r]) || pe.Error() != keySentinels[r].Error()+": detail" {
-			t.Errorf("%s: sentinel or message wrong: %v", r, pe)
-		}
-		for _, other := range Reasons() {
-			if other == r {
-				t.Errorf("%s is in both Reasons and KeyReasons", r)
-			}
-		}
-	}
-}

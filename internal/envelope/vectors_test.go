@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/cryptotest"
 	"time"
 
 	"filippo.io/age"
@@ -23,9 +24,11 @@ import (
 	"github.com/ferrybridge/ferry/internal/keys"
 )
 
-// update regenerates the committed test vectors in testdata/envelope. age
-// encryption is randomized, so the vectors change on every -update; the
-// keys in testdata/envelope/{dmz,intranet} are generated only once.
+// update regenerates the committed test vectors in testdata/envelope. The
+// generation draws its randomness (age's file keys, ephemeral shares and
+// nonces, the throwaway keys of hostile vectors) from a fixed seed, so an
+// -update with unchanged code rewrites the same bytes; the committed keys
+// (see vectorKeyDirs) are generated only when they are missing.
 var update = flag.Bool("update", false, "regenerate the envelope test vectors in "+vectorDir)
 
 // vectorDir holds the committed test vectors, relative to this package.
@@ -37,11 +40,41 @@ const vectorManifest = "vectors.json"
 // vectorNow is the time every vector is opened at.
 var vectorNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
+// vectorSeed seeds the randomness of a vector generation run.
+const vectorSeed = 20260301
+
+// vectorKeyDirs lists the committed key directories in vectorDir, as
+// keys.WriteDir writes them, and the zone each holds keys of: the sender,
+// the recipient, and two more keys of the sender that only the key ring
+// knows.
+var vectorKeyDirs = []struct{ dir, zone string }{
+	{"dmz", "dmz"},
+	{"intranet", "intranet"},
+	{"dmz-old", "dmz"},     // dmz's key before it rotated to dmz/
+	{"dmz-revoked", "dmz"}, // a key of dmz that the intranet revoked
+}
+
+// ringDir is the directory in vectorDir that holds the peer key files of
+// the key ring that vectors marked "ring" are opened with (see
+// vectorRing).
+const ringDir = "ring"
+
+// The windows and revocation the ring records for dmz's keys: dmz-old
+// signed until the rotation to dmz at ringRotated and is accepted for
+// envelopes created before ringOldUntil (six hours of overlap); dmz is
+// accepted from ringRotated; dmz-revoked was revoked at ringRevoked.
+var (
+	ringRotated  = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	ringOldUntil = ringRotated.Add(6 * time.Hour)
+	ringRevoked  = time.Date(2026, 2, 15, 0, 0, 0, 0, time.UTC)
+)
+
 // vectorFile is the on-disk description of the vectors: vectors.json.
 type vectorFile struct {
 	Comment   string   `json:"comment"`
 	Sender    string   `json:"sender"`    // zone name; keys in <Sender>/
 	Recipient string   `json:"recipient"` // zone name; keys in <Recipient>/
+	Ring      string   `json:"ring"`      // directory of the ring's peer key files
 	Vectors   []vector `json:"vectors"`
 }
 
@@ -50,21 +83,24 @@ type vectorFile struct {
 type vector struct {
 	File          string `json:"file"`
 	Comment       string `json:"comment"`
-	Now           string `json:"now"`                // RFC 3339; the Opener's clock
-	MaxSize       int64  `json:"max_size,omitempty"` // Opener.MaxSize; 0 means the default
-	Reason        string `json:"reason"`             // Opener.Open's reason, "" if it opens
-	VerifyReason  string `json:"verify_reason"`      // Verify's reason with the sender key
-	InspectReason string `json:"inspect_reason"`     // Inspect's reason
-	Body          string `json:"body,omitempty"`     // the body of a good vector
+	Now           string `json:"now"`                   // RFC 3339; the Opener's clock
+	MaxSize       int64  `json:"max_size,omitempty"`    // Opener.MaxSize; 0 means the default
+	Ring          bool   `json:"ring,omitempty"`        // open with the key ring, not the sender key
+	Reason        string `json:"reason"`                // Opener.Open's reason, "" if it opens
+	VerifyWith    string `json:"verify_with,omitempty"` // key directory of Verify's key; "" means the sender's
+	VerifyReason  string `json:"verify_reason"`         // Verify's reason with that key
+	InspectReason string `json:"inspect_reason"`        // Inspect's reason
+	Body          string `json:"body,omitempty"`        // the body of a good vector
 	HeaderSHA256  string `json:"header_sha256,omitempty"`
 }
 
 // testZone holds a zone's keys for the tests.
 type testZone struct {
-	name     string
-	signer   note.Signer
-	verifier note.Verifier
-	identity *age.X25519Identity
+	name        string
+	signer      note.Signer
+	verifier    note.Verifier
+	verifierKey string // the verifier key in note format, as in sign.pub
+	identity    *age.X25519Identity
 }
 
 func (z *testZone) recipient() *age.X25519Recipient { return z.identity.Recipient() }
@@ -76,7 +112,7 @@ func newTestZone(t testing.TB, name string) *testZone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testZone{name: name, signer: z.Signer, verifier: z.Verifier, identity: z.Identity}
+	return &testZone{name: name, signer: z.Signer, verifier: z.Verifier, verifierKey: z.VerifierKey(), identity: z.Identity}
 }
 
 // readKey returns the first key line of a key file. Unlike keys.LoadZone it
@@ -97,14 +133,15 @@ func readKey(t testing.TB, path string) string {
 	return ""
 }
 
-// loadTestZone reads the keys keys.WriteDir wrote into dir.
-func loadTestZone(t testing.TB, dir string) *testZone {
+// loadTestZone reads the keys of zone that keys.WriteDir wrote into dir.
+func loadTestZone(t testing.TB, dir, zone string) *testZone {
 	t.Helper()
 	signer, err := note.NewSigner(readKey(t, filepath.Join(dir, keys.SignKeyFile)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier, err := note.NewVerifier(readKey(t, filepath.Join(dir, keys.SignPubFile)))
+	vkey := readKey(t, filepath.Join(dir, keys.SignPubFile))
+	verifier, err := note.NewVerifier(vkey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,20 +149,54 @@ func loadTestZone(t testing.TB, dir string) *testZone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if signer.Name() != filepath.Base(dir) || verifier.KeyHash() != signer.KeyHash() {
-		t.Fatalf("%s: keys do not match the directory name or each other", dir)
+	if signer.Name() != zone || verifier.KeyHash() != signer.KeyHash() {
+		t.Fatalf("%s: keys are not of zone %s or do not match each other", dir, zone)
 	}
 	if pub := readKey(t, filepath.Join(dir, keys.AgePubFile)); pub != id.Recipient().String() {
 		t.Fatalf("%s: age.pub does not match age.key", dir)
 	}
-	return &testZone{name: signer.Name(), signer: signer, verifier: verifier, identity: id}
+	return &testZone{name: signer.Name(), signer: signer, verifier: verifier, verifierKey: vkey, identity: id}
 }
 
 // vectorKeys returns the committed sender ("dmz") and recipient
 // ("intranet") keys of the vectors.
 func vectorKeys(t testing.TB) (dmz, intranet *testZone) {
 	t.Helper()
-	return loadTestZone(t, filepath.Join(vectorDir, "dmz")), loadTestZone(t, filepath.Join(vectorDir, "intranet"))
+	return vectorKey(t, "dmz"), vectorKey(t, "intranet")
+}
+
+// vectorKey returns the keys in the committed key directory dir, one of
+// vectorKeyDirs.
+func vectorKey(t testing.TB, dir string) *testZone {
+	t.Helper()
+	for _, d := range vectorKeyDirs {
+		if d.dir == dir {
+			return loadTestZone(t, filepath.Join(vectorDir, dir), d.zone)
+		}
+	}
+	t.Fatalf("%s is not a committed key directory", dir)
+	return nil
+}
+
+// vectorRing returns the key ring that ring vectors are opened with: the
+// recipient's own key, and the sender's keys as the intranet's key
+// directory records them, read by keys.LoadPeer and keys.LoadPeerKeys from
+// vectorDir/<ring>: peer-sign.pub and peer-age.pub (dmz-old, the key the
+// intranet first trusted) and peer-keys (the windows and revocations).
+func vectorRing(t testing.TB, intranet *testZone, ring string) *keys.Ring {
+	t.Helper()
+	dir := filepath.Join(vectorDir, ring)
+	base, err := keys.LoadPeer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers, err := keys.LoadPeerKeys(dir, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := &keys.Zone{Name: intranet.name, Signer: intranet.signer, Verifier: intranet.verifier,
+		Identity: intranet.identity, Recipient: intranet.recipient()}
+	return &keys.Ring{Zone: intranet.name, Peer: base.Name, Own: []*keys.OwnKey{{Zone: own}}, Peers: peers}
 }
 
 // vectorOpener returns the Opener the vectors are opened with.
@@ -155,9 +226,10 @@ func readVectors(t testing.TB) *vectorFile {
 	return &vf
 }
 
-// TestVectors opens every committed vector at its fixed time and checks
-// the reason Open, Verify and Inspect give, and the body of good ones.
-// With -update it first regenerates the vectors.
+// TestVectors opens every committed vector at its fixed time, with the
+// sender key or the key ring as the vector says, and checks the reason
+// Open, Verify and Inspect give, and the body of good ones. With -update
+// it first regenerates the vectors.
 func TestVectors(t *testing.T) {
 	if *update {
 		generateVectors(t)
@@ -166,6 +238,10 @@ func TestVectors(t *testing.T) {
 	dmz, intranet := vectorKeys(t)
 	if vf.Sender != dmz.name || vf.Recipient != intranet.name {
 		t.Fatalf("vectors.json names %s→%s, keys are %s→%s", vf.Sender, vf.Recipient, dmz.name, intranet.name)
+	}
+	ring := vectorRing(t, intranet, vf.Ring)
+	if ring.Peer != dmz.name {
+		t.Fatalf("the ring in %s holds keys of %s, want %s", vf.Ring, ring.Peer, dmz.name)
 	}
 	listed := map[string]bool{}
 	seen := map[string]bool{}
@@ -183,6 +259,9 @@ func TestVectors(t *testing.T) {
 			}
 			var events []string
 			o := vectorOpener(dmz, intranet, now, v.MaxSize)
+			if v.Ring {
+				o = &Opener{Ring: ring, MaxSize: v.MaxSize, Now: o.Now}
+			}
 			o.hook = func(e string) { events = append(events, e) }
 			got, err := o.Open(data)
 			if r := Reason(err); r != v.Reason || (err != nil) != (v.Reason != "") {
@@ -214,7 +293,11 @@ func TestVectors(t *testing.T) {
 					t.Errorf("FileName %q is not valid", FileName(&got.Header))
 				}
 			}
-			_, _, err = Verify(data, dmz.verifier)
+			verifier := dmz.verifier
+			if v.VerifyWith != "" {
+				verifier = vectorKey(t, v.VerifyWith).verifier
+			}
+			_, _, err = Verify(data, verifier)
 			if r := Reason(err); r != v.VerifyReason || (err != nil) != (v.VerifyReason != "") {
 				t.Errorf("Verify: reason %q (%v), want %q", r, err, v.VerifyReason)
 			}
@@ -252,6 +335,8 @@ type vectorSpec struct {
 	inspect string // Inspect's reason
 	maxSize int64
 	body    string
+	ring    bool   // opened with the key ring
+	key     string // the committed key directory that signs it; "" means dmz
 
 	header     func(g *vectorGen, h *Header)          // edits the header before build
 	manifest   func(h Header) []byte                  // replaces the manifest
@@ -264,12 +349,13 @@ type vectorSpec struct {
 // vectorGen holds the keys a vector generation run uses: the committed
 // ones and throwaway ones for hostile vectors.
 type vectorGen struct {
-	t        testing.TB
-	dmz      *testZone
-	intranet *testZone
-	dmz2     *testZone // another key named "dmz"
-	other    *testZone // a third zone, "other"
-	hashes   map[string][32]byte
+	t         testing.TB
+	dmz       *testZone
+	intranet  *testZone
+	committed map[string]*testZone // by directory, every one of vectorKeyDirs
+	dmz2      *testZone            // another key named "dmz"
+	other     *testZone            // a third zone, "other"
+	hashes    map[string][32]byte
 }
 
 // baseHeader returns the header of a good vector called name.
@@ -293,6 +379,13 @@ func (g *vectorGen) baseHeader(name string) Header {
 func (g *vectorGen) make(s *vectorSpec) (*Sealed, []byte) {
 	g.t.Helper()
 	h := g.baseHeader(s.name)
+	signer := g.dmz
+	if s.key != "" {
+		if signer = g.committed[s.key]; signer == nil {
+			g.t.Fatalf("%s: no committed key directory %s", s.name, s.key)
+		}
+		h.FromKey = keys.KeyID(signer.signer.KeyHash())
+	}
 	if s.header != nil {
 		s.header(g, &h)
 	}
@@ -304,7 +397,7 @@ func (g *vectorGen) make(s *vectorSpec) (*Sealed, []byte) {
 	if s.recipients != nil {
 		recipients = s.recipients(g)
 	}
-	signers := []note.Signer{g.dmz.signer}
+	signers := []note.Signer{signer.signer}
 	if s.signers != nil {
 		signers = s.signers(g)
 	}
@@ -321,10 +414,12 @@ func (g *vectorGen) make(s *vectorSpec) (*Sealed, []byte) {
 
 // verifyDefault returns the reason Verify gives for a vector that Open
 // rejects with reason: Verify skips the recipient, freshness, decryption
-// and manifest steps.
+// and manifest steps, and with the public key of the key that signed the
+// vector (verify_with) it knows no revocation or window.
 func verifyDefault(reason string) string {
 	switch reason {
-	case ReasonWrongRecipient, ReasonExpired, ReasonNotYetValid, ReasonDecryptFailed, ReasonManifestMismatch:
+	case ReasonWrongRecipient, ReasonExpired, ReasonNotYetValid, ReasonDecryptFailed, ReasonManifestMismatch,
+		ReasonRevokedKey, ReasonKeyNotValid:
 		return ""
 	}
 	return reason
@@ -407,6 +502,11 @@ func vectorSpecs() []*vectorSpec {
 			recipients: func(g *vectorGen) []age.Recipient {
 				return []age.Recipient{g.other.recipient(), g.intranet.recipient()}
 			}},
+		{name: "good_ring_new_key", ring: true, body: goodBody,
+			comment: "opened with the ring: signed by dmz, which the ring accepts for envelopes created from 2026-03-01T00:00:00Z"},
+		{name: "good_ring_old_key", ring: true, key: "dmz-old", body: goodBody,
+			comment: "opened with the ring: signed by dmz-old, created 05:59, a minute before its until 06:00, and read at 12:00",
+			header:  func(_ *vectorGen, h *Header) { h.Created = ringOldUntil.Add(-time.Minute) }},
 
 		{name: "too_large_note", reason: ReasonTooLarge, inspect: ReasonTooLarge, comment: "the framing line announces a signed note of 4097 bytes",
 			post: func(g *vectorGen, d []byte) []byte {
@@ -482,6 +582,10 @@ func vectorSpecs() []*vectorSpec {
 			header: func(_ *vectorGen, h *Header) { h.From = "other" }},
 		{name: "unknown_sender_header_key", reason: ReasonUnknownSender, comment: "signed by dmz, but the header names key id 00000000",
 			header: func(_ *vectorGen, h *Header) { h.FromKey = "00000000" }},
+		{name: "unknown_sender_ring_other_key", ring: true, reason: ReasonUnknownSender,
+			comment: "opened with the ring: signed by another key named dmz, which the ring does not hold",
+			header:  func(g *vectorGen, h *Header) { h.FromKey = keys.KeyID(g.dmz2.signer.KeyHash()) },
+			signers: func(g *vectorGen) []note.Signer { return []note.Signer{g.dmz2.signer} }},
 
 		{name: "wrong_recipient_zone", reason: ReasonWrongRecipient, comment: "addressed to zone other (with intranet's age key)",
 			header: func(_ *vectorGen, h *Header) { h.To = "other" }},
@@ -525,17 +629,27 @@ func vectorSpecs() []*vectorSpec {
 			manifest: func(h Header) []byte { h.Seq = 2; return encodeManifest(&h) }},
 		{name: "manifest_mismatch_missing", reason: ReasonManifestMismatch, body: goodBody, comment: "validly signed and encrypted, but the plaintext has no manifest",
 			manifest: func(Header) []byte { return nil }},
+
+		{name: "revoked_key", ring: true, key: "dmz-revoked", reason: ReasonRevokedKey, body: goodBody,
+			comment: "opened with the ring: signed by dmz-revoked, which the ring records as revoked at 2026-02-15T00:00:00Z; otherwise good"},
+
+		{name: "key_not_valid_after_until", ring: true, key: "dmz-old", reason: ReasonKeyNotValid, body: goodBody,
+			comment: "opened with the ring: signed by dmz-old, created 11:59, after its until 06:00; otherwise good"},
+		{name: "key_not_valid_before_from", ring: true, reason: ReasonKeyNotValid, body: goodBody,
+			comment: "opened with the ring: signed by dmz, created 2026-02-28T23:59:00Z, before its from 2026-03-01T00:00:00Z; otherwise good",
+			header:  func(_ *vectorGen, h *Header) { h.Created = ringRotated.Add(-time.Minute) }},
 	}
 }
 
-// generateVectors writes the vectors and vectors.json, generating the keys
-// first if they are missing.
+// generateVectors writes the vectors, the ring's peer key files and
+// vectors.json, generating the committed keys first if they are missing.
+// From then on it draws its randomness from vectorSeed.
 func generateVectors(t *testing.T) {
 	t.Helper()
-	for _, name := range []string{"dmz", "intranet"} {
-		dir := filepath.Join(vectorDir, name)
+	for _, d := range vectorKeyDirs {
+		dir := filepath.Join(vectorDir, d.dir)
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			z, err := keys.Generate(name)
+			z, err := keys.Generate(d.zone)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -544,6 +658,7 @@ func generateVectors(t *testing.T) {
 			}
 		}
 	}
+	cryptotest.SetGlobalRandom(t, vectorSeed)
 	old, err := filepath.Glob(filepath.Join(vectorDir, "*"+FileExt))
 	if err != nil {
 		t.Fatal(err)
@@ -553,22 +668,31 @@ func generateVectors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dmz, intranet := vectorKeys(t)
-	g := &vectorGen{t: t, dmz: dmz, intranet: intranet, dmz2: newTestZone(t, "dmz"), other: newTestZone(t, "other"),
-		hashes: map[string][32]byte{}}
+	committed := map[string]*testZone{}
+	for _, d := range vectorKeyDirs {
+		committed[d.dir] = vectorKey(t, d.dir)
+	}
+	dmz, intranet := committed["dmz"], committed["intranet"]
+	writeRing(t, committed["dmz-old"], dmz, committed["dmz-revoked"])
+	g := &vectorGen{t: t, dmz: dmz, intranet: intranet, committed: committed,
+		dmz2: newTestZone(t, "dmz"), other: newTestZone(t, "other"), hashes: map[string][32]byte{}}
 	vf := vectorFile{
 		Comment: "ferry envelope v1 test vectors, made by go test ./internal/envelope -run TestVectors -update. " +
-			"Open each file as zone intranet (keys in intranet/) from sender dmz (keys in dmz/) at now; " +
-			"reason is what Opener.Open must reject it with, \"\" if it opens to body.",
+			"Open each file as zone intranet (keys in intranet/) at now: from sender dmz (keys in dmz/), or, " +
+			"if ring is true, with the key ring of intranet's own key and the dmz keys that ring/ records " +
+			"(peer-sign.pub, peer-age.pub and peer-keys, as in an intranet key directory). " +
+			"reason is what Opener.Open must reject it with, \"\" if it opens to body; " +
+			"verify_reason is what Verify gives with the sign.pub of verify_with (dmz/ if absent).",
 		Sender:    dmz.name,
 		Recipient: intranet.name,
+		Ring:      ringDir,
 	}
 	for _, s := range vectorSpecs() {
 		sealed, data := g.make(s)
 		g.hashes[s.name] = sealed.HeaderHash
 		v := vector{
 			File: s.name + FileExt, Comment: s.comment, Now: vectorNow.Format(time.RFC3339), MaxSize: s.maxSize,
-			Reason: s.reason, VerifyReason: verifyDefault(s.reason), InspectReason: s.inspect,
+			Ring: s.ring, Reason: s.reason, VerifyWith: s.key, VerifyReason: verifyDefault(s.reason), InspectReason: s.inspect,
 		}
 		if s.verify == "-" {
 			v.VerifyReason = ""
@@ -592,6 +716,35 @@ func generateVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %d vectors to %s", len(vf.Vectors), vectorDir)
+}
+
+// writeRing writes the peer key files of the ring into vectorDir/ringDir,
+// as an intranet key directory holds them after dmz rotated from old to
+// cur and the intranet revoked revoked: peer-sign.pub and peer-age.pub
+// with old, the key it first trusted, and a peer-keys file with the
+// windows and revocation of all three.
+func writeRing(t *testing.T, old, cur, revoked *testZone) {
+	t.Helper()
+	dir := filepath.Join(vectorDir, ringDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{keys.PeerSignPubFile, keys.PeerAgePubFile} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	if err := keys.WritePeer(dir, &keys.Peer{Name: old.name, Verifier: old.verifier, VerifierKey: old.verifierKey, Recipient: old.recipient()}); err != nil {
+		t.Fatal(err)
+	}
+	peer := func(z *testZone) *keys.PeerKey {
+		return &keys.PeerKey{Verifier: z.verifier, VerifierKey: z.verifierKey, Recipient: z.recipient()}
+	}
+	o, c, r := peer(old), peer(cur), peer(revoked)
+	o.Until, c.From, r.Revoked = ringOldUntil, ringRotated, ringRevoked
+	if err := keys.WritePeerKeys(dir, []*keys.PeerKey{o, c, r}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestVectors_docExample checks that the worked example in
