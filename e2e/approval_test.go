@@ -163,7 +163,7 @@ func TestHeldWrite_lostFinalResult(t *testing.T) {
 	if res.Status != "done" || res.RowsAffected == nil || *res.RowsAffected != 1 {
 		t.Fatalf("held request whose final result was lost: %+v", res)
 	}
-	waitLog(t, dz, "asking again about held requests")
+	waitLog(t, dz, "asking the intranet about requests")
 	db := d.replica(t)
 	defer db.Close()
 	if n := count(t, db, `SELECT count(*) FROM ferry_held WHERE state = 'approved'`); n != 1 {

@@ -48,10 +48,14 @@ The agent sends the unanswered requests of an unacknowledged request
 envelope again, in a new envelope that replaces it, after resend_after,
 waiting twice as long after each further re-send (at most resend_max).
 Once sent max_resends times and still unacknowledged when its next re-send
-falls due, the envelope is a dead letter: it is not sent again, and its requests stay "sent" until the envelope expires,
-unless a late result or acknowledgement arrives. 'ferryctl queue retry' makes
-it due again; 'ferryctl queue drop' fails its requests for good. Each retry
-and drop is recorded in the spool ('ferryctl queue log').
+falls due, the envelope is a dead letter: it is not sent again, and its
+requests stay "sent" until the envelope expires, unless a late result or
+acknowledgement arrives. 'ferryctl queue retry' makes it due again;
+'ferryctl queue drop' stops it for good. Either way, once the envelope
+expires or is dropped the agent asks the intranet about its requests: the
+intranet answers the result of each one it applied and settles the others
+as expired (reason not_received), never to apply them. Each retry and drop
+is recorded in the spool ('ferryctl queue log').
 
 Every subcommand may run while the agent runs: ferryctl changes only the
 spool, and the agent re-sends a retried envelope at its next maintenance
@@ -105,20 +109,22 @@ $USER).`,
 func newQueueDropCmd(g *globals, opts *queueOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "drop --config FILE --reason TEXT [--actor NAME] ENVELOPE",
-		Short: "Fail an unacknowledged envelope's requests and stop re-sending it",
+		Short: "Stop re-sending an unacknowledged envelope; settle its requests with the intranet",
 		Long: `Take an unacknowledged (sealed, published or dead) request envelope out of the
-re-send cycle for good: its requests still queued or sent become failed with
-reason "dropped" and --reason as the message clients see. Held requests stay
-held. Dropping cannot take back an envelope already on the medium: if the
-intranet takes it in, its requests take effect there, and their results are
-ignored here. The drop is recorded with --actor (default $USER) and --reason.`,
+re-send cycle for good. Dropping cannot take back an envelope already on the
+medium, and the intranet may have applied it, so its requests still queued or
+sent are not failed here: the agent asks the intranet about them at once. The
+intranet answers the stored result of each one it applied, and settles each
+one it never received as expired (reason not_received): it will not apply it
+even if the envelope arrives later. Held requests stay held. The drop is
+recorded with --actor (default $USER) and --reason.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runQueueDrop(cmd.Context(), *opts, args[0], g.stdout)
 		},
 	}
 	cmd.Flags().StringVar(&opts.Actor, "actor", "", "who acts, for the record (default $USER)")
-	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why, for the record and the requests' clients (required)")
+	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why, for the record (required)")
 	return cmd
 }
 
@@ -186,6 +192,9 @@ type queueEnvelopeJSON struct {
 type queueListJSON struct {
 	Envelopes []queueEnvelopeJSON `json:"envelopes"`
 	Requests  map[string]int      `json:"requests"` // count by status
+	// Orphaned counts the queued and sent requests whose envelope expired
+	// or was dropped: the agent is asking the intranet about them.
+	Orphaned int `json:"orphaned"`
 }
 
 // queueActionJSON is a recorded action as ferryctl prints it.
@@ -237,8 +246,12 @@ func runQueueList(ctx context.Context, opts queueOptions, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	orphaned, err := s.CountOrphaned(ctx)
+	if err != nil {
+		return err
+	}
 	if opts.JSON {
-		js := queueListJSON{Envelopes: make([]queueEnvelopeJSON, len(list)), Requests: counts}
+		js := queueListJSON{Envelopes: make([]queueEnvelopeJSON, len(list)), Requests: counts, Orphaned: orphaned}
 		for i, e := range list {
 			js.Envelopes[i] = queueEnvelopeJSON{ID: e.ID, Channel: e.Channel, Seq: e.Seq, State: e.State, Requests: e.Requests,
 				Attempts: e.Attempts, Published: queueOptTime(e.Published), NextResend: queueOptTime(e.ResendAt), Expires: e.Expires}
@@ -265,7 +278,12 @@ func runQueueList(ctx context.Context, opts queueOptions, out io.Writer) error {
 		batch.StatusRejected, batch.StatusFailed, batch.StatusExpired} {
 		parts = append(parts, fmt.Sprintf("%d %s", counts[st], st))
 	}
-	_, err = fmt.Fprintf(out, "requests: %s\n", strings.Join(parts, ", "))
+	if _, err := fmt.Fprintf(out, "requests: %s\n", strings.Join(parts, ", ")); err != nil {
+		return err
+	}
+	if orphaned > 0 {
+		_, err = fmt.Fprintf(out, "%d queued or sent requests are orphaned (their envelope expired or was dropped): the agent asks the intranet about them\n", orphaned)
+	}
 	return err
 }
 
@@ -335,7 +353,7 @@ func runQueueDrop(ctx context.Context, opts queueOptions, id string, out io.Writ
 		return err
 	}
 	if strings.TrimSpace(opts.Reason) == "" {
-		return &usageError{errors.New("--reason is required: why the envelope's requests fail")}
+		return &usageError{errors.New("--reason is required: why the envelope is dropped, for the record")}
 	}
 	actor, err := queueActor(opts)
 	if err != nil {
@@ -350,7 +368,8 @@ func runQueueDrop(ctx context.Context, opts queueOptions, id string, out io.Writ
 	if err != nil {
 		return queueActionError(err)
 	}
-	_, err = fmt.Fprintf(out, "drop %s: %d requests failed with reason %s\n", a.Envelope, a.Requests, queue.ReasonDropped)
+	_, err = fmt.Fprintf(out, "drop %s: no longer sent; the agent asks the intranet about its %d unanswered requests\n",
+		a.Envelope, a.Requests)
 	return err
 }
 

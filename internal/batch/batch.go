@@ -29,8 +29,17 @@
 // requests it has held for a while: a requests body's [Requests.Query]
 // lists their ids (at most [MaxQuery]), and the intranet answers each one
 // that it has decided with its stored final result, in the result envelope
-// that acknowledges the asking envelope; one still held, or unknown, gets
-// no answer. Asking never applies anything.
+// that acknowledges the asking envelope; one still held gets no answer.
+//
+// The DMZ asks the same way about the requests of an envelope that
+// expired (or that an admin dropped) before their results came back: the
+// intranet may have applied them and lost only the answer. For a request
+// it applied it answers its stored result. A request it has never
+// received it settles: it records the result [StatusExpired] with reason
+// [ReasonNotReceived] in its ledger, so that the request is never applied
+// even if its envelope turns up later, and answers that. Asking applies
+// nothing, and the first answer to a request is the only one it ever
+// gets. A query may not name a request of the same body.
 //
 // # Received
 //
@@ -96,6 +105,11 @@ const (
 	// carries the request's final result (done, rejected or failed).
 	StatusHeld = "held"
 )
+
+// ReasonNotReceived is the reason of the expired result the intranet
+// gives a request it is asked about but never received (see the package
+// doc).
+const ReasonNotReceived = "not_received"
 
 // Request is one citizen request as it crosses to the intranet.
 type Request struct {
@@ -177,7 +191,7 @@ func (r *Received) check() error {
 // Result is the outcome of one request.
 type Result struct {
 	RequestID    string           `json:"request_id"`
-	Status       string           `json:"status"` // done, rejected, failed or held
+	Status       string           `json:"status"` // done, rejected, failed, expired or held
 	Reason       string           `json:"reason,omitempty"`
 	Message      string           `json:"message,omitempty"`
 	Rows         []map[string]any `json:"rows,omitempty"`
@@ -286,6 +300,8 @@ func DecodeRequests(data []byte) (*Requests, error) {
 			return nil, fmt.Errorf("requests batch: request %d: invalid id", i)
 		case seen[r.ID]:
 			return nil, fmt.Errorf("requests batch: request %d: duplicate id %s", i, r.ID)
+		case asked[r.ID]:
+			return nil, fmt.Errorf("requests batch: request %s is also in the query", r.ID)
 		case r.Operation == "" || len(r.Operation) > MaxOpName:
 			return nil, fmt.Errorf("requests batch: request %s: invalid operation name", r.ID)
 		case len(r.Client) > MaxClientName:
@@ -329,9 +345,9 @@ func DecodeResults(data []byte) (*Results, error) {
 		}
 		switch r.Status {
 		case StatusDone, StatusRejected, StatusFailed:
-		case StatusHeld:
+		case StatusHeld, StatusExpired:
 			if r.Rows != nil || r.RowsAffected != 0 || r.RetryAfter != 0 {
-				return nil, fmt.Errorf("results batch: result %s: a held result carries no rows, rows_affected or retry_after", r.RequestID)
+				return nil, fmt.Errorf("results batch: result %s: status %s carries no rows, rows_affected or retry_after", r.RequestID, r.Status)
 			}
 		default:
 			return nil, fmt.Errorf("results batch: result %s: invalid status %q", r.RequestID, r.Status)

@@ -14,9 +14,10 @@
 //	           of them (or fewer once the oldest waited batch.max_delay)
 //	           into one envelope with the channel's next sequence number,
 //	           and stores it with queue.Spool.StoreSealed; once a second it
-//	           also seals an envelope asking again about held requests that
-//	           are due (see Held requests); it expires envelopes past their
-//	           TTL, makes dead letters, and re-sends (see Re-sending); and
+//	           also seals an envelope asking about held and orphaned
+//	           requests that are due (see Held requests, Expiry); it
+//	           expires envelopes past their TTL, makes dead letters, and
+//	           re-sends (see Re-sending); and
 //	           it seals a heartbeat when the channel was quiet for
 //	           heartbeat
 //	publisher  publishes stored envelopes to the request medium in sequence
@@ -66,17 +67,30 @@
 // The envelope carrying a final result acknowledges nothing, so if it is
 // lost on the medium nobody sends it again. The batcher therefore asks
 // again: about held requests held, or last asked about, longer than
-// resend_after ago (queue.Spool.HeldDue), unless the envelope that last
+// resend_after ago (queue.Spool.AskDue), unless the envelope that last
 // asked about them is still open, it seals a requests envelope with no
 // requests and their ids in batch.Requests.Query (at most batch.MaxQuery),
 // stores it with queue.Spool.StoreQuery (which records the asking) and
-// hands it to the publisher, with an INFO line "asking again about held
+// hands it to the publisher, with an INFO line "asking the intranet about
 // requests". It is sealed in the channel's sequence like any other
 // envelope, and published, re-sent, acknowledged and expired like one;
 // its expiry changes no request. The intranet answers each request it has
 // decided with its stored final result in the envelope acknowledging the
 // query, which the ingester applies like any final result. The batcher is
 // the one sealer of the request channel, so it seals the queries too.
+//
+// # Expiry
+//
+// A request envelope expires envelope_ttl after it was sealed (a re-send
+// keeps the expiry of the envelope it replaces). The DMZ never calls a
+// request expired itself: the intranet may have applied the envelope just
+// before it expired and only the answer was lost. When an envelope expires
+// (queue.Spool.Expire), or an admin drops it, its requests without a
+// result are orphaned: they stay queued or sent, lose their parameters,
+// and are asked about at once, the same way as held requests. The
+// intranet answers the result it stored, or settles a request it never
+// received as expired (reason not_received) and never applies it after
+// that, so the first final status a client sees is the only one.
 //
 // # Backpressure
 //

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,7 +46,14 @@ type env struct {
 	// last for each seq of the results channel: headerSeq names it as
 	// the previous one, so that envelopes chain as the intranet's do.
 	hashes map[uint64][32]byte
+	// offset is how far the agent's clock (Agent.now) runs ahead of the
+	// real one, in nanoseconds; see env.now.
+	offset atomic.Int64
 }
+
+// now is the agent's clock: the real time plus e.offset. Request
+// envelopes are sealed, and expire, by it; nextEnvelope opens them by it.
+func (e *env) now() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) }
 
 func hashHex(s string) string {
 	sum := sha256.Sum256([]byte(s))
@@ -171,6 +179,7 @@ func (e *env) start(t testing.TB, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.now = e.now
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -338,7 +347,7 @@ type takenEnvelope struct {
 // opens it, removes it and returns it; it returns nil if none came.
 func (e *env) nextEnvelope(t testing.TB, within time.Duration) *takenEnvelope {
 	t.Helper()
-	op := &envelope.Opener{Self: "intranet", Identity: e.intra.Identity, Sender: e.dmz.Verifier}
+	op := &envelope.Opener{Self: "intranet", Identity: e.intra.Identity, Sender: e.dmz.Verifier, Now: e.now}
 	dir := filepath.Join(e.dir, "exchange", "requests")
 	deadline := time.Now().Add(within)
 	for {

@@ -77,7 +77,8 @@ type chain struct {
 }
 
 // sealSpec says what a request envelope carries: requests, or else the
-// held requests asked about again (query), or nothing (a heartbeat); and
+// held and orphaned requests asked about (query), or nothing (a
+// heartbeat); and
 // whether it re-sends the open requests of an unacknowledged envelope.
 type sealSpec struct {
 	reqs     []batch.Request
@@ -86,8 +87,8 @@ type sealSpec struct {
 }
 
 // batcher is the one sealer of the requests channel. It seals unsealed
-// requests into envelopes, queries about held requests that are due
-// (askHeld), re-sends the requests of envelopes due again (maintain) and a
+// requests into envelopes, queries about held and orphaned requests that
+// are due (askDue), re-sends the requests of envelopes due again (maintain) and a
 // heartbeat when the channel has been quiet for the configured time, and
 // hands each envelope to the publisher on out, which it closes when it
 // returns. When ctx ends it seals what is left (within drain) and returns.
@@ -118,15 +119,16 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 	if err := a.maintain(ctx, c, emit); err != nil && ctx.Err() == nil {
 		return err
 	}
-	// ask seals and hands on an envelope asking again about the held
-	// requests due (see Agent.askHeld), looking at most twice per batcherPoll
+	// ask seals and hands on an envelope asking about the held and
+	// orphaned requests due (see Agent.askDue), looking at most twice per
+	// batcherPoll
 	// (so at every poll tick, which comes a little less than batcherPoll
 	// after the last look).
 	var asked time.Time
 	ask := func(ctx context.Context) error {
 		if now := a.now(); now.Sub(asked) >= batcherPoll/2 {
 			asked = now
-			env, err := a.askHeld(ctx, c)
+			env, err := a.askDue(ctx, c)
 			if err != nil || env == nil {
 				return err
 			}
@@ -250,14 +252,15 @@ func (a *Agent) heartbeat(ctx context.Context, c *chain, emit func(context.Conte
 	return nil
 }
 
-// askHeld seals an envelope that carries no requests and asks the
-// intranet again about the held requests due: held, or last asked about,
-// longer than resend_after ago (queue.Spool.HeldDue), at most
-// batch.MaxQuery of them. It stores the envelope with
+// askDue seals an envelope that carries no requests and asks the
+// intranet about the requests due (queue.Spool.AskDue): orphaned ones
+// never asked about, and held or orphaned ones that became held or were
+// last asked about longer than resend_after ago, at most batch.MaxQuery
+// of them. It stores the envelope with
 // queue.Spool.StoreQuery, which records the asking, advances c past it,
 // and returns it; it returns nil if no request is due.
-func (a *Agent) askHeld(ctx context.Context, c *chain) (*queue.Envelope, error) {
-	due, err := a.spool.HeldDue(ctx, a.now().Add(-time.Duration(a.cfg.ResendAfter)), batch.MaxQuery)
+func (a *Agent) askDue(ctx context.Context, c *chain) (*queue.Envelope, error) {
+	due, err := a.spool.AskDue(ctx, a.now().Add(-time.Duration(a.cfg.ResendAfter)), batch.MaxQuery)
 	if err != nil || len(due) == 0 {
 		return nil, err
 	}
@@ -343,7 +346,7 @@ func (a *Agent) seal(ctx context.Context, sp sealSpec, seq uint64, prev [32]byte
 		if err := a.spool.StoreQuery(ctx, env, sp.query, now); err != nil {
 			return nil, err
 		}
-		a.log.Info("asking again about held requests", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, seq),
+		a.log.Info("asking the intranet about requests", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, seq),
 			slog.Int(logCount, len(sp.query)))
 	default:
 		ids := make([]string, len(sp.reqs))
@@ -485,8 +488,9 @@ func (a *Agent) maintain(ctx context.Context, c *chain, emit func(context.Contex
 		return err
 	}
 	if len(expired) > 0 {
-		a.log.Warn("requests expired without a result", slog.Int(logCount, len(expired)))
-		a.waiters.notify(expired)
+		// Not final: the intranet may have applied them. askDue asks.
+		a.log.Warn("request envelopes expired before their results came; asking the intranet about their requests",
+			slog.Int(logCount, len(expired)))
 	}
 	dead, err := a.spool.MarkDead(ctx, now, a.cfg.MaxResends)
 	if err != nil {
@@ -523,7 +527,7 @@ func (a *Agent) maintain(ctx context.Context, c *chain, emit func(context.Contex
 
 // resend sends again what old, due again, carried that still needs an
 // answer, in a new envelope of the same kind that names old as replaced:
-// its unanswered requests, the held requests a query asked about, or
+// its unanswered requests, the requests a query asked about, or
 // nothing for a heartbeat. It retires old if nothing is left to send.
 func (a *Agent) resend(ctx context.Context, c *chain, old *queue.Envelope, emit func(context.Context, *queue.Envelope)) error {
 	var sp sealSpec

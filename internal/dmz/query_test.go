@@ -15,7 +15,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/policy"
 )
 
-// askingLines returns the "asking again about held requests" log lines.
+// askingLines returns the "asking the intranet about requests" log lines.
 func askingLines(t *testing.T, logs *logBuffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
@@ -24,7 +24,7 @@ func askingLines(t *testing.T, logs *logBuffer) []map[string]any {
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
 		}
-		if m["msg"] == "asking again about held requests" {
+		if m["msg"] == "asking the intranet about requests" {
 			out = append(out, m)
 		}
 	}
@@ -131,7 +131,7 @@ func TestAgent_AskAgainAboutHeld(t *testing.T) {
 		t.Fatalf("answered request: HTTP %d %s", r.code, r.raw)
 	}
 	// Final, it is never asked about again.
-	due, err := e.agent.spool.HeldDue(t.Context(), time.Now().Add(time.Hour), batch.MaxQuery)
+	due, err := e.agent.spool.AskDue(t.Context(), time.Now().Add(time.Hour), batch.MaxQuery)
 	if err != nil || len(due) != 0 {
 		t.Fatalf("due after the answer: %v %v", due, err)
 	}

@@ -148,10 +148,12 @@ func TestAgent_approvals(t *testing.T) {
 	}
 	// The DMZ asks again about held requests (say the envelope with their
 	// final results was lost): a decided one is answered with its final
-	// result, in the answer to the asking envelope; one still waiting, or
-	// unknown, is not; nothing is applied again.
+	// result, in the answer to the asking envelope; one still waiting is
+	// not; an unknown one is settled as never received; nothing is applied
+	// again.
+	unknown := strings.Repeat("cd", 16)
 	ask := e.sealWith(t, e.header(), batch.Requests{Requests: []batch.Request{},
-		Query: []string{reqs[0].ID, reqs[2].ID, strings.Repeat("cd", 16)}}, e.dmz.Signer, e.intra.Recipient)
+		Query: []string{reqs[0].ID, reqs[2].ID, unknown}}, e.dmz.Signer, e.intra.Recipient)
 	e.drop(t, envelope.FileName(&ask.Header), ask.Data)
 	answered := e.waitAcked(t, ask.Header.ID)
 	if res := answered.results[reqs[0].ID]; len(res) != 3 || res[2].Status != batch.StatusDone || res[2].RowsAffected != 1 {
@@ -159,6 +161,9 @@ func TestAgent_approvals(t *testing.T) {
 	}
 	if res := answered.results[reqs[2].ID]; len(res) != 1 {
 		t.Fatalf("asked again about a waiting request: %+v, want only its held result", res)
+	}
+	if res := answered.results[unknown]; len(res) != 1 || res[0].Status != batch.StatusExpired || res[0].Reason != batch.ReasonNotReceived {
+		t.Fatalf("asked about an unknown request: %+v, want expired, not_received", res)
 	}
 	if n := e.replicaCount(t, countAppointments); n != before+1 {
 		t.Fatalf("asking again applied something: %d appointments, want %d", n, before+1)

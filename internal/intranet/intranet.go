@@ -151,6 +151,9 @@ const (
 	logStatus     = "status"
 	logHeld       = "held"
 	logDecided    = "decided"
+	logExpired    = "expired"
+	logAnswered   = "answered"
+	logNotRecvd   = "not_received"
 )
 
 // Agent is the intranet agent.

@@ -220,7 +220,7 @@ func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealIte
 		return err
 	}
 	if !res.Duplicate {
-		var done, rejected, failed, held int
+		var done, rejected, failed, held, expired int
 		for _, r := range res.Results {
 			switch r.Status {
 			case batch.StatusDone:
@@ -229,13 +229,16 @@ func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealIte
 				rejected++
 			case batch.StatusHeld:
 				held++
+			case batch.StatusExpired: // settled before it arrived (replica.DB.Answer)
+				expired++
 			default:
 				failed++
 			}
 		}
 		a.log.Info("envelope applied", slog.String(logEnvelope, env.ID), slog.String(logChannel, env.Channel),
 			slog.Uint64(logSeq, env.Seq), slog.Int(logRequests, len(o.reqs)),
-			slog.Int(logDone, done), slog.Int(logRejected, rejected), slog.Int(logFailed, failed), slog.Int(logHeld, held))
+			slog.Int(logDone, done), slog.Int(logRejected, rejected), slog.Int(logFailed, failed), slog.Int(logHeld, held),
+			slog.Int(logExpired, expired))
 		a.reportLimited(res.Limited)
 		results, err := a.withAnswers(ctx, env.ID, res.Results, o.query)
 		if err != nil {
@@ -272,15 +275,32 @@ func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealIte
 	}
 }
 
-// withAnswers appends to an envelope's results the final results of the
-// held requests its query asks about again, those that have been decided.
-// Answering applies nothing; the ledger does not record the answers, so a
-// crash before they are sealed loses them, and the DMZ asks again.
+// withAnswers appends to an envelope's results the answers to the
+// requests its query asks about (batch.Requests.Query): requests held
+// for approval, and requests of envelopes that expired at the DMZ or that
+// an admin dropped there. [replica.DB.Answer] gives each its stored
+// result, none to one still held, and settles one never received as
+// "expired" (reason batch.ReasonNotReceived), so that it is never applied.
+// It runs on the apply goroutine, after the asking envelope is recorded,
+// so it is serialised with Apply.
+//
+// Answering applies nothing. The answers are not recorded as part of the
+// envelope's results: a crash before they are sealed loses them, and the
+// DMZ asks again. A settlement is durable before its answer is sealed,
+// and every answer to a request is its one stored result, so answers
+// lost, or cut below for lack of room, are answered the same when asked
+// again.
 func (a *Agent) withAnswers(ctx context.Context, envID string, results []batch.Result, query []string) ([]batch.Result, error) {
 	if len(query) == 0 {
 		return results, nil
 	}
-	answers, err := a.db.Answers(ctx, query)
+	answers, err := a.db.Answer(ctx, envID, query)
+	if errors.Is(err, replica.ErrInvalid) {
+		// batch.DecodeRequests refuses such a query; should one get
+		// through, the envelope is answered without it.
+		a.log.Warn("query not answered", slog.String(logEnvelope, envID), slog.String(logError, err.Error()))
+		return results, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -289,8 +309,16 @@ func (a *Agent) withAnswers(ctx context.Context, envID string, results []batch.R
 	if room := batch.MaxResults - len(results); len(answers) > room {
 		answers = answers[:max(room, 0)]
 	}
-	a.log.Info("held requests asked about again", slog.String(logEnvelope, envID),
-		slog.Int(logRequests, len(query)), slog.Int(logDecided, len(answers)))
+	// answered counts the answers sent, not_received those that say the
+	// request never arrived (settled now or by an earlier asking).
+	notReceived := 0
+	for _, r := range answers {
+		if r.Status == batch.StatusExpired && r.Reason == batch.ReasonNotReceived {
+			notReceived++
+		}
+	}
+	a.log.Info("requests asked about", slog.String(logEnvelope, envID),
+		slog.Int(logRequests, len(query)), slog.Int(logAnswered, len(answers)), slog.Int(logNotRecvd, notReceived))
 	return append(slices.Clip(results), answers...), nil
 }
 

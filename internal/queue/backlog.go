@@ -8,8 +8,12 @@ import (
 // Backlog is what the spool holds for the intranet at one moment: the
 // figures the DMZ agent's backpressure compares with its limits.
 type Backlog struct {
-	// Requests counts the requests accepted and not yet final or held
-	// (status queued or sent), those of dead envelopes included.
+	// Requests counts the requests accepted and not yet final, held or
+	// orphaned (status queued or sent, in no envelope or an open one),
+	// those of dead envelopes included. An orphaned request (its envelope
+	// expired or was dropped) is not: it is never sent again, has no
+	// parameters left, and only waits for the intranet's answer to a
+	// query.
 	Requests int
 	// Unacked counts the request envelopes stored and not yet
 	// acknowledged (state sealed or published). Dead envelopes are not
@@ -26,9 +30,9 @@ type Backlog struct {
 // one snapshot, without a scan of the requests or envelopes table (which
 // keep every request and envelope ever stored). It relies on an invariant
 // of the spool: a queued or sent request is either not yet sealed
-// (envelope_id IS NULL) or in an open envelope ([openStates]), because
-// acknowledging, expiring or dropping an envelope ends its requests that
-// are still queued or sent. So:
+// (envelope_id IS NULL), in an open envelope ([openStates]), or orphaned,
+// because acknowledging an envelope ends its requests that are still
+// queued or sent, and expiring or dropping one orphans them. So:
 //
 //   - unsealed requests come from the partial index requests_unsealed;
 //   - sealed ones from the partial index envelopes_open, joined through

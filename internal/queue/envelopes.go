@@ -35,10 +35,16 @@ const (
 // it word for word for SQLite to use that index.
 const openStates = `('sealed', 'published', 'dead')`
 
+// askable selects the requests the DMZ asks the intranet about: held ones,
+// and orphaned ones (their envelope expired or was dropped before their
+// result came). It is the WHERE clause of the partial index requests_ask
+// (migration 0010), word for word, so that SQLite uses the index.
+const askable = `(status = 'held' OR (status IN ('queued', 'sent') AND orphaned > 0))`
+
 // What a request envelope carries, as [Envelope.Kind] says.
 const (
 	KindRequests  = "requests"  // requests the API accepted
-	KindQuery     = "query"     // no requests: held requests asked about again
+	KindQuery     = "query"     // no requests: held and orphaned requests asked about
 	KindHeartbeat = "heartbeat" // nothing: the channel was quiet
 )
 
@@ -98,15 +104,16 @@ func (s *Spool) StoreSealed(ctx context.Context, env *Envelope, requestIDs []str
 }
 
 // StoreQuery stores env, a request envelope that carries no requests and
-// asks about the held requests named by query (see "Held requests" in the
-// package documentation), like StoreSealed: it fails with ErrSeqConflict,
-// storing nothing, unless env.Seq is the channel's next sequence number.
-// In the same transaction it records at as the time each of them was
-// asked about and env as the envelope that asked, so that [Spool.HeldDue]
-// leaves them out until env is acknowledged or expired and the age given
-// to HeldDue has passed since at. (env.Created will not do: an envelope
-// header keeps whole seconds.) A request named in query that is no longer
-// held (its final result came meanwhile) is left as it is.
+// asks about the held and orphaned requests named by query (see "Asking
+// the intranet" in the package documentation), like StoreSealed: it fails
+// with ErrSeqConflict, storing nothing, unless env.Seq is the channel's
+// next sequence number. In the same transaction it records at as the time
+// each of them was asked about and env as the envelope that asked, so that
+// [Spool.AskDue] leaves them out until env is acknowledged or expired and
+// the age given to AskDue has passed since at. (env.Created will not do:
+// an envelope header keeps whole seconds.) A request named in query that
+// is no longer to be asked about (its final result came meanwhile) is left
+// as it is.
 func (s *Spool) StoreQuery(ctx context.Context, env *Envelope, query []string, at time.Time) error {
 	return s.store(ctx, env, storeOpts{query: query, at: at})
 }
@@ -114,7 +121,7 @@ func (s *Spool) StoreQuery(ctx context.Context, env *Envelope, query []string, a
 // storeOpts says what else store does with the envelope it stores.
 type storeOpts struct {
 	requestIDs []string  // the requests to assign to it
-	query      []string  // the held requests it asks about again, at at
+	query      []string  // the held and orphaned requests it asks about, at at
 	at         time.Time //
 	replaces   string    // the published envelope it re-sends (StoreResend)
 }
@@ -186,7 +193,7 @@ func (s *Spool) store(ctx context.Context, env *Envelope, o storeOpts) error {
 			return fmt.Errorf("store envelope %s: %w", env.ID, err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE requests SET queried = ?, query_envelope = ?
-			WHERE id IN (SELECT value FROM json_each(?)) AND status = 'held'`, ms(at), env.ID, string(ids)); err != nil {
+			WHERE id IN (SELECT value FROM json_each(?)) AND `+askable, ms(at), env.ID, string(ids)); err != nil {
 			return fmt.Errorf("store envelope %s: record query: %w", env.ID, err)
 		}
 	}
@@ -279,27 +286,36 @@ func (s *Spool) MarkDead(ctx context.Context, now time.Time, maxAttempts int) ([
 	return list, nil
 }
 
-// HeldDue returns the ids of up to limit held requests that are due to be
-// asked about again: held, and last asked about (or, if never asked, held)
-// before before, unless the envelope that last asked about them is still
-// sealed or published: publishing it again asks again. A dead envelope is
-// not published again, so the requests it asked about are due. The longest
-// waiting come first, so that when more than limit are due every one is
-// asked in turn. It reads from the read-only pool.
-func (s *Spool) HeldDue(ctx context.Context, before time.Time, limit int) ([]string, error) {
+// askDueQuery selects the requests due to be asked about (see
+// [Spool.AskDue]), reading the partial index requests_ask.
+const askDueQuery = `SELECT id FROM (SELECT id, rid,
+		max(queried, CASE WHEN status = 'held' THEN updated ELSE 0 END) AS waiting
+	FROM requests r
+	WHERE ` + askable + `
+		AND NOT EXISTS (SELECT 1 FROM envelopes e
+			WHERE e.id = r.query_envelope AND e.state IN ('sealed', 'published')))
+	WHERE waiting < ? ORDER BY waiting, rid LIMIT ?`
+
+// AskDue returns the ids of up to limit requests that are due to be asked
+// about: held ones last asked about (or, if never asked, held) before
+// before, and orphaned ones never asked about or last asked about before
+// before, unless the envelope that last asked about them is still sealed
+// or published: publishing it again asks again. A dead envelope is not
+// published again, so the requests it asked about are due. The longest
+// waiting come first (an orphaned request never asked about before all),
+// so that when more than limit are due every one is asked in turn. It
+// reads from the read-only pool.
+func (s *Spool) AskDue(ctx context.Context, before time.Time, limit int) ([]string, error) {
 	// A held request's updated is the time it became held: nothing else
-	// changes a held request until its final result.
-	rows, err := s.r.QueryContext(ctx, `SELECT r.id FROM requests r
-		WHERE r.status = 'held' AND max(r.queried, r.updated) < ?
-			AND NOT EXISTS (SELECT 1 FROM envelopes e
-				WHERE e.id = r.query_envelope AND e.state IN ('sealed', 'published'))
-		ORDER BY max(r.queried, r.updated), r.rid LIMIT ?`, ms(before), limit)
+	// changes a held request until its final result. An orphaned request
+	// is asked about at once.
+	rows, err := s.r.QueryContext(ctx, askDueQuery, ms(before), limit)
 	if err != nil {
-		return nil, fmt.Errorf("held requests due: %w", err)
+		return nil, fmt.Errorf("requests due to be asked about: %w", err)
 	}
 	ids, err := scanStrings(rows)
 	if err != nil {
-		return nil, fmt.Errorf("held requests due: %w", err)
+		return nil, fmt.Errorf("requests due to be asked about: %w", err)
 	}
 	return ids, nil
 }
@@ -376,30 +392,25 @@ func scanEnvelopes(rows *sql.Rows) ([]*Envelope, error) {
 }
 
 // Expire marks the open envelopes (sealed, published or dead) whose expiry
-// is not after now as expired (dropping their bytes), and
-// gives their requests without a result (queued or sent) the final status
-// "expired" with reason ReasonExpired. It returns the ids of those
-// requests. A held request is never expired here: the intranet answered
-// it, and its final result (approval_expired at the latest) comes from
-// there.
+// is not after now as expired, dropping their bytes, and orphans their
+// requests without a result (queued or sent): they keep their status, lose
+// their parameters and subject (the DMZ never sends them again), and
+// [Spool.AskDue] picks them, so that the intranet says whether it applied
+// them. An expired envelope may have been applied with only its answer
+// lost; the intranet's answer is the request's one final result (expired
+// with batch.ReasonNotReceived if it never arrived). Expire returns the ids
+// of the requests it orphaned. Held requests are not touched: the
+// intranet answered them, and their final result (approval_expired at the
+// latest) comes from there.
 func (s *Spool) Expire(ctx context.Context, now time.Time) ([]string, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("expire: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `UPDATE requests SET status = 'expired', reason = ?, message = ?,
-		params = NULL, subject = '', updated = ?
-		WHERE status IN ('queued', 'sent') AND envelope_id IN
-			(SELECT id FROM envelopes WHERE state IN `+openStates+` AND expires <= ?)
-		RETURNING id`,
-		ReasonExpired, "the request envelope expired before the intranet answered", ms(now), ms(now))
+	ids, err := orphan(ctx, tx, `SELECT id FROM envelopes WHERE state IN `+openStates+` AND expires <= ?`, now, ms(now))
 	if err != nil {
-		return nil, fmt.Errorf("expire requests: %w", err)
-	}
-	ids, err := scanStrings(rows)
-	if err != nil {
-		return nil, fmt.Errorf("expire requests: %w", err)
+		return nil, fmt.Errorf("expire: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE envelopes SET state = 'expired', data = X'', resend_at = NULL
 		WHERE state IN `+openStates+` AND expires <= ?`, ms(now)); err != nil {
@@ -407,6 +418,23 @@ func (s *Spool) Expire(ctx context.Context, now time.Time) ([]string, error) {
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("expire: commit: %w", err)
+	}
+	return ids, nil
+}
+
+// orphan orphans, at now, the requests without a result (queued or sent)
+// of the envelopes that the query envelopes (with its args) selects, and
+// returns their ids.
+func orphan(ctx context.Context, tx *sql.Tx, envelopes string, now time.Time, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `UPDATE requests SET orphaned = ?, params = NULL, subject = '', updated = ?
+		WHERE status IN ('queued', 'sent') AND envelope_id IN (`+envelopes+`)
+		RETURNING id`, append([]any{ms(now), ms(now)}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("orphan requests: %w", err)
+	}
+	ids, err := scanStrings(rows)
+	if err != nil {
+		return nil, fmt.Errorf("orphan requests: %w", err)
 	}
 	return ids, nil
 }

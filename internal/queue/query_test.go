@@ -32,6 +32,16 @@ func queryEnvelope(t *testing.T, s *Spool, query []string, created time.Time) *E
 	return env
 }
 
+// orphanedAt returns when request id was orphaned (0 never).
+func orphanedAt(t *testing.T, s *Spool, id string) int64 {
+	t.Helper()
+	var at int64
+	if err := s.r.QueryRow(`SELECT orphaned FROM requests WHERE id = ?`, id).Scan(&at); err != nil {
+		t.Fatal(err)
+	}
+	return at
+}
+
 // asked returns when request id was last asked about and by which envelope.
 func asked(t *testing.T, s *Spool, id string) (int64, string) {
 	t.Helper()
@@ -48,11 +58,11 @@ func asked(t *testing.T, s *Spool, id string) (int64, string) {
 	return at, *env
 }
 
-// TestSpool_HeldDue follows held requests through asking again: due once
+// TestSpool_AskDue follows held requests through asking again: due once
 // held longer than the age, oldest first and within the limit, not while
 // the envelope that asked is open, again once it is acknowledged or
 // expired and the age has passed since the asking, and never once final.
-func TestSpool_HeldDue(t *testing.T) {
+func TestSpool_AskDue(t *testing.T) {
 	s := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
 	in := runIntake(t, s, IntakeConfig{})
 	ctx := ctxT(t)
@@ -76,7 +86,7 @@ func TestSpool_HeldDue(t *testing.T) {
 	}
 	due := func(step string, before time.Time, limit int, want ...string) {
 		t.Helper()
-		got, err := s.HeldDue(ctx, before, limit)
+		got, err := s.AskDue(ctx, before, limit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,10 +183,10 @@ func TestSpool_HeldDue(t *testing.T) {
 	due("a final", q2.Expires.Add(24*time.Hour), 10, b)
 }
 
-// TestSpool_HeldDueMaxQuery holds one request more than batch.MaxQuery
+// TestSpool_AskDueMaxQuery holds one request more than batch.MaxQuery
 // and checks that one asking takes batch.MaxQuery of them, the longest
 // held first, and the next takes the rest.
-func TestSpool_HeldDueMaxQuery(t *testing.T) {
+func TestSpool_AskDueMaxQuery(t *testing.T) {
 	s := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
 	ctx := ctxT(t)
 	n := batch.MaxQuery + 1
@@ -188,7 +198,7 @@ func TestSpool_HeldDueMaxQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.UnixMilli(int64(n) + 1)
-	first, err := s.HeldDue(ctx, now, batch.MaxQuery)
+	first, err := s.AskDue(ctx, now, batch.MaxQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,13 +206,22 @@ func TestSpool_HeldDueMaxQuery(t *testing.T) {
 		t.Fatalf("first asking: %d ids from %s, want %d from the longest held", len(first), first[0], batch.MaxQuery)
 	}
 	queryEnvelope(t, s, first, now)
-	rest, err := s.HeldDue(ctx, now.Add(time.Hour), batch.MaxQuery)
+	rest, err := s.AskDue(ctx, now.Add(time.Hour), batch.MaxQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(rest, []string{fmt.Sprintf("%032x", 0)}) {
 		t.Fatalf("second asking: %v, want the one left", rest)
 	}
+}
+
+// withAskIndex returns the index list of a spool's requests table
+// (schemaOf) after migration 0010: requests_held replaced by requests_ask.
+func withAskIndex(indexes []string) []string {
+	out := slices.DeleteFunc(slices.Clone(indexes), func(s string) bool { return strings.HasPrefix(s, "requests_held:") })
+	out = append(out, "requests_ask: CREATE INDEX requests_ask ON requests (rid) WHERE "+askable)
+	slices.Sort(out)
+	return out
 }
 
 // latestVersion is the schema version the embedded migrations reach.
@@ -253,8 +272,7 @@ func TestSpool_MigrateFrom0005(t *testing.T) {
 	if got := dumpRequests(t, s.r); !slices.Equal(got, wantRows) {
 		t.Fatalf("rows after migration:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantRows, "\n"))
 	}
-	wantIndexes = append(wantIndexes, "requests_held: CREATE INDEX requests_held ON requests (rid) WHERE status = 'held'")
-	slices.Sort(wantIndexes)
+	wantIndexes = withAskIndex(wantIndexes)
 	if got := schemaOf(t, s.r); !slices.Equal(got, wantIndexes) {
 		t.Fatalf("indexes after migration:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantIndexes, "\n"))
 	}
@@ -263,7 +281,7 @@ func TestSpool_MigrateFrom0005(t *testing.T) {
 			t.Fatalf("%s asked at %d by %q after migration, want never", id, at, by)
 		}
 	}
-	due, err := s.HeldDue(ctx, time.UnixMilli(3), batch.MaxQuery)
+	due, err := s.AskDue(ctx, time.UnixMilli(3), batch.MaxQuery)
 	if err != nil || !slices.Equal(due, []string{"00000000000000000000000000000001"}) {
 		t.Fatalf("due after migration: %v %v", due, err)
 	}

@@ -61,7 +61,7 @@
 // the published envelopes due, through the partial index envelopes_due.
 // A re-send is never the same envelope again: the agent seals what the
 // envelope carried that still needs an answer (its queued and sent
-// requests, [Spool.OpenRequests]; the held requests a query asked about,
+// requests, [Spool.OpenRequests]; the requests a query asked about,
 // [Spool.Queried]; nothing, for a heartbeat) into a new envelope, the
 // channel's next, whose body names the one it replaces, and
 // [Spool.StoreResend] stores it in the old one's place in one
@@ -75,16 +75,16 @@
 // that were already published max_resends times. A dead envelope is not
 // sent again, but it is still open: an acknowledgement or results
 // arriving late apply as for a published one, [Spool.Expire] expires it
-// and its requests (which stay "sent" until then), and [Spool.HeldDue]
-// asks again about the held requests it asked about, since nobody
-// publishes it any more. The open states (sealed, published, dead) are
+// and orphans its requests (which stay "sent" until then), and
+// [Spool.AskDue] asks again about the requests it asked about, since
+// nobody publishes it any more. The open states (sealed, published, dead) are
 // the partial index envelopes_open; a query must list them exactly as
 // openStates does for SQLite to use it.
 //
 // An admin acts on envelopes with [Spool.Retry] and [Spool.RetryDead] (due
 // now, attempts reset) and [Spool.Drop] (the envelope becomes
-// [EnvDropped], final, and its requests still queued or sent fail with
-// [ReasonDropped]). Each action is recorded in the queue_actions table in
+// [EnvDropped], final, and its requests still queued or sent are
+// orphaned, as on expiry). Each action is recorded in the queue_actions table in
 // its own transaction ([Spool.Actions]); an acknowledged, expired or
 // dropped envelope is refused with [ErrEnvelopeState]. Migration 0007
 // added the states, the attempts and resend_at columns and the table; to
@@ -117,17 +117,34 @@
 // never touches a held request. Migration 0005 added 'held' to the status
 // column's CHECK constraint by rebuilding the requests table.
 //
-// That later envelope acknowledges nothing, so nobody sends it again if it
-// is lost: the DMZ asks the intranet again about requests held for a while
-// (batch.Requests.Query). [Spool.HeldDue] picks the held requests due for
-// asking, and [Spool.StoreQuery] stores the asking envelope (it carries no
-// requests) like StoreSealed and records, in the same transaction, when
-// each request was asked about and which envelope asked (migration 0006).
-// A request is due when it was last asked about, or became held, longer
-// ago than the age given, and the envelope that last asked about it is no
-// longer open: while it is, publishing it again asks again. Asking changes
-// no status; an asking envelope that expires unacknowledged changes no
-// request, and the answer is an ordinary final result.
+// # Asking the intranet
+//
+// Two kinds of request wait for an answer that nobody will send again by
+// itself, so the DMZ asks the intranet about them (batch.Requests.Query):
+//
+//   - A held request: its final result comes in an envelope that
+//     acknowledges nothing, and is lost for good if that envelope is.
+//   - An orphaned request: its envelope expired ([Spool.Expire]) or was
+//     dropped ([Spool.Drop]) before its result came back. The intranet may
+//     have applied it and lost only the answer, so the DMZ never calls it
+//     expired itself. Its status stays queued or sent; the orphaned column
+//     (migration 0010) holds when its envelope closed, and it loses its
+//     parameters and subject, since it is never sent again. The intranet
+//     answers its stored result, or, for a request it never received,
+//     records and answers expired with batch.ReasonNotReceived, and never
+//     applies it after that. So the status a client sees never changes
+//     once final, even if the envelope turns up at the intranet later.
+//
+// [Spool.AskDue] picks the requests due for asking, and [Spool.StoreQuery]
+// stores the asking envelope (it carries no requests) like StoreSealed
+// and records, in the same transaction, when each request was asked about
+// and which envelope asked (migration 0006). A held request is due when it
+// was last asked about, or became held, longer ago than the age given; an
+// orphaned one at once, and then like a held one; neither while the
+// envelope that last asked about it is still open: publishing it again
+// asks again. Asking changes no status; an asking envelope that expires
+// unacknowledged changes no request, and the answer is an ordinary final
+// result. The partial index requests_ask holds the requests to ask about.
 //
 // # Catalogue
 //
@@ -210,15 +227,11 @@ func Final(status string) bool {
 	return false
 }
 
-// Reasons the spool itself gives for a final status.
-const (
-	// ReasonExpired: the envelope carrying the request expired before a
-	// result came back.
-	ReasonExpired = "envelope_expired"
-	// ReasonNoResult: the intranet acknowledged the envelope carrying the
-	// request but sent no result for it.
-	ReasonNoResult = "no_result"
-)
+// ReasonNoResult is the one reason the spool itself gives for a final
+// status: the intranet acknowledged the envelope carrying the request but
+// sent no result for it. Every other final status comes from the intranet,
+// expired included (see [Spool.Expire]).
+const ReasonNoResult = "no_result"
 
 // Spool is the DMZ agent's durable state.
 type Spool struct {

@@ -16,9 +16,6 @@ import (
 // not yet published).
 var ErrEnvelopeState = errors.New("queue: the action does not apply to the envelope in its state")
 
-// ReasonDropped is the reason of a request failed by [Spool.Drop].
-const ReasonDropped = "dropped"
-
 // Actions an admin takes on a request envelope, as [Action.Action] names
 // them.
 const (
@@ -150,14 +147,17 @@ func retry(ctx context.Context, tx *sql.Tx, id, actor string, now time.Time) (*A
 }
 
 // Drop takes envelope id, sealed, published or dead, out of the re-send
-// cycle for good: its requests still queued or sent become failed with
-// ReasonDropped and message, its bytes go, and it is never published
-// again. Held requests stay held: the intranet holds them and answers
-// them. Drop cannot take back an envelope already on the medium; if the
-// intranet takes it in, its requests take effect there, and their results
-// are stale here. Drop records the action (by actor, at now) in the same
-// transaction and returns it. It fails with an error wrapping ErrNotFound
-// for an unknown envelope and ErrEnvelopeState for one in any other state.
+// cycle for good: its bytes go and it is never published again. Its
+// requests still queued or sent are orphaned, as [Spool.Expire] orphans
+// them: Drop cannot take back an envelope already on the medium, and the
+// intranet may have applied it, so the DMZ asks the intranet about them
+// and the answer is their final result (expired with
+// batch.ReasonNotReceived for those the intranet never received; it will
+// never apply them after that). Held requests stay held: the intranet
+// holds them and answers them. Drop records the action (by actor, at now,
+// with message as its reason) in the same transaction and returns it. It
+// fails with an error wrapping ErrNotFound for an unknown envelope and
+// ErrEnvelopeState for one in any other state.
 func (s *Spool) Drop(ctx context.Context, id, actor, message string, now time.Time) (*Action, error) {
 	switch {
 	case actor == "":
@@ -178,17 +178,15 @@ func (s *Spool) Drop(ctx context.Context, id, actor, message string, now time.Ti
 		return nil, fmt.Errorf("drop envelope %s: it is %s, and only an unacknowledged envelope can be dropped: %w",
 			id, state, ErrEnvelopeState)
 	}
-	n, err := affected(tx.ExecContext(ctx, `UPDATE requests SET status = 'failed', reason = ?, message = ?,
-		params = NULL, subject = '', updated = ? WHERE envelope_id = ? AND status IN ('queued', 'sent')`,
-		ReasonDropped, message, ms(now), id))
+	ids, err := orphan(ctx, tx, `?`, now, id)
 	if err != nil {
-		return nil, fmt.Errorf("drop envelope %s: fail requests: %w", id, err)
+		return nil, fmt.Errorf("drop envelope %s: %w", id, err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE envelopes SET state = 'dropped', data = X'', resend_at = NULL
 		WHERE id = ?`, id); err != nil {
 		return nil, fmt.Errorf("drop envelope %s: %w", id, err)
 	}
-	a := &Action{At: now, Actor: actor, Action: ActionDrop, Envelope: id, Requests: int(n), Reason: message}
+	a := &Action{At: now, Actor: actor, Action: ActionDrop, Envelope: id, Requests: len(ids), Reason: message}
 	if err := recordAction(ctx, tx, a); err != nil {
 		return nil, fmt.Errorf("drop envelope %s: %w", id, err)
 	}
@@ -289,11 +287,26 @@ func (s *Spool) CountRequests(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
+// CountOrphaned returns how many requests are orphaned and still without
+// a result: queued or sent, their envelope expired or dropped, waiting for
+// the intranet's answer (see "Asking the intranet" in the package
+// documentation). It reads the partial index requests_ask, from the
+// read-only pool.
+func (s *Spool) CountOrphaned(ctx context.Context) (int, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM requests WHERE `+askable+` AND orphaned > 0`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count orphaned requests: %w", err)
+	}
+	return n, nil
+}
+
 // OpenRequests returns the requests of envelope id that are still queued
 // or sent, in the order they were accepted, as a re-send carries them.
+// Orphaned requests are never sent again, so it returns none of an
+// expired or dropped envelope.
 func (s *Spool) OpenRequests(ctx context.Context, id string) ([]batch.Request, error) {
 	rows, err := s.w.QueryContext(ctx, `SELECT id, client, operation, params, received, subject FROM requests
-		WHERE envelope_id = ? AND status IN ('queued', 'sent') ORDER BY rid`, id)
+		WHERE envelope_id = ? AND status IN ('queued', 'sent') AND orphaned = 0 ORDER BY rid`, id)
 	if err != nil {
 		return nil, fmt.Errorf("open requests of envelope %s: %w", id, err)
 	}
@@ -305,7 +318,7 @@ func (s *Spool) OpenRequests(ctx context.Context, id string) ([]batch.Request, e
 }
 
 // StoreResend stores env, a new request envelope sealed to re-send the
-// open requests of the published envelope old (or, for a query, the held
+// open requests of the published envelope old (or, for a query, the
 // requests it asked about, query; for a heartbeat, nothing), in its
 // place, of the same kind: like
 // StoreSealed it fails with ErrSeqConflict, storing nothing, unless
@@ -320,10 +333,11 @@ func (s *Spool) StoreResend(ctx context.Context, env *Envelope, old string, quer
 	return s.store(ctx, env, storeOpts{replaces: old, query: query, at: at})
 }
 
-// Queried returns the ids of the requests still held that query envelope
-// id asked about, in the order they were accepted.
+// Queried returns the ids of the requests still to be asked about (held,
+// or orphaned without a result) that query envelope id asked about, in the
+// order they were accepted.
 func (s *Spool) Queried(ctx context.Context, id string) ([]string, error) {
-	rows, err := s.w.QueryContext(ctx, `SELECT id FROM requests WHERE query_envelope = ? AND status = 'held'
+	rows, err := s.w.QueryContext(ctx, `SELECT id FROM requests WHERE query_envelope = ? AND `+askable+`
 		ORDER BY rid`, id)
 	if err != nil {
 		return nil, fmt.Errorf("requests queried by envelope %s: %w", id, err)
@@ -379,7 +393,7 @@ func replace(ctx context.Context, tx *sql.Tx, env *Envelope, old string) error {
 }
 
 // Retire takes envelope id, published and due with nothing left to re-send
-// (a heartbeat, a query whose held requests will be asked about again, or
+// (a heartbeat, a query whose requests will be asked about again, or
 // an envelope whose requests were all answered), out of the re-send cycle.
 // An envelope no request belongs to is deleted; one whose requests were
 // all answered counts as acknowledged, which it is in all but name. It

@@ -212,15 +212,15 @@ func TestSpool_MarkDead(t *testing.T) {
 	if e := envelopeAt(t, s, envB.ID); e.State != EnvExpired || len(e.Data) != 0 {
 		t.Fatalf("dead envelope after expiry: %s, %d bytes", e.State, len(e.Data))
 	}
-	if st := statusOf(t, s, reqB[0]); st.Status != batch.StatusExpired || st.Reason != ReasonExpired {
-		t.Fatalf("request of an expired dead envelope: %+v", st)
+	if st := statusOf(t, s, reqB[0]); st.Status != batch.StatusSent || orphanedAt(t, s, reqB[0]) == 0 {
+		t.Fatalf("request of an expired dead envelope: %+v, orphaned %d", st, orphanedAt(t, s, reqB[0]))
 	}
 }
 
-// TestSpool_HeldDueDeadQuery: the held requests an asking envelope asked
+// TestSpool_AskDueDeadQuery: the held requests an asking envelope asked
 // about are due again once that envelope is dead, since nobody publishes
 // it again.
-func TestSpool_HeldDueDeadQuery(t *testing.T) {
+func TestSpool_AskDueDeadQuery(t *testing.T) {
 	s := openSpool(t, filepath.Join(t.TempDir(), "spool.db"))
 	in := runIntake(t, s, IntakeConfig{})
 	ctx := ctxT(t)
@@ -234,13 +234,13 @@ func TestSpool_HeldDueDeadQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 	later := spoolT0.Add(time.Hour)
-	if due, err := s.HeldDue(ctx, later, 10); err != nil || len(due) != 0 {
+	if due, err := s.AskDue(ctx, later, 10); err != nil || len(due) != 0 {
 		t.Fatalf("held due while its asking envelope is published: %v %v", due, err)
 	}
 	if dead, err := s.MarkDead(ctx, later, 1); err != nil || len(dead) != 1 || dead[0].ID != q.ID {
 		t.Fatalf("mark dead: %+v %v", dead, err)
 	}
-	if due, err := s.HeldDue(ctx, later, 10); err != nil || !slices.Equal(due, reqs) {
+	if due, err := s.AskDue(ctx, later, 10); err != nil || !slices.Equal(due, reqs) {
 		t.Fatalf("held due once its asking envelope is dead: %v %v, want %v", due, err, reqs)
 	}
 }
@@ -336,10 +336,11 @@ func TestSpool_Drop(t *testing.T) {
 	if a.Action != ActionDrop || a.Requests != 2 || a.Reason != msg || a.Actor != "alice" {
 		t.Fatalf("drop action %+v", a)
 	}
+	// Orphaned, not failed: the intranet may have applied the envelope.
 	for _, id := range reqs[:2] {
 		st := statusOf(t, s, id)
-		if st.Status != batch.StatusFailed || st.Reason != ReasonDropped || st.Message != msg || !st.Updated.Equal(now) {
-			t.Fatalf("dropped request %+v", st)
+		if st.Status != batch.StatusSent || st.Reason != "" || !st.Updated.Equal(now) || orphanedAt(t, s, id) != ms(now) {
+			t.Fatalf("dropped request %+v, orphaned %d", st, orphanedAt(t, s, id))
 		}
 		if params, subject := personal(t, s, id); params != nil || subject != "" {
 			t.Fatalf("dropped request keeps personal data")
@@ -354,10 +355,20 @@ func TestSpool_Drop(t *testing.T) {
 	if got := dueIDs(t, s, now.Add(time.Hour)); len(got) != 0 {
 		t.Fatalf("dropped envelope due: %v", got)
 	}
+	// Both orphaned requests are due to be asked about at once (the
+	// held one only once it waited the age given).
+	if due, err := s.AskDue(ctx, now.Add(-time.Hour), 10); err != nil || !slices.Equal(due, reqs[:2]) {
+		t.Fatalf("due after the drop: %v %v, want %v", due, err, reqs[:2])
+	}
+	// The intranet had applied the envelope after all: the late result
+	// is the request's result. The acknowledgement changes nothing.
 	got, err := s.ApplyResults(ctx, ReceivedEnvelope{ID: strings.Repeat("2", 32), Channel: "results", Seq: 2},
 		&batch.Results{Results: []batch.Result{{RequestID: reqs[0], Status: batch.StatusDone}}, Acks: []string{env.ID}}, now)
-	if err != nil || got.Acked != 0 || got.Stale != 1 || len(got.Final) != 0 {
+	if err != nil || got.Acked != 0 || got.Stale != 0 || !slices.Equal(got.Final, reqs[:1]) {
 		t.Fatalf("late results on a dropped envelope: %+v %v", got, err)
+	}
+	if st := statusOf(t, s, reqs[0]); st.Status != batch.StatusDone {
+		t.Fatalf("late result of a dropped envelope's request: %+v", st)
 	}
 	if ids, err := s.Expire(ctx, env.Expires); err != nil || len(ids) != 0 {
 		t.Fatalf("expire a dropped envelope: %v %v", ids, err)
@@ -497,8 +508,8 @@ func TestSpool_MigrateFrom0006(t *testing.T) {
 	if got := dumpRequests(t, s.r); !slices.Equal(got, wantRows) {
 		t.Fatalf("rows after migration:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantRows, "\n"))
 	}
-	if got := schemaOf(t, s.r); !slices.Equal(got, wantIndexes) {
-		t.Fatalf("indexes after migration:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantIndexes, "\n"))
+	if got, want := schemaOf(t, s.r), withAskIndex(wantIndexes); !slices.Equal(got, want) {
+		t.Fatalf("indexes after migration:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	var q string
 	if err := s.r.QueryRow(`SELECT queried || '/' || query_envelope FROM requests WHERE rid = 2`).Scan(&q); err != nil || q != "7/"+envOpen {

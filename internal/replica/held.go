@@ -368,27 +368,6 @@ func (db *DB) ExpireHeld(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// Answers returns the stored final results of those of the requests ids
-// that were held and have been decided (or expired): what the DMZ asks
-// about again in a requests body's query (see batch.Requests). Ids that
-// are unknown, were never held, or still wait are left out. It reads
-// committed state only, on the read-only pool, and changes nothing.
-func (db *DB) Answers(ctx context.Context, ids []string) ([]batch.Result, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	list, err := json.Marshal(ids)
-	if err != nil {
-		return nil, fmt.Errorf("answers: %w", err)
-	}
-	rows, err := db.ro.QueryContext(ctx, `SELECT r.result FROM ferry_held h JOIN ferry_requests r ON r.id = h.request_id
-		WHERE h.request_id IN (SELECT value FROM json_each(?)) AND h.state <> 'held' ORDER BY h.decided_at, h.rowid`, string(list))
-	if err != nil {
-		return nil, fmt.Errorf("answers: %w", err)
-	}
-	return scanResults(rows)
-}
-
 // scanResults decodes a column of stored result JSON.
 func scanResults(rows *sql.Rows) ([]batch.Result, error) {
 	defer rows.Close()
