@@ -56,7 +56,8 @@ const (
 	RequestsChannel = "requests"
 	// ResultsChannel is the channel name of result envelopes.
 	ResultsChannel = "results"
-	// MediumDir is the only medium type so far: a directory.
+	// MediumDir is the default medium type: a directory (see
+	// docs/media.md for the others).
 	MediumDir = medium.TypeDir
 )
 
@@ -198,9 +199,12 @@ func LoadConfig(path string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	for _, p := range []*string{&c.Keys, &c.Policy, &c.Spool, &c.Send.Dir, &c.Receive.Dir, &c.Inbox, &c.Quarantine} {
+	for _, p := range []*string{&c.Keys, &c.Policy, &c.Spool, &c.Inbox, &c.Quarantine} {
 		*p = config.Resolve(path, *p)
 	}
+	// A directory medium's dir is local; an SFTP drop's dir is on the
+	// server and stays as written, while its key files are local.
+	c.Send, c.Receive = c.Send.Resolve(path), c.Receive.Resolve(path)
 	return &c, nil
 }
 
@@ -266,7 +270,7 @@ func (c *Config) Validate() error {
 	if msg, key := c.Receive.Check(false); msg != "" {
 		return fail(msg, "receive", key)
 	}
-	if c.Receive.Dir == c.Send.Dir {
+	if c.Receive.SameDrop(c.Send) {
 		return fail("must differ from send.dir: each direction has its own medium", "receive", "dir")
 	}
 	if len(c.Clients) == 0 {

@@ -165,6 +165,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -178,7 +179,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
-	"github.com/ferrybridge/ferry/internal/medium/dir"
+	"github.com/ferrybridge/ferry/internal/medium/media"
 	"github.com/ferrybridge/ferry/internal/queue"
 	"github.com/ferrybridge/ferry/internal/silence"
 )
@@ -235,6 +236,7 @@ type Agent struct {
 	inbox   *medium.Inbox
 	recv    medium.Receiver
 	pub     medium.Publisher
+	media   []io.Closer // what releases recv and pub; closed by Close
 	ln      net.Listener
 	srv     *http.Server
 	handler http.Handler
@@ -303,14 +305,22 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open inbox: %w", err)
 	}
-	recv, err := dir.NewReceiver(dir.ReceiverConfig{Dir: cfg.Receive.Dir, Inbox: inbox, Rescan: time.Duration(cfg.Receive.Rescan), Logger: logger})
+	recv, recvCloser, err := media.NewReceiver(cfg.Receive, inbox, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open result medium: %w", err)
 	}
-	pub, err := dir.NewPublisher(cfg.Send.Dir)
+	pub, pubCloser, err := media.NewPublisher(cfg.Send, logger)
 	if err != nil {
+		recvCloser.Close()
 		return nil, fmt.Errorf("open request medium: %w", err)
 	}
+	made := false
+	defer func() {
+		if !made {
+			recvCloser.Close()
+			pubCloser.Close()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
 	spool, err := queue.Open(ctx, cfg.Spool)
@@ -343,6 +353,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		waiters:  newWaiters(),
 		now:      time.Now,
 		stopping: make(chan struct{}),
+		media:    []io.Closer{recvCloser, pubCloser},
 	}
 	a.gate = newGate(cfg.Limits, spool, logger, a.now)
 	a.peerWatch = silence.New(ResultsChannel, time.Duration(cfg.PeerSilence), time.Now(), logger)
@@ -368,6 +379,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	made = true
 	return a, nil
 }
 
@@ -480,7 +492,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	return runErr
 }
 
-// Close releases the listener and the spool. Call it once Run has
+// Close releases the listener, the spool and the media. Call it once Run has
 // returned, or instead of Run.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
@@ -488,7 +500,11 @@ func (a *Agent) Close() error {
 		if errors.Is(lnErr, net.ErrClosed) {
 			lnErr = nil
 		}
-		a.closeErr = errors.Join(lnErr, a.spool.Close())
+		errs := []error{lnErr, a.spool.Close()}
+		for _, c := range a.media {
+			errs = append(errs, c.Close())
+		}
+		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr
 }

@@ -39,7 +39,8 @@ const (
 	RequestsChannel = "requests"
 	// MaxPolicySignatures bounds policy_signatures.
 	MaxPolicySignatures = 16
-	// MediumDir is the only medium type so far: a directory.
+	// MediumDir is the default medium type: a directory (see
+	// docs/media.md for the others).
 	MediumDir = medium.TypeDir
 )
 
@@ -143,9 +144,12 @@ func LoadConfig(path string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	for _, p := range []*string{&c.Keys, &c.Policy, &c.Admins, &c.Approvals, &c.Replica, &c.Receive.Dir, &c.Send.Dir, &c.Inbox, &c.Quarantine} {
+	for _, p := range []*string{&c.Keys, &c.Policy, &c.Admins, &c.Approvals, &c.Replica, &c.Inbox, &c.Quarantine} {
 		*p = config.Resolve(path, *p)
 	}
+	// A directory medium's dir is local; an SFTP drop's dir is on the
+	// server and stays as written, while its key files are local.
+	c.Send, c.Receive = c.Send.Resolve(path), c.Receive.Resolve(path)
 	return &c, nil
 }
 
@@ -202,7 +206,7 @@ func (c *Config) Validate() error {
 	if msg, key := c.Send.Check(true); msg != "" {
 		return fail(msg, "send", key)
 	}
-	if c.Receive.Dir == c.Send.Dir {
+	if c.Receive.SameDrop(c.Send) {
 		return fail("must differ from receive.dir: each direction has its own medium", "send", "dir")
 	}
 	return nil

@@ -84,7 +84,7 @@ func TestLoadConfig_errors(t *testing.T) {
 		{"batch size", "max_results: 512", "max_results: 0", 15, "batch.max_results", "between 1 and"},
 		{"batch delay", "max_delay: 7ms", "max_delay: 0s", 16, "batch.max_delay", "above 0"},
 		{"bad duration", "max_delay: 7ms", "max_delay: soon", 16, "batch.max_delay", "invalid duration"},
-		{"medium type", "  type: dir\n  dir: ../exchange/results", "  type: sftp\n  dir: ../exchange/results", 10, "send.type", "unknown medium type"},
+		{"medium type", "  type: dir\n  dir: ../exchange/results", "  type: tape\n  dir: ../exchange/results", 10, "send.type", "unknown medium type"},
 		{"same dirs", "dir: ../exchange/results", "dir: ../exchange/requests", 11, "send.dir", "must differ"},
 		{"ttl", "envelope_ttl: 2h", "envelope_ttl: 1s", 17, "envelope_ttl", "at least"},
 		{"missing replica", "replica: replica.db", "replica: \"\"", 5, "replica", "required"},

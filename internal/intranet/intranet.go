@@ -86,6 +86,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -100,7 +101,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
-	"github.com/ferrybridge/ferry/internal/medium/dir"
+	"github.com/ferrybridge/ferry/internal/medium/media"
 	"github.com/ferrybridge/ferry/internal/replica"
 	"github.com/ferrybridge/ferry/internal/silence"
 )
@@ -171,6 +172,7 @@ type Agent struct {
 	inbox *medium.Inbox
 	recv  medium.Receiver
 	pub   medium.Publisher
+	media []io.Closer // what releases recv and pub; closed by Close
 	now   func() time.Time
 
 	// policy is the policy in force; Reload replaces it only with one
@@ -231,14 +233,22 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open inbox: %w", err)
 	}
-	recv, err := dir.NewReceiver(dir.ReceiverConfig{Dir: cfg.Receive.Dir, Inbox: inbox, Rescan: time.Duration(cfg.Receive.Rescan), Logger: logger})
+	recv, recvCloser, err := media.NewReceiver(cfg.Receive, inbox, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open request medium: %w", err)
 	}
-	pub, err := dir.NewPublisher(cfg.Send.Dir)
+	pub, pubCloser, err := media.NewPublisher(cfg.Send, logger)
 	if err != nil {
+		recvCloser.Close()
 		return nil, fmt.Errorf("open result medium: %w", err)
 	}
+	made := false
+	defer func() {
+		if !made {
+			recvCloser.Close()
+			pubCloser.Close()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
 	db, err := replica.Open(ctx, cfg.Replica)
@@ -262,6 +272,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		pub:   pub,
 		now:   time.Now,
 		ready: make(chan struct{}),
+		media: []io.Closer{recvCloser, pubCloser},
 	}
 	a.peerWatch = silence.New(RequestsChannel, time.Duration(cfg.PeerSilence), time.Now(), logger)
 	a.catalogueChanged = make(chan struct{}, 1)
@@ -270,6 +281,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	a.setPolicy(active)
 	logger.Info("policy in force", slog.String(logPolicy, active.sha256), slog.Int(logOperations, len(active.pol.Operations)),
 		slog.Any(logSigners, active.signers))
+	made = true
 	return a, nil
 }
 
@@ -335,8 +347,15 @@ func (a *Agent) Stats() Stats {
 // work and started its stages.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
-// Close releases the replica database. Call it once Run has returned.
-func (a *Agent) Close() error { return a.db.Close() }
+// Close releases the replica database and the media. Call it once Run
+// has returned.
+func (a *Agent) Close() error {
+	errs := []error{a.db.Close()}
+	for _, c := range a.media {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
 
 // Run serves until ctx ends, then drains in-flight work (within the drain
 // timeout) and returns nil. It returns an error if the replica database or

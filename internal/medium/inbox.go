@@ -250,14 +250,12 @@ func (in *Inbox) QuarantineFrom(dir, name, reason, detail string) error {
 	if err != nil {
 		return fmt.Errorf("quarantine %s: %w", name, err)
 	}
-	now := time.Now().UTC()
-	var b strings.Builder
-	fmt.Fprintf(&b, "reason: %s\ndetail: %s\nfile: %s\ntime: %s\n", reason, detail, name, now.Format(time.RFC3339Nano))
+	text := reasonText(name, reason, detail, "")
 	if !kept {
-		b.WriteString("payload: not kept (it was on another file system)\n")
+		text = reasonText(name, reason, detail, "not kept (it was on another file system)")
 	}
 	tmp, err := safefs.WriteTemp(q, target+ReasonExt, filePerm, func(f *os.File) error {
-		_, err := io.WriteString(f, b.String())
+		_, err := io.WriteString(f, text)
 		return err
 	})
 	if err != nil {
@@ -298,6 +296,166 @@ func (in *Inbox) QuarantineFrom(dir, name, reason, detail string) error {
 	in.log.Warn("file quarantined", slog.String(logFile, name), slog.String(logReason, reason), slog.String(logDir, in.qdir),
 		slog.Bool(logKept, kept))
 	return nil
+}
+
+// QuarantineNote records in quarantine a refused file whose payload cannot
+// be kept there, such as a file on a remote medium (SFTP) or one too large
+// to copy: it writes a NAME.reason file alone, saying the payload was not
+// kept, under the first name of NAME, NAME.1, ... that neither a file nor
+// a reason file holds, and fsyncs the quarantine directory. Reason and
+// detail are sanitized as by Quarantine. The caller removes the file from
+// the medium afterwards, once the record is durable.
+func (in *Inbox) QuarantineNote(name, reason, detail string) error {
+	if !ValidName(name) {
+		return fmt.Errorf("quarantine %q: %w", name, ErrInvalidName)
+	}
+	reason, detail = sanitizeReason(reason), sanitizeDetail(detail)
+	q, err := safefs.OpenDir(in.qdir)
+	if err != nil {
+		return fmt.Errorf("quarantine %s: %w", name, err)
+	}
+	defer q.Close()
+	target, err := freeQuarantineName(q, name)
+	if err != nil {
+		return fmt.Errorf("quarantine %s: %w", name, err)
+	}
+	text := reasonText(name, reason, detail, "not kept (it was on a remote medium)")
+	tmp, err := safefs.WriteTemp(q, target+ReasonExt, filePerm, func(f *os.File) error {
+		_, err := io.WriteString(f, text)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("quarantine %s: write reason file: %w", name, err)
+	}
+	// No file holds target: claim the name with the reason file without
+	// ever replacing anything.
+	if err := safefs.RenameNoReplace(q, tmp, q, target+ReasonExt); err != nil {
+		_ = safefs.Unlink(q, tmp)
+		return fmt.Errorf("quarantine %s: write reason file: %w", name, err)
+	}
+	if err := safefs.Sync(q); err != nil {
+		return fmt.Errorf("quarantine %s: %w", name, err)
+	}
+	in.log.Warn("file quarantined", slog.String(logFile, name), slog.String(logReason, reason), slog.String(logDir, in.qdir),
+		slog.Bool(logKept, false))
+	return nil
+}
+
+// reasonText is the content of a reason file. payload, when not empty,
+// says why the payload is not kept beside it.
+func reasonText(name, reason, detail, payload string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "reason: %s\ndetail: %s\nfile: %s\ntime: %s\n", reason, detail, name, time.Now().UTC().Format(time.RFC3339Nano))
+	if payload != "" {
+		fmt.Fprintf(&b, "payload: %s\n", payload)
+	}
+	return b.String()
+}
+
+// ErrInInbox is returned, wrapped, by [Inbox.Add] when the inbox already
+// holds a file of the name.
+var ErrInInbox = errors.New("medium: name already in the inbox")
+
+// ErrSizeMismatch is returned, wrapped, by [Inbox.Add] when the bytes
+// written are more or fewer than the size announced.
+var ErrSizeMismatch = errors.New("medium: size differs from the size announced")
+
+// Add puts a file that does not come from a local directory (a download
+// from a remote medium) into the inbox durably. It checks that the inbox
+// does not hold name yet, creates a fresh temporary file in the inbox
+// (O_EXCL, mode 0600) and calls write with a writer to it; write must
+// write exactly size bytes. Add then fsyncs and closes the file, renames
+// it to name without ever replacing a file, and fsyncs the inbox
+// directory. When Add returns nil the file is in the inbox for good; on
+// any failure nothing of it stays there.
+//
+// Add fails with ErrInvalidName for an invalid name; with a *FileError of
+// reason ReasonTooLarge when size exceeds the size cap, before write is
+// called; with ErrInInbox when the inbox holds name, checked before write
+// is called and again, atomically, by the rename; and with
+// ErrSizeMismatch when write wrote fewer bytes than size, or tried to
+// write more (the writer refuses those bytes with an error wrapping
+// ErrSizeMismatch). An error that write returns is returned wrapped, so
+// the caller recognizes its own errors. Every other error, including a
+// failure of the writer itself (a full disk), is a failure of the inbox.
+func (in *Inbox) Add(name string, size int64, write func(w io.Writer) error) error {
+	if !ValidName(name) {
+		return fmt.Errorf("add %q: %w", name, ErrInvalidName)
+	}
+	if size < 0 || size > in.maxSize {
+		return &FileError{Name: name, Reason: ReasonTooLarge,
+			Err: fmt.Errorf("%d bytes, the size cap is %d", size, in.maxSize)}
+	}
+	d, err := safefs.OpenDir(in.dir)
+	if err != nil {
+		return fmt.Errorf("add %s: %w", name, err)
+	}
+	defer d.Close()
+	switch _, err := safefs.Lstat(d, name); {
+	case err == nil:
+		return fmt.Errorf("add %s: %w", name, ErrInInbox)
+	case !errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("add %s: %w", name, err)
+	}
+	var cbErr error // write's own error, as opposed to the inbox's
+	tmp, err := safefs.WriteTemp(d, name, filePerm, func(f *os.File) error {
+		w := &sizedWriter{f: f, left: size}
+		err := write(w)
+		switch {
+		case w.err != nil:
+			// The writer failed or refused: that error, not write's
+			// wrapping of it, says what happened.
+			return w.err
+		case err != nil:
+			cbErr = err
+			return err
+		case w.left != 0:
+			return fmt.Errorf("%w: %d bytes written, %d announced", ErrSizeMismatch, size-w.left, size)
+		}
+		return nil
+	})
+	if cbErr != nil {
+		return fmt.Errorf("add %s: %w", name, cbErr)
+	}
+	if err != nil {
+		return fmt.Errorf("add %s: %w", name, err)
+	}
+	if err := safefs.RenameNoReplace(d, tmp, d, name); err != nil {
+		_ = safefs.Unlink(d, tmp)
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("add %s: %w", name, ErrInInbox)
+		}
+		return fmt.Errorf("add %s: %w", name, err)
+	}
+	// The file is in the inbox once the directory entry is on disk.
+	if err := safefs.Sync(d); err != nil {
+		return fmt.Errorf("add %s: %w", name, err)
+	}
+	return nil
+}
+
+// sizedWriter writes at most left more bytes to f and remembers its first
+// error.
+type sizedWriter struct {
+	f    *os.File
+	left int64
+	err  error
+}
+
+func (w *sizedWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if int64(len(p)) > w.left {
+		w.err = fmt.Errorf("%w: more bytes than announced", ErrSizeMismatch)
+		return 0, w.err
+	}
+	n, err := w.f.Write(p)
+	w.left -= int64(n)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // moveToQuarantine renames name from src into q under name, or name.N if

@@ -13,8 +13,9 @@
 //
 // # What it checks
 //
-// Round trips keep bytes exact; publishing is idempotent for the same bytes
-// and fails with [medium.ErrExists] for others; many files arrive exactly
+// Round trips keep bytes exact; publishing is idempotent for the same bytes,
+// also when publishes of them race, and fails with [medium.ErrExists] for
+// others; many files arrive exactly
 // once and in name order when they were all there before Run; Run and
 // Publish return when ctx ends; Run claims at most one file ahead of its
 // consumer; and a second Run over the same inbox (a restart) sends the
@@ -65,6 +66,7 @@ type NewPairFunc func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.
 func Run(t *testing.T, newPair func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.Inbox)) {
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, newPair) })
 	t.Run("PublishIdempotent", func(t *testing.T) { testPublishIdempotent(t, newPair) })
+	t.Run("PublishRaceSameBytes", func(t *testing.T) { testPublishRaceSameBytes(t, newPair) })
 	t.Run("PublishInvalidName", func(t *testing.T) { testPublishInvalidName(t, newPair) })
 	t.Run("PublishCanceled", func(t *testing.T) { testPublishCanceled(t, newPair) })
 	t.Run("ManyExactlyOnce", func(t *testing.T) { testManyExactlyOnce(t, newPair) })
@@ -217,6 +219,27 @@ func testPublishIdempotent(t *testing.T, newPair NewPairFunc) {
 	_, got := Consume(t, r, in, 1)
 	if !bytes.Equal(got["same.fxe"], data) {
 		t.Fatal("the file received is not the first one published")
+	}
+	r.Quiet(t, 200*time.Millisecond)
+}
+
+func testPublishRaceSameBytes(t *testing.T, newPair NewPairFunc) {
+	pub, recv, in := newPair(t)
+	data := RandomBytes(t, 300<<10)
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- pub.Publish(context.Background(), "race.fxe", slices.Clone(data)) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Publish of the same bytes: %v, want nil", err)
+		}
+	}
+	r := Start(t, recv)
+	_, got := Consume(t, r, in, 1)
+	if !bytes.Equal(got["race.fxe"], data) {
+		t.Fatal("the file received differs from the bytes published")
 	}
 	r.Quiet(t, 200*time.Millisecond)
 }

@@ -1,0 +1,167 @@
+package sftp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/medium/mediumtest"
+	"github.com/ferrybridge/ferry/internal/medium/sftp/sshdtest"
+)
+
+// The tests here run against a real OpenSSH sshd (package sshdtest): its
+// sftp-server is what production drops run. A machine without sshd fails
+// them; it does not skip them.
+
+// opensshEnv makes an env over srv with a fresh drop directory.
+func opensshEnv(t testing.TB, srv *sshdtest.Server, o envOptions) *env {
+	t.Helper()
+	remote, local := srv.Drop(t, fmt.Sprintf("drop%d", dropSeq.Add(1)))
+	return newEnvAt(t, srv.Addr, srv.User, srv.KeyFile, srv.KnownHosts, remote, local, o)
+}
+
+var dropSeq atomic.Int64
+
+func TestOpenSSH_Conformance(t *testing.T) {
+	srv := sshdtest.Start(t)
+	for _, noHardlink := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noHardlink=%v", noHardlink), func(t *testing.T) {
+			mediumtest.Run(t, func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.Inbox) {
+				e := opensshEnv(t, srv, envOptions{})
+				p := e.publisher(t)
+				p.noHardlink = noHardlink
+				return p, e.receiver(t), e.in
+			})
+		})
+	}
+}
+
+// TestOpenSSH_Extensions checks that OpenSSH offers the extensions the
+// package doc promises to use with it.
+func TestOpenSSH_Extensions(t *testing.T) {
+	srv := sshdtest.Start(t)
+	e := opensshEnv(t, srv, envOptions{})
+	p := e.publisher(t)
+	cn, err := p.c.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range []string{extFsync, extHardlink} {
+		if _, ok := cn.sftp.HasExtension(ext); !ok {
+			t.Errorf("OpenSSH does not offer %s", ext)
+		}
+	}
+}
+
+func TestOpenSSH_HostKeyChanged(t *testing.T) {
+	srv := sshdtest.Start(t)
+	e := opensshEnv(t, srv, envOptions{})
+	other, _ := newSigner(t)
+	e.cfg.KnownHosts = filepath.Join(t.TempDir(), "known_hosts")
+	line := knownhosts.Line([]string{knownhosts.Normalize(srv.Addr)}, other.PublicKey())
+	if err := os.WriteFile(e.cfg.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := e.publisher(t)
+	if err := p.Publish(context.Background(), "a.fxe", []byte("secret")); !errors.Is(err, ErrHostKey) {
+		t.Fatalf("Publish to a server with another host key: %v, want ErrHostKey", err)
+	}
+	if names := dropNames(t, e.drop); len(names) != 0 {
+		t.Fatalf("drop directory holds %v after a host key mismatch, want nothing", names)
+	}
+}
+
+// TestOpenSSH_RenameNoReplace races publishes of one name with different
+// bytes over SSH_FXP_RENAME and over hardlink: exactly one wins, the
+// others get ErrExists, and the file holds the winner's bytes.
+func TestOpenSSH_RenameNoReplace(t *testing.T) {
+	srv := sshdtest.Start(t)
+	for _, noHardlink := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noHardlink=%v", noHardlink), func(t *testing.T) {
+			e := opensshEnv(t, srv, envOptions{})
+			const n = 6
+			datas := make([][]byte, n)
+			errs := make(chan error, n)
+			for i := range n {
+				datas[i] = mediumtest.RandomBytes(t, 100<<10)
+				p := e.publisher(t)
+				p.noHardlink = noHardlink
+				go func() { errs <- p.Publish(context.Background(), "race.fxe", datas[i]) }()
+			}
+			wins := 0
+			for range n {
+				switch err := <-errs; {
+				case err == nil:
+					wins++
+				case !errors.Is(err, medium.ErrExists):
+					t.Errorf("Publish: %v, want nil or ErrExists", err)
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("%d publishes of different bytes succeeded, want 1", wins)
+			}
+			got, _ := os.ReadFile(filepath.Join(e.drop, "race.fxe"))
+			if !slices.ContainsFunc(datas, func(d []byte) bool { return bytes.Equal(d, got) }) {
+				t.Fatal("the file holds bytes nobody published")
+			}
+			if names := dropNames(t, e.drop); !slices.Equal(names, []string{"race.fxe"}) {
+				t.Errorf("drop holds %v, want only race.fxe", names)
+			}
+		})
+	}
+}
+
+// TestOpenSSH_ServerRestart stops sshd (killing its sessions) during a
+// large upload while a receiver runs, and starts it again: the upload
+// fails, the next succeeds, and the receiver loses nothing.
+func TestOpenSSH_ServerRestart(t *testing.T) {
+	srv := sshdtest.Start(t)
+	e := opensshEnv(t, srv, envOptions{})
+	p := e.publisher(t)
+	r := mediumtest.Start(t, e.receiver(t))
+	if err := p.Publish(context.Background(), "a.fxe", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	mediumtest.Consume(t, r, e.in, 1)
+
+	big := mediumtest.RandomBytes(t, 64<<20)
+	errc := make(chan error, 1)
+	go func() { errc <- p.Publish(context.Background(), "big.fxe", big) }()
+	deadline := time.Now().Add(mediumtest.Deadline)
+	for !slices.ContainsFunc(dropNames(t, e.drop), func(n string) bool { return strings.HasPrefix(n, ".big.fxe.tmp-") }) {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	srv.Stop(t)
+	if err := <-errc; err == nil {
+		t.Fatal("Publish succeeded although sshd died during the upload")
+	}
+	if slices.Contains(dropNames(t, e.drop), "big.fxe") {
+		t.Fatal("a final name appeared for the interrupted upload")
+	}
+	srv.Restart(t)
+	if err := p.Publish(context.Background(), "big.fxe", big); err != nil {
+		t.Fatalf("Publish after the restart: %v", err)
+	}
+	_, got := mediumtest.Consume(t, r, e.in, 1)
+	if !bytes.Equal(got["big.fxe"], big) {
+		t.Fatal("big.fxe lost or changed across the restart")
+	}
+	r.Quiet(t, 200*time.Millisecond)
+	if names := dropNames(t, e.drop); len(names) != 0 {
+		t.Errorf("drop holds %v after everything was received, want nothing", names)
+	}
+}
