@@ -17,6 +17,9 @@ import (
 var hostileFaults = chaos.Faults{
 	Loss: 0.10, Duplicate: 0.10, Reorder: 0.10, Truncate: 0.03, BitFlip: 0.03,
 	Replay: 0.05, Garbage: 0.02, Hostile: 0.02, Delay: 200 * time.Millisecond,
+	// The results path carries a few dozen envelopes (results batch up):
+	// at 10% a run may lose or duplicate none of them by chance.
+	Ensure: 5,
 }
 
 // TestHostileFerry_ExactlyOnce carries both directions through the hostile

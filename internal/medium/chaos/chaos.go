@@ -138,6 +138,14 @@ type Faults struct {
 
 	// Delay is the longest random extra delay of a file; 0 means none.
 	Delay time.Duration
+
+	// Ensure, when above 0, makes sure a run that takes at least Ensure
+	// files both loses and duplicates one, however the draws fall: the
+	// Ensure-th file taken, or a later one, is lost if none was yet, and
+	// else duplicated if none was yet. A short run at low probabilities
+	// may otherwise exercise neither. It stays a function of the seed and
+	// the sequence of files taken.
+	Ensure int
 }
 
 // Config configures a Ferry.
@@ -244,6 +252,9 @@ func New(cfg Config) (*Ferry, error) {
 		if math.IsNaN(p.v) || p.v < 0 || p.v > 1 {
 			return nil, fmt.Errorf("new chaos ferry: %s probability %v is not between 0 and 1", p.name, p.v)
 		}
+	}
+	if fs.Ensure < 0 {
+		return nil, fmt.Errorf("new chaos ferry: ensure %d is negative", fs.Ensure)
 	}
 	f := &Ferry{
 		from:    cfg.From,

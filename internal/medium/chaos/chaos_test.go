@@ -37,6 +37,7 @@ func TestNew(t *testing.T) {
 		{"negative delay", func(c *Config) { c.Faults.Delay = -1 }, "delay"},
 		{"negative max size", func(c *Config) { c.MaxFileSize = -1 }, "max file size"},
 		{"loss above 1", func(c *Config) { c.Faults.Loss = 1.5 }, "loss probability"},
+		{"ensure negative", func(c *Config) { c.Faults.Ensure = -1 }, "ensure -1 is negative"},
 		{"hostile negative", func(c *Config) { c.Faults.Hostile = -0.1 }, "hostile probability"},
 		{"bitflip NaN", func(c *Config) { c.Faults.BitFlip = math.NaN() }, "bitflip probability"},
 	}
@@ -100,6 +101,20 @@ func TestFerry_Run_loss(t *testing.T) {
 	}
 	if want := (Stats{Taken: 30, Lost: 30}); st != want {
 		t.Errorf("Stats = %+v, want %+v", st, want)
+	}
+}
+
+// TestFerry_Run_ensure: with no fault probability at all, Ensure still
+// loses the Ensure-th file taken and duplicates the next one.
+func TestFerry_Run_ensure(t *testing.T) {
+	from, to := newDirs(t)
+	publishN(t, from, 10, 2)
+	st := carryAll(t, Config{From: from, To: to, Seed: 5, Faults: Faults{Ensure: 3}})
+	if want := (Stats{Taken: 10, Delivered: 10, Lost: 1, Duplicated: 1}); st != want {
+		t.Errorf("Stats = %+v, want %+v", st, want)
+	}
+	if got := entries(t, to); len(got) != 10 {
+		t.Errorf("To holds %d files, want 9 originals and a copy", len(got))
 	}
 }
 

@@ -75,6 +75,14 @@ func (f *Ferry) take(name string, data []byte) error {
 	replay := f.chance(fs.Replay)
 	garbage := f.chance(fs.Garbage)
 	hostile := f.chance(fs.Hostile)
+	if fs.Ensure > 0 && f.takenSeq >= fs.Ensure && !lose && !dup {
+		switch st := f.Stats(); {
+		case st.Lost == 0:
+			lose = true
+		case st.Duplicated == 0:
+			dup = true
+		}
+	}
 
 	// A replay is of a file carried earlier, so pick it before this one
 	// enters the history.
