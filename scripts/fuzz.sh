@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs Go fuzz targets for a bounded time each, without the race detector.
+# Runs Go fuzz targets for a bounded budget each (a duration such as 20s,
+# or a count of executions such as 150000x), without the race detector.
 #
 #   scripts/fuzz.sh                       every fuzz target in the module
 #   scripts/fuzz.sh PKG:TARGET[=TIME]...  only these, e.g.
-#                                         ./internal/envelope:FuzzOpen=8s
+#                                         ./internal/envelope:FuzzOpen=150000x
 #
 # TIME defaults to FUZZTIME (default 20s). Seeds come from each target's
 # f.Add calls and its package's testdata/fuzz/<TARGET>/ (committed, in go's
