@@ -1,13 +1,15 @@
 // Package media builds the medium an agent config names: the directory
-// medium (package medium/dir) or an SFTP drop (package medium/sftp).
+// medium (package medium/dir), an SFTP drop (package medium/sftp), or an
+// FTPS drop (package medium/ftps; type ftp is the same drop over plain
+// FTP, which package ftps warns about every time it is built).
 //
 // # Lifecycle
 //
 // Both constructors return, besides the medium, an io.Closer that the
 // agent calls once it no longer uses the medium (after Run has returned).
 // Close is idempotent and safe to call on every path; for the directory
-// medium it does nothing. Neither constructor dials: an SFTP medium
-// connects when first used and reconnects by itself, so an agent starts
+// medium it does nothing. Neither constructor dials: an SFTP or FTPS
+// medium connects when first used and reconnects by itself, so an agent starts
 // while its boundary server is down.
 package media
 
@@ -20,6 +22,7 @@ import (
 
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/dir"
+	"github.com/ferrybridge/ferry/internal/medium/ftps"
 	"github.com/ferrybridge/ferry/internal/medium/sftp"
 )
 
@@ -33,6 +36,12 @@ func NewPublisher(cfg medium.Config, log *slog.Logger) (medium.Publisher, io.Clo
 	switch cfg.Type {
 	case medium.TypeSFTP:
 		p, err := sftp.NewPublisher(sftpConfig(cfg, log))
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, onceCloser(p.Close), nil
+	case medium.TypeFTPS, medium.TypeFTP:
+		p, err := ftps.NewPublisher(ftpsConfig(cfg, log))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -60,6 +69,12 @@ func NewReceiver(cfg medium.Config, inbox *medium.Inbox, log *slog.Logger) (medi
 			return nil, nil, err
 		}
 		return r, onceCloser(r.Close), nil
+	case medium.TypeFTPS, medium.TypeFTP:
+		r, err := ftps.NewReceiver(ftpsConfig(cfg, log), inbox)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, onceCloser(r.Close), nil
 	default:
 		r, err := dir.NewReceiver(dir.ReceiverConfig{Dir: cfg.Dir, Inbox: inbox, Rescan: time.Duration(cfg.Rescan), Logger: log})
 		if err != nil {
@@ -83,6 +98,26 @@ func sftpConfig(cfg medium.Config, log *slog.Logger) sftp.Config {
 		Rescan:      time.Duration(cfg.Rescan),
 		TempMaxAge:  time.Duration(cfg.TempMaxAge),
 		Logger:      log,
+	}
+}
+
+// ftpsConfig maps an agent's medium block to the FTPS medium's Config;
+// type ftp is plain FTP.
+func ftpsConfig(cfg medium.Config, log *slog.Logger) ftps.Config {
+	return ftps.Config{
+		Address:      cfg.Address,
+		User:         cfg.User,
+		PasswordFile: cfg.PasswordFile,
+		Dir:          cfg.Dir,
+		CAFile:       cfg.CAFile,
+		CertSHA256:   cfg.CertSHA256,
+		ServerName:   cfg.ServerName,
+		Plain:        cfg.Type == medium.TypeFTP,
+		DialTimeout:  time.Duration(cfg.DialTimeout),
+		OpTimeout:    time.Duration(cfg.OpTimeout),
+		Rescan:       time.Duration(cfg.Rescan),
+		TempMaxAge:   time.Duration(cfg.TempMaxAge),
+		Logger:       log,
 	}
 }
 

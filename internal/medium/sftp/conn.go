@@ -6,9 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -18,6 +18,8 @@ import (
 	psftp "github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/ferrybridge/ferry/internal/medium/remote"
 )
 
 // readSigner reads an unencrypted private key from a file that only its
@@ -283,17 +285,7 @@ func (c *client) get(ctx context.Context) (*conn, error) {
 
 // backoff returns the wait before a dial after n consecutive failures.
 func (c *client) backoff(n int) time.Duration {
-	if n <= 0 {
-		return 0
-	}
-	d := c.backoffMin
-	for i := 1; i < n && d < c.backoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.backoffMax)
-	// Jitter: anywhere in [d/2, d], so that clients that failed together
-	// do not come back together.
-	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
+	return remote.Backoff(n, c.backoffMin, c.backoffMax)
 }
 
 // dial opens a connection: TCP, SSH handshake with the pinned host key,
@@ -428,4 +420,194 @@ func (c *client) close() error {
 		cn.release(errClosed)
 	}
 	return nil
+}
+
+// session adapts a client to remote.Client: the remote core's operations
+// become SFTP requests, each within OpTimeout.
+type session struct {
+	c *client
+	// exclusive: the connection is this caller's alone (a receiver), so
+	// the end of an operation's ctx closes it at once.
+	exclusive bool
+	// noHardlink, when set and true, makes Place rename even where the
+	// server offers hardlink@openssh.com.
+	noHardlink *bool
+}
+
+// Get implements remote.Client.
+func (s session) Get(ctx context.Context) (remote.Conn, error) {
+	cn, err := s.c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &fsConn{s: s, cn: cn}, nil
+}
+
+// fsConn is one SFTP connection as remote.Conn.
+type fsConn struct {
+	s  session
+	cn *conn
+}
+
+var _ remote.Conn = (*fsConn)(nil)
+
+// op runs one SFTP operation within OpTimeout and marks the server's
+// answers for the remote core.
+func (f *fsConn) op(ctx context.Context, what string, fn func(*psftp.Client) error) error {
+	err := f.s.c.run(ctx, f.cn, what, f.s.exclusive, fn)
+	if err != nil && isAnswer(err) && !f.cn.dead() {
+		return remote.Answer(err)
+	}
+	return err
+}
+
+func (f *fsConn) Dead() bool { return f.cn.dead() }
+
+func entryOf(fi fs.FileInfo) remote.Entry {
+	return remote.Entry{Name: fi.Name(), Size: fi.Size(), ModTime: fi.ModTime(), Regular: fi.Mode().IsRegular()}
+}
+
+func (f *fsConn) List(ctx context.Context, dir string) ([]remote.Entry, error) {
+	var fis []fs.FileInfo
+	err := f.op(ctx, "list", func(sc *psftp.Client) (err error) {
+		fis, err = sc.ReadDir(dir)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]remote.Entry, 0, len(fis))
+	for _, fi := range fis {
+		entries = append(entries, entryOf(fi))
+	}
+	return entries, nil
+}
+
+func (f *fsConn) Stat(ctx context.Context, p string) (remote.Entry, error) {
+	var fi fs.FileInfo
+	err := f.op(ctx, "stat", func(sc *psftp.Client) (err error) {
+		fi, err = sc.Lstat(p)
+		return err
+	})
+	if err != nil {
+		return remote.Entry{}, err
+	}
+	return entryOf(fi), nil
+}
+
+func (f *fsConn) Open(ctx context.Context, p string) (remote.File, error) {
+	var file *psftp.File
+	err := f.op(ctx, "open", func(sc *psftp.Client) (err error) {
+		file, err = sc.Open(p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &readFile{c: f, f: file}, nil
+}
+
+func (f *fsConn) Upload(ctx context.Context, p string, data []byte) (created bool, err error) {
+	// O_EXCL: never write into a file someone else created.
+	var file *psftp.File
+	err = f.op(ctx, "create", func(sc *psftp.Client) (err error) {
+		file, err = sc.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		return err
+	})
+	if err != nil {
+		// Unless the server refused, it may have created the file
+		// before the connection failed.
+		return !remote.IsAnswer(err), fmt.Errorf("create: %w", err)
+	}
+	defer func() {
+		if file != nil {
+			_ = f.op(context.WithoutCancel(ctx), "close", func(*psftp.Client) error { return file.Close() })
+		}
+	}()
+	for rest := data; len(rest) > 0; {
+		if err := ctx.Err(); err != nil {
+			return true, err
+		}
+		chunk := rest[:min(len(rest), chunkSize)]
+		err := f.op(ctx, "write", func(*psftp.Client) error {
+			_, err := file.Write(chunk)
+			return err
+		})
+		if err != nil {
+			return true, fmt.Errorf("write: %w", err)
+		}
+		rest = rest[len(chunk):]
+	}
+	// fsync before the rename where the server can: otherwise a crash of
+	// the server can leave the final name with a short file.
+	if v, ok := f.cn.sftp.HasExtension(extFsync); ok && v == "1" {
+		if err := f.op(ctx, "fsync", func(*psftp.Client) error { return file.Sync() }); err != nil {
+			return true, fmt.Errorf("fsync: %w", err)
+		}
+	}
+	// Close reports a write the server failed late (a full disk).
+	err = f.op(ctx, "close", func(*psftp.Client) error { return file.Close() })
+	file = nil
+	if err != nil {
+		return true, fmt.Errorf("close: %w", err)
+	}
+	return true, nil
+}
+
+// Place gives tmp the final name without ever replacing a file (see the
+// package doc on why not posix-rename).
+func (f *fsConn) Place(ctx context.Context, tmp, final string) (tmpGone bool, err error) {
+	if _, ok := f.cn.sftp.HasExtension(extHardlink); ok && (f.s.noHardlink == nil || !*f.s.noHardlink) {
+		// link(2) fails if the name exists; the caller removes the
+		// temporary name.
+		return false, f.op(ctx, "link", func(sc *psftp.Client) error { return sc.Link(tmp, final) })
+	}
+	// OpenSSH refuses SSH_FXP_RENAME onto an existing name.
+	err = f.op(ctx, "rename", func(sc *psftp.Client) error { return sc.Rename(tmp, final) })
+	return err == nil, err
+}
+
+func (f *fsConn) Remove(ctx context.Context, p string) error {
+	return f.op(ctx, "remove", func(sc *psftp.Client) error { return sc.Remove(p) })
+}
+
+// readFile is an SFTP file open for reading, as remote.File.
+type readFile struct {
+	c      *fsConn
+	f      *psftp.File
+	closed bool
+}
+
+func (r *readFile) Stat(ctx context.Context) (remote.Entry, error) {
+	var fi fs.FileInfo
+	err := r.c.op(ctx, "stat", func(*psftp.Client) (err error) {
+		fi, err = r.f.Stat()
+		return err
+	})
+	if err != nil {
+		return remote.Entry{}, err
+	}
+	return entryOf(fi), nil
+}
+
+func (r *readFile) ReadFull(ctx context.Context, p []byte) (n int, err error) {
+	err = r.c.op(ctx, "read", func(*psftp.Client) (err error) {
+		n, err = io.ReadFull(r.f, p)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			// The end of the file. (pkg/sftp's io.EOF is no sure answer:
+			// a closed channel gives it too, so it is turned into a count
+			// here and never reaches isAnswer.)
+			err = nil
+		}
+		return err
+	})
+	return n, err
+}
+
+func (r *readFile) Close(ctx context.Context) error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return r.c.op(ctx, "close", func(*psftp.Client) error { return r.f.Close() })
 }

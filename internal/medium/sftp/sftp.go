@@ -2,7 +2,9 @@
 // server that both agents reach as SSH clients (neither zone accepts
 // connections from the other). [Publisher] uploads envelope files into
 // the drop directory; [Receiver] downloads them into a local
-// [medium.Inbox] and removes them from the server.
+// [medium.Inbox] and removes them from the server. What the medium does
+// with the files (publishing, the scan loop, the janitor) is package
+// remote's, shared with the FTPS medium; this package speaks SFTP.
 //
 // # Connection
 //
@@ -119,14 +121,9 @@ const chunkSize = 1 << 20
 
 // Attribute keys for log records.
 const (
-	logAddr    = "addr"
-	logDir     = "dir"
-	logFile    = "file"
-	logError   = "error"
-	logCount   = "count"
-	logDelay   = "delay"
-	logSize    = "size"
-	logMaxSize = "max_size"
+	logAddr  = "addr"
+	logError = "error"
+	logDelay = "delay"
 )
 
 // ErrKeyPermissions is returned (wrapped) when the private key file is

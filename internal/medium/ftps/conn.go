@@ -1,0 +1,691 @@
+package ftps
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/textproto"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jlaffaye/ftp"
+
+	"github.com/ferrybridge/ferry/internal/medium/remote"
+)
+
+// FTP reply codes the medium tells apart.
+const (
+	codeUnavailable = 550 // file unavailable: missing, a directory, or refused
+)
+
+// parsePin decodes a hex SHA-256 with or without colons.
+func parsePin(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	if err != nil || len(b) != sha256.Size {
+		return nil, errors.New("cert sha256 is not 64 hex digits")
+	}
+	return b, nil
+}
+
+// tlsConfig builds the TLS configuration from cfg; seen receives the hex
+// SHA-256 of every leaf certificate the server shows.
+func tlsConfig(cfg Config, seen *atomic.Pointer[string]) (*tls.Config, error) {
+	tc := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		ServerName: cfg.ServerName,
+		// Data connections resume the control connection's session
+		// (vsftpd's require_ssl_reuse).
+		ClientSessionCache: tls.NewLRUClientSessionCache(8),
+	}
+	var pin []byte
+	if cfg.CertSHA256 != "" {
+		var err error
+		if pin, err = parsePin(cfg.CertSHA256); err != nil {
+			return nil, err
+		}
+		// The pin replaces the chain and name checks, which a pinned
+		// (usually self-signed) certificate would fail:
+		// InsecureSkipVerify turns off only those, and VerifyConnection
+		// below refuses every certificate but the pinned one. The two
+		// are set together or not at all.
+		tc.InsecureSkipVerify = true
+	} else {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca file %s holds no PEM certificate", cfg.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return fmt.Errorf("%w: the server showed no certificate", ErrCertificate)
+		}
+		sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+		h := hex.EncodeToString(sum[:])
+		seen.Store(&h)
+		if pin != nil && subtle.ConstantTimeCompare(sum[:], pin) != 1 {
+			return fmt.Errorf("%w: certificate sha256 %s is not the pinned one", ErrCertificate, h)
+		}
+		return nil
+	}
+	return tc, nil
+}
+
+// certError wraps err with ErrCertificate if it is a failed certificate
+// check.
+func certError(err error) error {
+	var cve *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	if !errors.Is(err, ErrCertificate) && (errors.As(err, &cve) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)) {
+		return fmt.Errorf("%w: %w", ErrCertificate, err)
+	}
+	return err
+}
+
+// conn is one FTP session: its control connection and the data
+// connections opened on it.
+type conn struct {
+	sc   *ftp.ServerConn
+	done chan struct{} // closed once the connection is closed
+
+	once   sync.Once
+	reason error // why it was closed; set before done is closed
+
+	mu   sync.Mutex
+	raws []net.Conn // the TCP connections (control first), closed by abort
+	last time.Time  // when an operation last ended
+}
+
+// track records a TCP connection of the session; after abort it closes
+// it at once.
+func (cn *conn) track(nc net.Conn) bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.dead() {
+		_ = nc.Close()
+		return false
+	}
+	// Forget the data connections that are closed already; there is at
+	// most one in flight.
+	if len(cn.raws) > 1 {
+		cn.raws = cn.raws[:1]
+	}
+	cn.raws = append(cn.raws, nc)
+	return true
+}
+
+// abort closes the connection, recording why; the first reason wins. It
+// is safe from any goroutine, and makes every operation in flight fail.
+func (cn *conn) abort(reason error) {
+	cn.once.Do(func() {
+		cn.mu.Lock()
+		cn.reason = reason
+		close(cn.done)
+		raws := cn.raws
+		cn.mu.Unlock()
+		for _, nc := range raws {
+			_ = nc.Close()
+		}
+	})
+}
+
+// dead reports whether the connection has been closed.
+func (cn *conn) dead() bool {
+	select {
+	case <-cn.done:
+		return true
+	default:
+		return false
+	}
+}
+
+var (
+	errClosed    = errors.New("ftps: closed")
+	errDropped   = errors.New("connection dropped after a failure")
+	errIdleProbe = errors.New("idle connection did not answer NOOP")
+)
+
+// client dials and keeps the connection of one Publisher or Receiver.
+// FTP runs one command at a time: the caller holds the client (turn)
+// across the operations of one publish or one scan.
+type client struct {
+	cfg      Config
+	password string
+	tls      *tls.Config // nil: plain FTP
+	log      *slog.Logger
+	seen     atomic.Pointer[string] // hex SHA-256 of the last certificate the server showed
+
+	// backoffMin and backoffMax shape the reconnect backoff; tests
+	// shorten them.
+	backoffMin, backoffMax time.Duration
+
+	// turn is a one-slot semaphore: FTP is one command at a time.
+	turn chan struct{}
+	quit chan struct{} // closed by close, to end a backoff wait
+
+	mu       sync.Mutex
+	cur      *conn
+	failures int
+	closed   bool
+}
+
+func newClient(cfg Config) (*client, error) {
+	pw, err := readPassword(cfg.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	c := &client{cfg: cfg, password: pw, log: cfg.Logger, backoffMin: backoffMin, backoffMax: backoffMax,
+		turn: make(chan struct{}, 1), quit: make(chan struct{})}
+	if !cfg.Plain {
+		if c.tls, err = tlsConfig(cfg, &c.seen); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// lock takes the client's turn, or returns ctx.Err().
+func (c *client) lock(ctx context.Context) error {
+	select {
+	case c.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *client) unlock() { <-c.turn }
+
+// get returns the live connection, dialing a new one if there is none,
+// after the backoff that the failures so far call for. The caller holds
+// the turn.
+func (c *client) get(ctx context.Context) (*conn, error) {
+	c.mu.Lock()
+	cn, closed := c.cur, c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, errClosed
+	}
+	if cn != nil && !cn.dead() {
+		cn.mu.Lock()
+		idle := time.Since(cn.last)
+		cn.mu.Unlock()
+		if idle < idleCheck {
+			return cn, nil
+		}
+		// The server may have closed an idle session: probe it, and
+		// dial afresh without counting a failure if it does not answer.
+		if err := c.run(ctx, cn, "noop", false, func(sc *ftp.ServerConn) error { return sc.NoOp() }); err == nil {
+			return cn, nil
+		}
+		c.drop(cn, errIdleProbe, false)
+		cn = nil
+	}
+	if cn != nil {
+		c.drop(cn, cn.reason, true)
+	}
+	c.mu.Lock()
+	failures := c.failures
+	c.mu.Unlock()
+	if d := remote.Backoff(failures, c.backoffMin, c.backoffMax); d > 0 {
+		c.log.Debug("waiting before reconnecting", slog.String(logAddr, c.cfg.Address), slog.Duration(logDelay, d))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-c.quit:
+			t.Stop()
+			return nil, errClosed
+		}
+	}
+	cn, err := c.dial(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		c.mu.Lock()
+		c.failures++
+		c.mu.Unlock()
+		return nil, fmt.Errorf("connect to %s: %w", c.cfg.Address, err)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		cn.abort(errClosed)
+		return nil, errClosed
+	}
+	c.cur = cn
+	c.mu.Unlock()
+	c.log.Info("connected to ftp server", slog.String(logAddr, c.cfg.Address), slog.Bool("tls", c.tls != nil))
+	return cn, nil
+}
+
+// dial opens a session: TCP, greeting, AUTH TLS and the handshake with
+// the certificate check, login, PBSZ/PROT P; all of it within
+// DialTimeout or until ctx ends.
+func (c *client) dial(ctx context.Context) (*conn, error) {
+	cn := &conn{done: make(chan struct{}), last: time.Now()}
+	d := net.Dialer{Timeout: c.cfg.DialTimeout}
+	first := true
+	// The library hands data connections to this function too; with a
+	// dial function it leaves their TLS to it, so data connections are
+	// wrapped here (with the same config: resumed session, same checks)
+	// and the control connection is left raw for AUTH TLS.
+	dialFunc := func(network, address string) (net.Conn, error) {
+		dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+		defer cancel()
+		if !first {
+			// Data connections outlive the dial's ctx.
+			dctx, cancel = context.WithTimeout(context.Background(), c.cfg.OpTimeout)
+			defer cancel()
+		}
+		nc, err := d.DialContext(dctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		if !cn.track(nc) {
+			return nil, errDropped
+		}
+		if first {
+			first = false
+			return nc, nil
+		}
+		if c.tls != nil {
+			return &dataConn{Conn: tls.Client(nc, c.tls), linger: min(c.cfg.OpTimeout, 5*time.Second)}, nil
+		}
+		return nc, nil
+	}
+	// The library has no deadlines of its own: this one covers the
+	// greeting, the handshake and the login; the end of ctx cuts them.
+	timer := time.AfterFunc(c.cfg.DialTimeout, func() {
+		cn.abort(fmt.Errorf("no login within %v", c.cfg.DialTimeout))
+	})
+	stop := context.AfterFunc(ctx, func() { cn.abort(context.Cause(ctx)) })
+	opts := []ftp.DialOption{
+		ftp.DialWithDialFunc(dialFunc),
+		ftp.DialWithForceListHidden(true),
+		ftp.DialWithDisabledMLSD(true),
+	}
+	if c.tls != nil {
+		opts = append(opts, ftp.DialWithExplicitTLS(c.tls))
+	}
+	sc, err := ftp.Dial(c.cfg.Address, opts...)
+	if err == nil {
+		cn.sc = sc
+		// Login sends PBSZ 0 and PROT P after the login when TLS is on:
+		// the data connections are protected.
+		err = sc.Login(c.cfg.User, c.password)
+	}
+	timer.Stop()
+	stopped := stop()
+	if err == nil && !stopped {
+		err = ctx.Err()
+	}
+	if err == nil && cn.dead() {
+		err = cn.reason
+	}
+	if err != nil {
+		cn.abort(errDropped)
+		if cn.reason != nil && !errors.Is(cn.reason, errDropped) && !errors.Is(err, cn.reason) {
+			err = fmt.Errorf("%w (%v)", err, cn.reason)
+		}
+		return nil, certError(err)
+	}
+	return cn, nil
+}
+
+// dataConn is a TLS data connection that closes in order: close_notify,
+// then the server's close_notify (or EOF) read, then the TCP close.
+// Closing a socket with unread bytes in its buffer (TLS 1.3 session
+// tickets the server sent after the handshake, which an upload never
+// reads) sends a reset that can reach the server before it has read the
+// close_notify; vsftpd's strict_ssl_read_eof then calls the upload
+// truncated (426).
+type dataConn struct {
+	*tls.Conn
+	linger time.Duration // how long Close waits for the server's side
+	eof    bool          // a read reached the end
+}
+
+func (d *dataConn) Read(p []byte) (int, error) {
+	n, err := d.Conn.Read(p)
+	if err != nil {
+		d.eof = true
+	}
+	return n, err
+}
+
+func (d *dataConn) Close() error {
+	if !d.eof {
+		if err := d.CloseWrite(); err == nil {
+			_ = d.SetReadDeadline(time.Now().Add(d.linger))
+			// An upload has nothing to read but tickets and the
+			// server's close_notify; a download closed early (a
+			// comparison that differs) stops at the deadline.
+			_, _ = io.CopyN(io.Discard, d.Conn, 1<<20)
+		}
+	}
+	return d.Conn.Close()
+}
+
+// run runs op, one FTP command (or one chunk of a transfer), on cn within
+// OpTimeout: an overrun closes the connection, which fails op. With
+// exclusive, the end of ctx closes the connection too. A failure that is
+// not an answer of the server drops the connection; an answer comes back
+// marked with remote.Answer.
+func (c *client) run(ctx context.Context, cn *conn, what string, exclusive bool, op func(*ftp.ServerConn) error) error {
+	timer := time.AfterFunc(c.cfg.OpTimeout, func() {
+		cn.abort(fmt.Errorf("%s: no answer within %v", what, c.cfg.OpTimeout))
+	})
+	if exclusive {
+		stop := context.AfterFunc(ctx, func() { cn.abort(context.Cause(ctx)) })
+		defer stop()
+	}
+	err := op(cn.sc)
+	timer.Stop()
+	cn.mu.Lock()
+	cn.last = time.Now()
+	cn.mu.Unlock()
+	if err == nil {
+		c.mu.Lock()
+		c.failures = 0
+		c.mu.Unlock()
+		return nil
+	}
+	if !cn.dead() && isAnswer(err) {
+		return remote.Answer(err)
+	}
+	c.drop(cn, err, !(exclusive && ctx.Err() != nil))
+	if cn.reason != nil && !errors.Is(err, cn.reason) {
+		return certError(fmt.Errorf("%w (connection closed: %v)", err, cn.reason))
+	}
+	return certError(err)
+}
+
+// isAnswer reports whether err holds a reply of the server (an FTP reply
+// code) rather than a failure of the connection.
+func isAnswer(err error) bool {
+	var te *textproto.Error
+	return errors.As(err, &te)
+}
+
+// replyCode returns the FTP reply code in err, or 0.
+func replyCode(err error) int {
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		return te.Code
+	}
+	return 0
+}
+
+// drop closes cn and forgets it, if it is the current connection; a
+// failure counts towards the backoff and is logged.
+func (c *client) drop(cn *conn, cause error, failure bool) {
+	c.mu.Lock()
+	mine := c.cur == cn
+	if mine {
+		c.cur = nil
+		if failure {
+			c.failures++
+		}
+	}
+	c.mu.Unlock()
+	if cause == nil {
+		cause = errDropped
+	}
+	if mine && failure {
+		c.log.Warn("ftp connection lost", slog.String(logAddr, c.cfg.Address), slog.String(logError, cause.Error()))
+	}
+	cn.abort(errDropped)
+}
+
+// close says goodbye to the server (QUIT, briefly) and closes the
+// connection; later calls fail. An operation in flight fails.
+func (c *client) close() error {
+	c.mu.Lock()
+	cn := c.cur
+	wasClosed := c.closed
+	c.cur, c.closed = nil, true
+	c.mu.Unlock()
+	if !wasClosed {
+		close(c.quit)
+	}
+	if cn == nil {
+		return nil
+	}
+	// QUIT only if no operation holds the connection; never wait for one.
+	select {
+	case c.turn <- struct{}{}:
+		timer := time.AfterFunc(time.Second, func() { cn.abort(errClosed) })
+		_ = cn.sc.Quit()
+		timer.Stop()
+		<-c.turn
+	default:
+	}
+	cn.abort(errClosed)
+	return nil
+}
+
+// session adapts a client to remote.Client. The caller of the remote
+// core holds the client's turn.
+type session struct {
+	c *client
+	// exclusive: the connection is this caller's alone (a receiver), so
+	// the end of an operation's ctx closes it at once.
+	exclusive bool
+}
+
+// Get implements remote.Client.
+func (s session) Get(ctx context.Context) (remote.Conn, error) {
+	cn, err := s.c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &fsConn{s: s, cn: cn}, nil
+}
+
+// fsConn is one FTP session as remote.Conn.
+type fsConn struct {
+	s  session
+	cn *conn
+}
+
+var _ remote.Conn = (*fsConn)(nil)
+
+func (f *fsConn) op(ctx context.Context, what string, fn func(*ftp.ServerConn) error) error {
+	return f.s.c.run(ctx, f.cn, what, f.s.exclusive, fn)
+}
+
+func (f *fsConn) Dead() bool { return f.cn.dead() }
+
+// List lists dir with "LIST -a" (vsftpd has no MLSD).
+func (f *fsConn) List(ctx context.Context, dir string) ([]remote.Entry, error) {
+	var list []*ftp.Entry
+	err := f.op(ctx, "list", func(sc *ftp.ServerConn) (err error) {
+		list, err = sc.List(dir)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]remote.Entry, 0, len(list))
+	for _, e := range list {
+		if e.Name == "." || e.Name == ".." || strings.Contains(e.Name, "/") {
+			continue
+		}
+		entries = append(entries, remote.Entry{Name: e.Name, Size: int64(e.Size), ModTime: e.Time, Regular: e.Type == ftp.EntryTypeFile})
+	}
+	return entries, nil
+}
+
+// Stat tells a regular file (SIZE answers), a directory (CWD succeeds)
+// and nothing apart. FTP has no lstat: a symbolic link is followed.
+func (f *fsConn) Stat(ctx context.Context, p string) (remote.Entry, error) {
+	var size int64
+	err := f.op(ctx, "size", func(sc *ftp.ServerConn) (err error) {
+		size, err = sc.FileSize(p)
+		return err
+	})
+	if err == nil {
+		return remote.Entry{Name: path.Base(p), Size: size, Regular: true}, nil
+	}
+	if replyCode(err) != codeUnavailable {
+		return remote.Entry{}, err
+	}
+	err = f.op(ctx, "cwd", func(sc *ftp.ServerConn) error { return sc.ChangeDir(p) })
+	if err == nil {
+		return remote.Entry{Name: path.Base(p)}, nil
+	}
+	if replyCode(err) == codeUnavailable {
+		return remote.Entry{}, remote.Answer(fmt.Errorf("%s: %w (%v)", p, fs.ErrNotExist, err))
+	}
+	return remote.Entry{}, err
+}
+
+// Open checks the size (SIZE) and starts the download (RETR).
+func (f *fsConn) Open(ctx context.Context, p string) (remote.File, error) {
+	e, err := f.Stat(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if !e.Regular {
+		return nil, remote.Answer(fmt.Errorf("%s: not a regular file", p))
+	}
+	var resp *ftp.Response
+	err = f.op(ctx, "retr", func(sc *ftp.ServerConn) (err error) {
+		resp, err = sc.Retr(p)
+		return err
+	})
+	if replyCode(err) == codeUnavailable {
+		return nil, remote.Answer(fmt.Errorf("%s: %w (%v)", p, fs.ErrNotExist, err))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &readFile{c: f, resp: resp, entry: e}, nil
+}
+
+// progress feeds data to STOR in chunks, restarting the operation timer
+// at each one, and stops when ctx ends.
+type progress struct {
+	ctx     context.Context
+	data    []byte
+	touch   func()
+	started bool
+}
+
+func (r *progress) Read(p []byte) (int, error) {
+	r.started = true
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	r.touch()
+	n := copy(p[:min(len(p), chunkSize)], r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// Upload stores data under p with STOR. FTP has no exclusive create: p
+// is a fresh temporary name with 64 random bits.
+func (f *fsConn) Upload(ctx context.Context, p string, data []byte) (created bool, err error) {
+	cn, c := f.cn, f.s.c
+	// One timer for the whole transfer, pushed back at every chunk the
+	// data connection takes: a stall of OpTimeout closes the connection.
+	timer := time.AfterFunc(c.cfg.OpTimeout, func() {
+		cn.abort(fmt.Errorf("stor: no progress within %v", c.cfg.OpTimeout))
+	})
+	defer timer.Stop()
+	r := &progress{ctx: ctx, data: data, touch: func() { timer.Reset(c.cfg.OpTimeout) }}
+	err = f.op(ctx, "stor", func(sc *ftp.ServerConn) error { return sc.Stor(p, r) })
+	if err == nil && ctx.Err() != nil {
+		// The library closes the data connection cleanly when the
+		// reader fails, and the server may call the short file complete.
+		err = ctx.Err()
+	}
+	if err != nil {
+		return r.started || !remote.IsAnswer(err), fmt.Errorf("stor: %w", err)
+	}
+	return true, nil
+}
+
+// Place renames tmp to final after checking that final does not exist;
+// see the package doc for the window between the two.
+func (f *fsConn) Place(ctx context.Context, tmp, final string) (tmpGone bool, err error) {
+	_, err = f.Stat(ctx, final)
+	switch {
+	case err == nil:
+		return false, remote.Answer(fmt.Errorf("%s: %w", final, fs.ErrExist))
+	case !errors.Is(err, fs.ErrNotExist):
+		return false, err
+	}
+	err = f.op(ctx, "rename", func(sc *ftp.ServerConn) error { return sc.Rename(tmp, final) })
+	return err == nil, err
+}
+
+// Remove deletes p. vsftpd answers 550 both for a missing file and for a
+// refused delete; a stat tells them apart.
+func (f *fsConn) Remove(ctx context.Context, p string) error {
+	err := f.op(ctx, "dele", func(sc *ftp.ServerConn) error { return sc.Delete(p) })
+	if replyCode(err) != codeUnavailable {
+		return err
+	}
+	if _, serr := f.Stat(ctx, p); errors.Is(serr, fs.ErrNotExist) {
+		return remote.Answer(fmt.Errorf("%s: %w (%v)", p, fs.ErrNotExist, err))
+	}
+	return remote.Answer(fmt.Errorf("%s: %w (%v)", p, fs.ErrPermission, err))
+}
+
+// readFile is a download in progress, as remote.File.
+type readFile struct {
+	c      *fsConn
+	resp   *ftp.Response
+	entry  remote.Entry
+	closed bool
+}
+
+// Stat returns what SIZE said just before RETR.
+func (r *readFile) Stat(context.Context) (remote.Entry, error) { return r.entry, nil }
+
+func (r *readFile) ReadFull(ctx context.Context, p []byte) (n int, err error) {
+	err = r.c.op(ctx, "read", func(*ftp.ServerConn) (err error) {
+		n, err = io.ReadFull(r.resp, p)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = nil // the end of the file; the caller checks the size
+		}
+		return err
+	})
+	return n, err
+}
+
+// Close ends the download and reads the server's final reply.
+func (r *readFile) Close(ctx context.Context) error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return r.c.op(ctx, "close", func(*ftp.ServerConn) error { return r.resp.Close() })
+}

@@ -1,0 +1,28 @@
+package ftps
+
+import (
+	"testing"
+
+	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/medium/ftps/vsftpdtest"
+	"github.com/ferrybridge/ferry/internal/medium/mediumtest"
+)
+
+// TestConformance runs the medium conformance suite against a real
+// vsftpd with explicit TLS, verifying its certificate against the CA and
+// pinning it.
+func TestConformance(t *testing.T) {
+	srv := vsftpdtest.Start(t)
+	for _, pin := range []bool{false, true} {
+		name := "ca"
+		if pin {
+			name = "pin"
+		}
+		t.Run(name, func(t *testing.T) {
+			mediumtest.Run(t, func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.Inbox) {
+				e := newEnv(t, srv, envOptions{pin: pin})
+				return e.publisher(t), e.receiver(t), e.in
+			})
+		})
+	}
+}
