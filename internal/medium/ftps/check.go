@@ -4,16 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
 	"time"
 
 	"github.com/ferrybridge/ferry/internal/medium"
-	"github.com/ferrybridge/ferry/internal/medium/internal/safefs"
+	"github.com/ferrybridge/ferry/internal/medium/remote"
 )
-
-// probeData is what a check writes into its probe file.
-var probeData = []byte("ferry medium check\n")
 
 // Check checks the FTPS drop cfg names for `ferryctl medium check`. It
 // connects exactly as the medium does (the password file, TLS with the CA
@@ -45,11 +40,11 @@ func Check(ctx context.Context, cfg Config) (*medium.CheckReport, error) {
 		return r, nil
 	}
 	defer c.close()
-	if err := c.lock(ctx); err != nil {
+	if err := c.rc.Lock(ctx); err != nil {
 		return nil, err
 	}
-	defer c.unlock()
-	cn, err := c.get(ctx)
+	defer c.rc.Unlock()
+	cn, err := c.rc.Get(ctx)
 	if h := c.seen.Load(); h != nil {
 		r.Identity = *h
 	}
@@ -73,18 +68,11 @@ func Check(ctx context.Context, cfg Config) (*medium.CheckReport, error) {
 	f := &fsConn{s: session{c: c, exclusive: true}, cn: cn}
 
 	e, err := f.Stat(ctx, cfg.Dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		r.Problemf("the drop directory %s does not exist on the server", cfg.Dir)
-		return r, ctx.Err()
-	case err != nil:
-		r.Problemf("cannot reach the drop directory %s: %v", cfg.Dir, err)
-		return r, ctx.Err()
-	case e.Regular:
-		r.Problemf("the drop directory %s on the server is not a directory", cfg.Dir)
+	// FTP's stat tells a regular file from a directory, nothing else.
+	if !remote.CheckDirStat(r, cfg.Dir, !e.Regular, err) {
 		return r, ctx.Err()
 	}
-	if err := probeDrop(ctx, f, cfg.Dir); err != nil {
+	if err := remote.ProbeDrop(ctx, f, cfg.Dir); err != nil {
 		r.Problemf("cannot store, rename and delete a probe file in %s: %v", cfg.Dir, err)
 	} else {
 		r.Writable = true
@@ -97,37 +85,6 @@ func Check(ctx context.Context, cfg Config) (*medium.CheckReport, error) {
 		r.Problemf("cannot list the drop directory %s: %v", cfg.Dir, err)
 		return r, ctx.Err()
 	}
-	now := time.Now()
-	for _, e := range list {
-		switch {
-		case !e.Regular:
-		case safefs.IsTempName(e.Name):
-			r.Temps++
-		case medium.ValidName(e.Name):
-			r.AddFile(e.Name, e.ModTime, now)
-		}
-	}
+	remote.CountFiles(r, list, time.Now())
 	return r, ctx.Err()
-}
-
-// probeDrop stores a probe file in dir, renames it to another dot name
-// the way Publish places files (check, then RNFR/RNTO), and deletes it. On
-// a failure it deletes whatever it left, as far as the connection allows.
-func probeDrop(ctx context.Context, f *fsConn, dir string) error {
-	name := path.Join(dir, medium.ProbeName())
-	renamed := medium.ProbeRenamed(name)
-	if created, err := f.Upload(ctx, name, probeData); err != nil {
-		if created {
-			_ = f.Remove(ctx, name)
-		}
-		return fmt.Errorf("store %s: %w", path.Base(name), err)
-	}
-	if _, err := f.Place(ctx, name, renamed); err != nil {
-		_ = f.Remove(ctx, name)
-		return fmt.Errorf("rename %s: %w", path.Base(name), err)
-	}
-	if err := f.Remove(ctx, renamed); err != nil {
-		return fmt.Errorf("delete %s: %w", path.Base(renamed), err)
-	}
-	return nil
 }

@@ -104,23 +104,20 @@ func certError(err error) error {
 // conn is one FTP session: its control connection and the data
 // connections opened on it.
 type conn struct {
-	sc   *ftp.ServerConn
-	done chan struct{} // closed once the connection is closed
-
-	once   sync.Once
-	reason error // why it was closed; set before done is closed
+	*remote.Lifetime
+	sc *ftp.ServerConn
 
 	mu   sync.Mutex
-	raws []net.Conn // the TCP connections (control first), closed by abort
+	raws []net.Conn // the TCP connections (control first), closed by Abort
 	last time.Time  // when an operation last ended
 }
 
-// track records a TCP connection of the session; after abort it closes
+// track records a TCP connection of the session; after Abort it closes
 // it at once.
 func (cn *conn) track(nc net.Conn) bool {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
-	if cn.dead() {
+	if cn.Dead() {
 		_ = nc.Close()
 		return false
 	}
@@ -133,13 +130,12 @@ func (cn *conn) track(nc net.Conn) bool {
 	return true
 }
 
-// abort closes the connection, recording why; the first reason wins. It
-// is safe from any goroutine, and makes every operation in flight fail.
-func (cn *conn) abort(reason error) {
-	cn.once.Do(func() {
+// Abort implements remote.Link. It makes every operation in flight fail.
+func (cn *conn) Abort(reason error) {
+	cn.End(reason, func() {
+		// A track after this sees the connection dead and closes its
+		// own; one before it is in raws.
 		cn.mu.Lock()
-		cn.reason = reason
-		close(cn.done)
 		raws := cn.raws
 		cn.mu.Unlock()
 		for _, nc := range raws {
@@ -148,44 +144,31 @@ func (cn *conn) abort(reason error) {
 	})
 }
 
-// dead reports whether the connection has been closed.
-func (cn *conn) dead() bool {
-	select {
-	case <-cn.done:
-		return true
-	default:
-		return false
-	}
+// Release implements remote.Link; a connection has no goroutines to wait
+// for.
+func (cn *conn) Release(reason error) { cn.Abort(reason) }
+
+// touch records that an operation ended.
+func (cn *conn) touch() {
+	cn.mu.Lock()
+	cn.last = time.Now()
+	cn.mu.Unlock()
 }
 
 var (
 	errClosed    = errors.New("ftps: closed")
-	errDropped   = errors.New("connection dropped after a failure")
 	errIdleProbe = errors.New("idle connection did not answer NOOP")
 )
 
 // client dials and keeps the connection of one Publisher or Receiver.
-// FTP runs one command at a time: the caller holds the client (turn)
+// FTP runs one command at a time: the caller holds the turn (rc.Lock)
 // across the operations of one publish or one scan.
 type client struct {
 	cfg      Config
 	password string
-	tls      *tls.Config // nil: plain FTP
-	log      *slog.Logger
+	tls      *tls.Config            // nil: plain FTP
 	seen     atomic.Pointer[string] // hex SHA-256 of the last certificate the server showed
-
-	// backoffMin and backoffMax shape the reconnect backoff; tests
-	// shorten them.
-	backoffMin, backoffMax time.Duration
-
-	// turn is a one-slot semaphore: FTP is one command at a time.
-	turn chan struct{}
-	quit chan struct{} // closed by close, to end a backoff wait
-
-	mu       sync.Mutex
-	cur      *conn
-	failures int
-	closed   bool
+	rc       *remote.Reconnector[*conn]
 }
 
 func newClient(cfg Config) (*client, error) {
@@ -193,99 +176,64 @@ func newClient(cfg Config) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{cfg: cfg, password: pw, log: cfg.Logger, backoffMin: backoffMin, backoffMax: backoffMax,
-		turn: make(chan struct{}, 1), quit: make(chan struct{})}
+	c := &client{cfg: cfg, password: pw}
 	if !cfg.Plain {
 		if c.tls, err = tlsConfig(cfg, &c.seen); err != nil {
 			return nil, err
 		}
 	}
+	c.rc = remote.NewReconnector(remote.ReconnectorConfig[*conn]{
+		Address:        cfg.Address,
+		Protocol:       "ftp",
+		OpTimeout:      cfg.OpTimeout,
+		Dial:           c.dial,
+		Probe:          c.probe,
+		IsAnswer:       isAnswer,
+		Closed:         errClosed,
+		ConnectedAttrs: []any{slog.Bool("tls", c.tls != nil)},
+		Logger:         cfg.Logger,
+	})
 	return c, nil
 }
 
-// lock takes the client's turn, or returns ctx.Err().
-func (c *client) lock(ctx context.Context) error {
-	select {
-	case c.turn <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// open checks cfg, fills in its defaults and builds its client, for
+// NewPublisher and NewReceiver; for plain FTP it logs a warning.
+func open(cfg Config) (Config, *client, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return cfg, nil, err
 	}
+	c, err := newClient(cfg)
+	if err != nil {
+		return cfg, nil, err
+	}
+	if cfg.Plain {
+		cfg.Logger.Warn(plainWarning, slog.String(logAddr, cfg.Address))
+	}
+	return cfg, c, nil
 }
 
-func (c *client) unlock() { <-c.turn }
-
-// get returns the live connection, dialing a new one if there is none,
-// after the backoff that the failures so far call for. The caller holds
-// the turn.
-func (c *client) get(ctx context.Context) (*conn, error) {
-	c.mu.Lock()
-	cn, closed := c.cur, c.closed
-	c.mu.Unlock()
-	if closed {
-		return nil, errClosed
+// probe checks a live connection before it is used again: one idle for
+// idleCheck or longer may have been closed by the server, so it must
+// answer NOOP, or Get dials afresh without counting a failure.
+func (c *client) probe(ctx context.Context, cn *conn) error {
+	cn.mu.Lock()
+	idle := time.Since(cn.last)
+	cn.mu.Unlock()
+	if idle < idleCheck {
+		return nil
 	}
-	if cn != nil && !cn.dead() {
-		cn.mu.Lock()
-		idle := time.Since(cn.last)
-		cn.mu.Unlock()
-		if idle < idleCheck {
-			return cn, nil
-		}
-		// The server may have closed an idle session: probe it, and
-		// dial afresh without counting a failure if it does not answer.
-		if err := c.run(ctx, cn, "noop", false, func(sc *ftp.ServerConn) error { return sc.NoOp() }); err == nil {
-			return cn, nil
-		}
-		c.drop(cn, errIdleProbe, false)
-		cn = nil
+	if err := c.run(ctx, cn, "noop", false, func(sc *ftp.ServerConn) error { return sc.NoOp() }); err != nil {
+		return errIdleProbe
 	}
-	if cn != nil {
-		c.drop(cn, cn.reason, true)
-	}
-	c.mu.Lock()
-	failures := c.failures
-	c.mu.Unlock()
-	if d := remote.Backoff(failures, c.backoffMin, c.backoffMax); d > 0 {
-		c.log.Debug("waiting before reconnecting", slog.String(logAddr, c.cfg.Address), slog.Duration(logDelay, d))
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-c.quit:
-			t.Stop()
-			return nil, errClosed
-		}
-	}
-	cn, err := c.dial(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		c.mu.Lock()
-		c.failures++
-		c.mu.Unlock()
-		return nil, fmt.Errorf("connect to %s: %w", c.cfg.Address, err)
-	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		cn.abort(errClosed)
-		return nil, errClosed
-	}
-	c.cur = cn
-	c.mu.Unlock()
-	c.log.Info("connected to ftp server", slog.String(logAddr, c.cfg.Address), slog.Bool("tls", c.tls != nil))
-	return cn, nil
+	return nil
 }
 
 // dial opens a session: TCP, greeting, AUTH TLS and the handshake with
 // the certificate check, login, PBSZ/PROT P; all of it within
 // DialTimeout or until ctx ends.
 func (c *client) dial(ctx context.Context) (*conn, error) {
-	cn := &conn{done: make(chan struct{}), last: time.Now()}
+	cn := &conn{Lifetime: remote.NewLifetime(), last: time.Now()}
 	d := net.Dialer{Timeout: c.cfg.DialTimeout}
 	first := true
 	// The library hands data connections to this function too; with a
@@ -305,7 +253,7 @@ func (c *client) dial(ctx context.Context) (*conn, error) {
 			return nil, err
 		}
 		if !cn.track(nc) {
-			return nil, errDropped
+			return nil, remote.ErrDropped
 		}
 		if first {
 			first = false
@@ -319,9 +267,9 @@ func (c *client) dial(ctx context.Context) (*conn, error) {
 	// The library has no deadlines of its own: this one covers the
 	// greeting, the handshake and the login; the end of ctx cuts them.
 	timer := time.AfterFunc(c.cfg.DialTimeout, func() {
-		cn.abort(fmt.Errorf("no login within %v", c.cfg.DialTimeout))
+		cn.Abort(fmt.Errorf("no login within %v", c.cfg.DialTimeout))
 	})
-	stop := context.AfterFunc(ctx, func() { cn.abort(context.Cause(ctx)) })
+	stop := context.AfterFunc(ctx, func() { cn.Abort(context.Cause(ctx)) })
 	opts := []ftp.DialOption{
 		ftp.DialWithDialFunc(dialFunc),
 		ftp.DialWithForceListHidden(true),
@@ -342,13 +290,13 @@ func (c *client) dial(ctx context.Context) (*conn, error) {
 	if err == nil && !stopped {
 		err = ctx.Err()
 	}
-	if err == nil && cn.dead() {
-		err = cn.reason
+	if err == nil && cn.Dead() {
+		err = cn.Reason()
 	}
 	if err != nil {
-		cn.abort(errDropped)
-		if cn.reason != nil && !errors.Is(cn.reason, errDropped) && !errors.Is(err, cn.reason) {
-			err = fmt.Errorf("%w (%v)", err, cn.reason)
+		cn.Abort(remote.ErrDropped)
+		if reason := cn.Reason(); reason != nil && !errors.Is(reason, remote.ErrDropped) && !errors.Is(err, reason) {
+			err = fmt.Errorf("%w (%v)", err, reason)
 		}
 		return nil, certError(err)
 	}
@@ -390,35 +338,16 @@ func (d *dataConn) Close() error {
 }
 
 // run runs op, one FTP command (or one chunk of a transfer), on cn within
-// OpTimeout: an overrun closes the connection, which fails op. With
-// exclusive, the end of ctx closes the connection too. A failure that is
-// not an answer of the server drops the connection; an answer comes back
-// marked with remote.Answer.
+// OpTimeout (see remote.Reconnector.Run); an answer comes back marked
+// with remote.Answer, a failed certificate check with ErrCertificate.
 func (c *client) run(ctx context.Context, cn *conn, what string, exclusive bool, op func(*ftp.ServerConn) error) error {
-	timer := time.AfterFunc(c.cfg.OpTimeout, func() {
-		cn.abort(fmt.Errorf("%s: no answer within %v", what, c.cfg.OpTimeout))
+	err := c.rc.Run(ctx, cn, what, exclusive, func() error {
+		err := op(cn.sc)
+		cn.touch()
+		return err
 	})
-	if exclusive {
-		stop := context.AfterFunc(ctx, func() { cn.abort(context.Cause(ctx)) })
-		defer stop()
-	}
-	err := op(cn.sc)
-	timer.Stop()
-	cn.mu.Lock()
-	cn.last = time.Now()
-	cn.mu.Unlock()
-	if err == nil {
-		c.mu.Lock()
-		c.failures = 0
-		c.mu.Unlock()
-		return nil
-	}
-	if !cn.dead() && isAnswer(err) {
-		return remote.Answer(err)
-	}
-	c.drop(cn, err, !(exclusive && ctx.Err() != nil))
-	if cn.reason != nil && !errors.Is(err, cn.reason) {
-		return certError(fmt.Errorf("%w (connection closed: %v)", err, cn.reason))
+	if remote.IsAnswer(err) {
+		return err
 	}
 	return certError(err)
 }
@@ -439,52 +368,15 @@ func replyCode(err error) int {
 	return 0
 }
 
-// drop closes cn and forgets it, if it is the current connection; a
-// failure counts towards the backoff and is logged.
-func (c *client) drop(cn *conn, cause error, failure bool) {
-	c.mu.Lock()
-	mine := c.cur == cn
-	if mine {
-		c.cur = nil
-		if failure {
-			c.failures++
-		}
-	}
-	c.mu.Unlock()
-	if cause == nil {
-		cause = errDropped
-	}
-	if mine && failure {
-		c.log.Warn("ftp connection lost", slog.String(logAddr, c.cfg.Address), slog.String(logError, cause.Error()))
-	}
-	cn.abort(errDropped)
-}
-
-// close says goodbye to the server (QUIT, briefly) and closes the
-// connection; later calls fail. An operation in flight fails.
+// close says goodbye to the server (QUIT, briefly, if no operation holds
+// the connection) and closes the connection; later calls fail. An
+// operation in flight fails.
 func (c *client) close() error {
-	c.mu.Lock()
-	cn := c.cur
-	wasClosed := c.closed
-	c.cur, c.closed = nil, true
-	c.mu.Unlock()
-	if !wasClosed {
-		close(c.quit)
-	}
-	if cn == nil {
-		return nil
-	}
-	// QUIT only if no operation holds the connection; never wait for one.
-	select {
-	case c.turn <- struct{}{}:
-		timer := time.AfterFunc(time.Second, func() { cn.abort(errClosed) })
+	return c.rc.Close(func(cn *conn) {
+		timer := time.AfterFunc(time.Second, func() { cn.Abort(errClosed) })
 		_ = cn.sc.Quit()
 		timer.Stop()
-		<-c.turn
-	default:
-	}
-	cn.abort(errClosed)
-	return nil
+	})
 }
 
 // session adapts a client to remote.Client. The caller of the remote
@@ -498,7 +390,7 @@ type session struct {
 
 // Get implements remote.Client.
 func (s session) Get(ctx context.Context) (remote.Conn, error) {
-	cn, err := s.c.get(ctx)
+	cn, err := s.c.rc.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -517,7 +409,7 @@ func (f *fsConn) op(ctx context.Context, what string, fn func(*ftp.ServerConn) e
 	return f.s.c.run(ctx, f.cn, what, f.s.exclusive, fn)
 }
 
-func (f *fsConn) Dead() bool { return f.cn.dead() }
+func (f *fsConn) Dead() bool { return f.cn.Dead() }
 
 // List lists dir with "LIST -a" (vsftpd has no MLSD).
 func (f *fsConn) List(ctx context.Context, dir string) ([]remote.Entry, error) {
@@ -616,7 +508,7 @@ func (f *fsConn) Upload(ctx context.Context, p string, data []byte) (created boo
 	// One timer for the whole transfer, pushed back at every chunk the
 	// data connection takes: a stall of OpTimeout closes the connection.
 	timer := time.AfterFunc(c.cfg.OpTimeout, func() {
-		cn.abort(fmt.Errorf("stor: no progress within %v", c.cfg.OpTimeout))
+		cn.Abort(fmt.Errorf("stor: no progress within %v", c.cfg.OpTimeout))
 	})
 	defer timer.Stop()
 	r := &progress{ctx: ctx, data: data, touch: func() { timer.Reset(c.cfg.OpTimeout) }}

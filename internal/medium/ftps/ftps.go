@@ -83,9 +83,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path"
 	"strings"
 	"time"
+
+	"github.com/ferrybridge/ferry/internal/medium/remote"
 )
 
 // Defaults for the zero values of Config.
@@ -101,22 +102,13 @@ const (
 // idle_session_timeout (300s by default).
 const idleCheck = 30 * time.Second
 
-// Reconnect backoff: the wait before a dial after n consecutive failures
-// is about backoffMin·2^(n-1), at most backoffMax, with jitter.
-const (
-	backoffMin = 100 * time.Millisecond
-	backoffMax = 30 * time.Second
-)
-
 // chunkSize is how much one read or write step moves between checks of
 // the operation timeout and of ctx.
 const chunkSize = 1 << 20
 
 // Attribute keys for log records.
 const (
-	logAddr  = "addr"
-	logError = "error"
-	logDelay = "delay"
+	logAddr = "addr"
 )
 
 // plainWarning is logged every time a Publisher or Receiver is created
@@ -159,11 +151,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, errors.New("user is empty")
 	case cfg.PasswordFile == "":
 		return cfg, errors.New("password file is empty")
-	case cfg.Dir == "":
-		return cfg, errors.New("dir is empty")
-	case !path.IsAbs(cfg.Dir):
-		return cfg, fmt.Errorf("dir %q is not absolute", cfg.Dir)
-	case strings.ContainsAny(cfg.Dir, "\r\n"):
+	}
+	dir, err := remote.CheckDir(cfg.Dir)
+	if err != nil {
+		return cfg, err
+	}
+	if strings.ContainsAny(cfg.Dir, "\r\n") {
 		return cfg, fmt.Errorf("dir %q holds a line break", cfg.Dir)
 	}
 	host, _, err := net.SplitHostPort(cfg.Address)
@@ -181,23 +174,15 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
 	}
-	cfg.Dir = path.Clean(cfg.Dir)
-	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"dial timeout", &cfg.DialTimeout, DefaultDialTimeout},
-		{"op timeout", &cfg.OpTimeout, DefaultOpTimeout},
-		{"rescan", &cfg.Rescan, DefaultRescan},
-		{"temp max age", &cfg.TempMaxAge, DefaultTempMaxAge},
-	} {
-		if *d.v < 0 {
-			return cfg, fmt.Errorf("%s %v is negative", d.name, *d.v)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
-		}
+	cfg.Dir = dir
+	err = remote.FillDurations(
+		remote.Duration{Name: "dial timeout", Value: &cfg.DialTimeout, Default: DefaultDialTimeout},
+		remote.Duration{Name: "op timeout", Value: &cfg.OpTimeout, Default: DefaultOpTimeout},
+		remote.Duration{Name: "rescan", Value: &cfg.Rescan, Default: DefaultRescan},
+		remote.Duration{Name: "temp max age", Value: &cfg.TempMaxAge, Default: DefaultTempMaxAge},
+	)
+	if err != nil {
+		return cfg, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

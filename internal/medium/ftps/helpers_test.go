@@ -2,7 +2,6 @@ package ftps
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -63,7 +62,7 @@ func newEnv(t testing.TB, srv *vsftpdtest.Server, o envOptions) *env {
 
 // fastBackoff makes reconnects quick for tests.
 func fastBackoff(c *client) {
-	c.backoffMin, c.backoffMax = time.Millisecond, 20*time.Millisecond
+	c.rc.SetBackoff(time.Millisecond, 20*time.Millisecond)
 }
 
 func (e *env) publisher(t testing.TB) *Publisher {
@@ -86,18 +85,4 @@ func (e *env) receiver(t testing.TB) *Receiver {
 	fastBackoff(r.c)
 	t.Cleanup(func() { r.Close() })
 	return r
-}
-
-// dropNames lists the drop directory on the server's side.
-func dropNames(t testing.TB, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
 }

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/ftps/vsftpdtest"
 	"github.com/ferrybridge/ferry/internal/medium/mediumtest"
 )
@@ -42,7 +41,7 @@ func TestPublisher_Certificate(t *testing.T) {
 			if !errors.Is(err, ErrCertificate) {
 				t.Fatalf("Publish: %v, want ErrCertificate", err)
 			}
-			if names := dropNames(t, e.drop); len(names) != 0 {
+			if names := mediumtest.DropNames(t, e.drop); len(names) != 0 {
 				t.Fatalf("drop holds %v after a certificate failure, want nothing", names)
 			}
 			// The receiver refuses the server just as well, and goes on.
@@ -176,78 +175,23 @@ func TestPlain(t *testing.T) {
 func TestPublisher_ExistsOtherBytes(t *testing.T) {
 	srv := vsftpdtest.Start(t)
 	e := newEnv(t, srv, envOptions{})
-	p := e.publisher(t)
-	if err := p.Publish(context.Background(), "x.fxe", []byte("planted")); err != nil {
-		t.Fatal(err)
-	}
-	for _, data := range [][]byte{[]byte("mine!!!"), []byte("plante"), []byte("planted+")} {
-		if err := p.Publish(context.Background(), "x.fxe", data); !errors.Is(err, medium.ErrExists) {
-			t.Errorf("Publish(%q) over other bytes: %v, want ErrExists", data, err)
-		}
-	}
-	if err := p.Publish(context.Background(), "x.fxe", []byte("planted")); err != nil {
-		t.Errorf("Publish of the same bytes: %v", err)
-	}
-	got, _ := os.ReadFile(filepath.Join(e.drop, "x.fxe"))
-	if string(got) != "planted" {
-		t.Errorf("file now holds %q, want it untouched", got)
-	}
-	if err := os.Mkdir(filepath.Join(e.drop, "d.fxe"), 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Publish(context.Background(), "d.fxe", nil); !errors.Is(err, medium.ErrExists) {
-		t.Errorf("Publish over a directory: %v, want ErrExists", err)
-	}
-	if names := dropNames(t, e.drop); !slices.Equal(names, []string{"d.fxe", "x.fxe"}) {
-		t.Errorf("drop holds %v, want no temporary files left", names)
-	}
+	mediumtest.ExistsOtherBytes(t, e.publisher(t), e.drop)
 }
 
 // TestJanitor: a temporary file left by a crash is never delivered, and is
 // removed once older than TempMaxAge; a fresh one stays.
 func TestJanitor(t *testing.T) {
 	srv := vsftpdtest.Start(t)
-	for _, who := range []string{"publisher", "receiver"} {
-		t.Run(who, func(t *testing.T) {
-			e := newEnv(t, srv, envOptions{})
-			e.cfg.TempMaxAge = time.Hour
-			old := ".a.fxe.tmp-0123456789abcdef"
-			fresh := ".b.fxe.tmp-fedcba9876543210"
-			foreign := ".c.fxe.part"
-			for _, n := range []string{old, fresh, foreign} {
-				if err := os.WriteFile(filepath.Join(e.drop, n), []byte("partial"), 0o666); err != nil {
-					t.Fatal(err)
-				}
-			}
-			past := time.Now().Add(-2 * time.Hour)
-			for _, n := range []string{old, foreign} {
-				if err := os.Chtimes(filepath.Join(e.drop, n), past, past); err != nil {
-					t.Fatal(err)
-				}
-			}
-			switch who {
-			case "publisher":
-				if err := e.publisher(t).Publish(context.Background(), "z.fxe", []byte("z")); err != nil {
-					t.Fatal(err)
-				}
-			case "receiver":
-				r := mediumtest.Start(t, e.receiver(t))
-				// The first scan sweeps; under load it may take a while.
-				deadline := time.Now().Add(mediumtest.Deadline)
-				for slices.Contains(dropNames(t, e.drop), old) && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-				r.Quiet(t, 100*time.Millisecond)
-			}
-			names := dropNames(t, e.drop)
-			if slices.Contains(names, old) {
-				t.Errorf("stale temporary file %s not removed: %v", old, names)
-			}
-			if !slices.Contains(names, fresh) || !slices.Contains(names, foreign) {
-				t.Errorf("drop holds %v, want %s and %s kept", names, fresh, foreign)
-			}
-		})
-	}
+	t.Run("publisher", func(t *testing.T) {
+		e := newEnv(t, srv, envOptions{})
+		e.cfg.TempMaxAge = time.Hour
+		mediumtest.Janitor(t, e.drop, e.publisher(t), nil)
+	})
+	t.Run("receiver", func(t *testing.T) {
+		e := newEnv(t, srv, envOptions{})
+		e.cfg.TempMaxAge = time.Hour
+		mediumtest.Janitor(t, e.drop, nil, e.receiver(t))
+	})
 }
 
 // TestServerRestart stops vsftpd during a large upload while a receiver
@@ -258,40 +202,7 @@ func TestServerRestart(t *testing.T) {
 	e := newEnv(t, srv, envOptions{})
 	p := e.publisher(t)
 	r := mediumtest.Start(t, e.receiver(t))
-	if err := p.Publish(context.Background(), "a.fxe", []byte("before")); err != nil {
-		t.Fatal(err)
-	}
-	mediumtest.Consume(t, r, e.in, 1)
-
-	big := mediumtest.RandomBytes(t, 48<<20)
-	errc := make(chan error, 1)
-	go func() { errc <- p.Publish(context.Background(), "big.fxe", big) }()
-	deadline := time.Now().Add(mediumtest.Deadline)
-	for !slices.ContainsFunc(dropNames(t, e.drop), func(n string) bool { return strings.HasPrefix(n, ".big.fxe.tmp-") }) {
-		if time.Now().After(deadline) {
-			t.Fatal("the upload never started")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	srv.Stop(t)
-	if err := <-errc; err == nil {
-		t.Fatal("Publish succeeded although vsftpd died during the upload")
-	}
-	if slices.Contains(dropNames(t, e.drop), "big.fxe") {
-		t.Fatal("a final name appeared for the interrupted upload")
-	}
-	srv.Restart(t)
-	if err := p.Publish(context.Background(), "big.fxe", big); err != nil {
-		t.Fatalf("Publish after the restart: %v", err)
-	}
-	_, got := mediumtest.Consume(t, r, e.in, 1)
-	if !bytes.Equal(got["big.fxe"], big) {
-		t.Fatal("big.fxe lost or changed across the restart")
-	}
-	r.Quiet(t, 200*time.Millisecond)
-	if names := dropNames(t, e.drop); len(names) != 0 {
-		t.Errorf("drop holds %v after everything was received, want nothing", names)
-	}
+	mediumtest.ServerRestart(t, srv, p, r, e.in, e.drop, 48<<20)
 }
 
 // TestReceiver_ManySmall: many small files arrive exactly once, in name

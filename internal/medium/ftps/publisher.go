@@ -3,7 +3,6 @@ package ftps
 import (
 	"context"
 	"fmt"
-	"log/slog"
 
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/remote"
@@ -24,16 +23,9 @@ var _ medium.Publisher = (*Publisher)(nil)
 // file or pin, and returns a Publisher. It does not dial: the first
 // Publish does. With cfg.Plain it logs a warning.
 func NewPublisher(cfg Config) (*Publisher, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, c, err := open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("new ftps publisher: %w", err)
-	}
-	c, err := newClient(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("new ftps publisher: %w", err)
-	}
-	if cfg.Plain {
-		cfg.Logger.Warn(plainWarning, slog.String(logAddr, cfg.Address))
 	}
 	core := remote.NewPublisher(session{c: c}, remote.PublisherConfig{
 		Dir: cfg.Dir, TempMaxAge: cfg.TempMaxAge, ChunkSize: chunkSize, Logger: cfg.Logger,
@@ -46,9 +38,9 @@ func (p *Publisher) Close() error { return p.c.close() }
 
 // Publish implements medium.Publisher; see the package doc for the steps.
 func (p *Publisher) Publish(ctx context.Context, name string, data []byte) error {
-	if err := p.c.lock(ctx); err != nil {
+	if err := p.c.rc.Lock(ctx); err != nil {
 		return err
 	}
-	defer p.c.unlock()
+	defer p.c.rc.Unlock()
 	return p.core.Publish(ctx, name, data)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/remote"
@@ -27,16 +26,9 @@ func NewReceiver(cfg Config, inbox *medium.Inbox) (*Receiver, error) {
 	if inbox == nil {
 		return nil, errors.New("new ftps receiver: inbox is nil")
 	}
-	cfg, err := cfg.withDefaults()
+	cfg, c, err := open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("new ftps receiver: %w", err)
-	}
-	c, err := newClient(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("new ftps receiver: %w", err)
-	}
-	if cfg.Plain {
-		cfg.Logger.Warn(plainWarning, slog.String(logAddr, cfg.Address))
 	}
 	// The connection is the receiver's alone, so the end of ctx closes it
 	// at once (exclusive).
@@ -51,9 +43,9 @@ func (r *Receiver) Close() error { return r.c.close() }
 
 // Run implements medium.Receiver; see the package doc.
 func (r *Receiver) Run(ctx context.Context, out chan<- string) error {
-	if err := r.c.lock(ctx); err != nil {
+	if err := r.c.rc.Lock(ctx); err != nil {
 		return err
 	}
-	defer r.c.unlock()
+	defer r.c.rc.Unlock()
 	return r.core.Run(ctx, out)
 }

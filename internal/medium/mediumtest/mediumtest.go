@@ -32,6 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -168,6 +170,145 @@ func Consume(t testing.TB, r *Running, in *medium.Inbox, want int) ([]string, ma
 		got[name] = data
 	}
 	return order, got
+}
+
+// DropNames lists a drop directory through the local directory behind it,
+// as the server's side sees it.
+func DropNames(t testing.TB, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// Restarter is a real server a remote medium's test runs: it can be
+// stopped (its sessions killed) and started again on the same address.
+type Restarter interface {
+	Stop(t testing.TB)
+	Restart(t testing.TB)
+}
+
+// ServerRestart checks that a remote medium survives its server dying
+// during an upload. With r running a receiver into in, it publishes
+// size random bytes (size should take the upload a while) and stops srv
+// once the temporary upload shows in drop, the local directory behind
+// the drop: the publish fails and leaves no final name. After the
+// restart, the same publish succeeds, r delivers the bytes exactly once,
+// and drop ends empty.
+func ServerRestart(t *testing.T, srv Restarter, p medium.Publisher, r *Running, in *medium.Inbox, drop string, size int) {
+	t.Helper()
+	mustPublish(t, p, "a.fxe", []byte("before"))
+	Consume(t, r, in, 1)
+
+	big := RandomBytes(t, size)
+	errc := make(chan error, 1)
+	go func() { errc <- p.Publish(context.Background(), "big.fxe", big) }()
+	deadline := time.Now().Add(Deadline)
+	for !slices.ContainsFunc(DropNames(t, drop), func(n string) bool { return strings.HasPrefix(n, ".big.fxe.tmp-") }) {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	srv.Stop(t)
+	if err := <-errc; err == nil {
+		t.Fatal("Publish succeeded although the server died during the upload")
+	}
+	if slices.Contains(DropNames(t, drop), "big.fxe") {
+		t.Fatal("a final name appeared for the interrupted upload")
+	}
+	srv.Restart(t)
+	if err := p.Publish(context.Background(), "big.fxe", big); err != nil {
+		t.Fatalf("Publish after the restart: %v", err)
+	}
+	_, got := Consume(t, r, in, 1)
+	if !bytes.Equal(got["big.fxe"], big) {
+		t.Fatal("big.fxe lost or changed across the restart")
+	}
+	r.Quiet(t, 200*time.Millisecond)
+	if names := DropNames(t, drop); len(names) != 0 {
+		t.Errorf("drop holds %v after everything was received, want nothing", names)
+	}
+}
+
+// ExistsOtherBytes checks Publish against a file planted in drop (the
+// local directory behind p's drop) by someone else: other bytes under the
+// name fail with [medium.ErrExists] and leave the file untouched, the
+// same bytes succeed, a directory under the name is other bytes too, and
+// no temporary file is left behind.
+func ExistsOtherBytes(t *testing.T, p medium.Publisher, drop string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(drop, "x.fxe"), []byte("planted"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	for _, data := range [][]byte{[]byte("mine!!!"), []byte("plante"), []byte("planted+")} {
+		if err := p.Publish(context.Background(), "x.fxe", data); !errors.Is(err, medium.ErrExists) {
+			t.Errorf("Publish(%q) over other bytes: %v, want ErrExists", data, err)
+		}
+	}
+	if err := p.Publish(context.Background(), "x.fxe", []byte("planted")); err != nil {
+		t.Errorf("Publish of the same bytes: %v", err)
+	}
+	got, _ := os.ReadFile(filepath.Join(drop, "x.fxe"))
+	if string(got) != "planted" {
+		t.Errorf("file now holds %q, want it untouched", got)
+	}
+	if err := os.Mkdir(filepath.Join(drop, "d.fxe"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(context.Background(), "d.fxe", nil); !errors.Is(err, medium.ErrExists) {
+		t.Errorf("Publish over a directory: %v, want ErrExists", err)
+	}
+	if names := DropNames(t, drop); !slices.Equal(names, []string{"d.fxe", "x.fxe"}) {
+		t.Errorf("drop holds %v, want no temporary files left", names)
+	}
+}
+
+// Janitor checks a remote medium's janitor with TempMaxAge of an hour:
+// of the files it plants in drop (the local directory behind the drop),
+// a temporary file older than an hour is removed, while a fresh one and
+// an old file of another pattern stay. Exactly one of p and r is the side
+// under test: the sweep runs at a publish, or at r's first scan.
+func Janitor(t *testing.T, drop string, p medium.Publisher, r medium.Receiver) {
+	t.Helper()
+	old := ".a.fxe.tmp-0123456789abcdef"
+	fresh := ".b.fxe.tmp-fedcba9876543210"
+	foreign := ".c.fxe.part" // not the temporary pattern: never touched
+	for _, n := range []string{old, fresh, foreign} {
+		if err := os.WriteFile(filepath.Join(drop, n), []byte("partial"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	for _, n := range []string{old, foreign} {
+		if err := os.Chtimes(filepath.Join(drop, n), past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p != nil {
+		mustPublish(t, p, "z.fxe", []byte("z"))
+	} else {
+		run := Start(t, r)
+		// The first scan sweeps; under load it may take a while.
+		deadline := time.Now().Add(Deadline)
+		for slices.Contains(DropNames(t, drop), old) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		run.Quiet(t, 100*time.Millisecond)
+	}
+	names := DropNames(t, drop)
+	if slices.Contains(names, old) {
+		t.Errorf("stale temporary file %s not removed: %v", old, names)
+	}
+	if !slices.Contains(names, fresh) || !slices.Contains(names, foreign) {
+		t.Errorf("drop holds %v, want %s and %s kept", names, fresh, foreign)
+	}
 }
 
 func mustPublish(t testing.TB, pub medium.Publisher, name string, data []byte) {

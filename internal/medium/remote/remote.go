@@ -2,8 +2,19 @@
 // same way, over a small interface that each protocol implements: the
 // receiver's scan loop, the publisher's temporary upload and placing, and
 // the janitor of stale temporary files. The protocol packages
-// (medium/sftp, medium/ftps) dial, authenticate, bound each operation by a
-// timeout and reconnect; this package decides what to do with the files.
+// (medium/sftp, medium/ftps) dial and authenticate; this package keeps
+// their connection ([Reconnector]) and decides what to do with the files.
+//
+// # Connections
+//
+// A [Reconnector] keeps one protocol connection (a [Link]): it hands out
+// the live one, dials a new one after a failure once an exponential
+// backoff with jitter has passed ([Backoff]: 100ms doubling to 30s by
+// default), bounds each operation by the protocol's operation timeout
+// (an overrun closes the connection, which fails the operation), and
+// tells the server's answers, which keep the connection, from failures,
+// which drop it. Its one-slot turn serializes dials, or, for FTP, whole
+// publishes and scans.
 //
 // # The protocol interface
 //

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
-	"path"
 	"sync"
 	"time"
 
@@ -15,15 +13,12 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrybridge/ferry/internal/medium"
-	"github.com/ferrybridge/ferry/internal/medium/internal/safefs"
+	"github.com/ferrybridge/ferry/internal/medium/remote"
 )
 
 // extStatVFS is the SFTP extension that reports a file system's free
 // space.
 const extStatVFS = "statvfs@openssh.com"
-
-// probeData is what a check writes into its probe file.
-var probeData = []byte("ferry medium check\n")
 
 // Check checks the SFTP drop cfg names for `ferryctl medium check`. It
 // connects exactly as the medium does (the key file, the pinned host key,
@@ -50,7 +45,7 @@ func Check(ctx context.Context, cfg Config) (*medium.CheckReport, error) {
 		mu   sync.Mutex
 		seen ssh.PublicKey
 	)
-	sc, closeConn, err := checkDial(ctx, cfg, func(k ssh.PublicKey) {
+	c, cn, closeConn, err := checkDial(ctx, cfg, func(k ssh.PublicKey) {
 		mu.Lock()
 		seen = k
 		mu.Unlock()
@@ -88,6 +83,7 @@ func Check(ctx context.Context, cfg Config) (*medium.CheckReport, error) {
 	}
 	defer closeConn()
 	r.Reachable = true
+	sc := cn.sftp
 
 	// Each step is bounded by OpTimeout, and the end of ctx, like an
 	// overrun, closes the connection, which fails the step in progress.
@@ -101,18 +97,15 @@ func Check(ctx context.Context, cfg Config) (*medium.CheckReport, error) {
 
 	var fi os.FileInfo
 	err = op(func() (err error) { fi, err = sc.Stat(cfg.Dir); return err })
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		r.Problemf("the drop directory %s does not exist on the server", cfg.Dir)
-		return r, ctx.Err()
-	case err != nil:
-		r.Problemf("cannot reach the drop directory %s: %v", cfg.Dir, err)
-		return r, ctx.Err()
-	case !fi.IsDir():
-		r.Problemf("the drop directory %s on the server is not a directory", cfg.Dir)
+	if !remote.CheckDirStat(r, cfg.Dir, err == nil && fi.IsDir(), err) {
 		return r, ctx.Err()
 	}
-	if err := probeDrop(sc, cfg.Dir, op); err != nil {
+	// The probe goes through the medium's own operations, placing with
+	// SSH_FXP_RENAME (which OpenSSH refuses onto an existing name), as the
+	// medium places where the server lacks hardlink@openssh.com.
+	rename := true
+	f := &fsConn{s: session{c: c, exclusive: true, noHardlink: &rename}, cn: cn}
+	if err := remote.ProbeDrop(ctx, f, cfg.Dir); err != nil {
 		r.Problemf("cannot write, rename and remove a probe file in %s: %v", cfg.Dir, err)
 	} else {
 		r.Writable = true
@@ -123,68 +116,25 @@ func Check(ctx context.Context, cfg Config) (*medium.CheckReport, error) {
 			r.SetFree(int64(st.Bavail * st.Frsize))
 		}
 	}
-	var list []os.FileInfo
-	err = op(func() (err error) { list, err = sc.ReadDir(cfg.Dir); return err })
+	list, err := f.List(ctx, cfg.Dir)
 	if err != nil {
 		r.Problemf("cannot list the drop directory %s: %v", cfg.Dir, err)
 		return r, ctx.Err()
 	}
-	now := time.Now()
-	for _, fi := range list {
-		switch n := fi.Name(); {
-		case !fi.Mode().IsRegular():
-		case safefs.IsTempName(n):
-			r.Temps++
-		case medium.ValidName(n):
-			r.AddFile(n, fi.ModTime(), now)
-		}
-	}
+	remote.CountFiles(r, list, time.Now())
 	return r, ctx.Err()
-}
-
-// probeDrop writes a probe file in dir (O_EXCL, fsync where offered,
-// close), renames it to another dot name, and removes it. On a failure it
-// removes whatever it left, as far as the connection allows.
-func probeDrop(sc *psftp.Client, dir string, op func(func() error) error) error {
-	name := path.Join(dir, medium.ProbeName())
-	renamed := medium.ProbeRenamed(name)
-	var f *psftp.File
-	if err := op(func() (err error) { f, err = sc.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL); return err }); err != nil {
-		return fmt.Errorf("create %s: %w", path.Base(name), err)
-	}
-	err := op(func() error { _, err := f.Write(probeData); return err })
-	if v, ok := sc.HasExtension(extFsync); err == nil && ok && v == "1" {
-		err = op(f.Sync)
-	}
-	if cerr := op(f.Close); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = op(func() error { return sc.Remove(name) })
-		return fmt.Errorf("write %s: %w", path.Base(name), err)
-	}
-	// SSH_FXP_RENAME, which OpenSSH refuses onto an existing name, as the
-	// medium renames where the server lacks hardlink@openssh.com.
-	if err := op(func() error { return sc.Rename(name, renamed) }); err != nil {
-		_ = op(func() error { return sc.Remove(name) })
-		return fmt.Errorf("rename %s: %w", path.Base(name), err)
-	}
-	if err := op(func() error { return sc.Remove(renamed) }); err != nil {
-		return fmt.Errorf("remove %s: %w", path.Base(renamed), err)
-	}
-	return nil
 }
 
 // checkDial connects as the medium does (newClient, client.dial: the key
 // file, the pinned host key and its algorithms, DialTimeout) and calls
 // seen with the host key the server shows, before the pin is checked. It
-// returns the SFTP session and what closes the connection (safe to call
-// more than once, from any goroutine). It is the one place Check uses
-// the medium's connection code.
-func checkDial(ctx context.Context, cfg Config, seen func(ssh.PublicKey)) (*psftp.Client, func(), error) {
+// returns the client, the connection (not the client's current one) and
+// what closes the connection (safe to call more than once, from any
+// goroutine).
+func checkDial(ctx context.Context, cfg Config, seen func(ssh.PublicKey)) (*client, *conn, func(), error) {
 	c, err := newClient(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pinned := c.hostKey
 	c.hostKey = func(host string, remote net.Addr, key ssh.PublicKey) error {
@@ -193,10 +143,10 @@ func checkDial(ctx context.Context, cfg Config, seen func(ssh.PublicKey)) (*psft
 	}
 	cn, err := c.dial(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var once sync.Once
-	return cn.sftp, func() { once.Do(func() { cn.release(errClosed) }) }, nil
+	return c, cn, func() { once.Do(func() { cn.Release(errClosed) }) }, nil
 }
 
 // errShown ends the handshake of serverHostKey once the server has shown

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -109,39 +108,21 @@ func algorithmsFor(keyType string) []string {
 // conn is one SSH connection with its SFTP session and the goroutines that
 // watch it.
 type conn struct {
+	*remote.Lifetime
 	ssh  *ssh.Client
 	sftp *psftp.Client
-	done chan struct{} // closed once the connection is closed
-
-	once   sync.Once
-	reason error // why it was closed; set before done is closed
-	wg     sync.WaitGroup
+	wg   sync.WaitGroup
 }
 
-// abort closes the connection, recording why; the first reason wins. It
-// is safe from any goroutine, and makes every operation in flight fail.
-func (cn *conn) abort(reason error) {
-	cn.once.Do(func() {
-		cn.reason = reason
-		close(cn.done)
-		_ = cn.ssh.Close()
-	})
+// Abort implements remote.Link. It makes every operation in flight fail.
+func (cn *conn) Abort(reason error) {
+	cn.End(reason, func() { _ = cn.ssh.Close() })
 }
 
-// dead reports whether the connection has been closed.
-func (cn *conn) dead() bool {
-	select {
-	case <-cn.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// release closes the connection and waits for its goroutines. It must not
-// be called from those goroutines.
-func (cn *conn) release(reason error) {
-	cn.abort(reason)
+// Release implements remote.Link: it closes the connection and waits for
+// its goroutines.
+func (cn *conn) Release(reason error) {
+	cn.Abort(reason)
 	_ = cn.sftp.Close()
 	cn.wg.Wait()
 }
@@ -155,17 +136,17 @@ func (cn *conn) keepalive(interval time.Duration) {
 	defer tick.Stop()
 	for {
 		select {
-		case <-cn.done:
+		case <-cn.Done():
 			return
 		case <-tick.C:
 		}
 		timer := time.AfterFunc(interval, func() {
-			cn.abort(fmt.Errorf("no keepalive reply within %v", interval))
+			cn.Abort(fmt.Errorf("no keepalive reply within %v", interval))
 		})
 		_, _, err := cn.ssh.SendRequest("keepalive@openssh.com", true, nil)
 		timer.Stop()
 		if err != nil {
-			cn.abort(fmt.Errorf("keepalive: %w", err))
+			cn.Abort(fmt.Errorf("keepalive: %w", err))
 			return
 		}
 	}
@@ -173,7 +154,6 @@ func (cn *conn) keepalive(interval time.Duration) {
 
 var (
 	errClosed     = errors.New("sftp: closed")
-	errDropped    = errors.New("connection dropped after a failure")
 	errServerGone = errors.New("server closed the connection")
 )
 
@@ -183,23 +163,11 @@ type client struct {
 	signer  ssh.Signer
 	hostKey ssh.HostKeyCallback
 	algos   []string
-	log     *slog.Logger
 
-	// backoffMin and backoffMax shape the reconnect backoff; tests
-	// shorten them.
-	backoffMin, backoffMax time.Duration
-
-	// dialing is a one-slot semaphore held by the caller that may dial,
-	// so that concurrent callers share one new connection and can still
-	// give up when their ctx ends.
-	dialing chan struct{}
-	// quit is closed by close, to end a backoff wait.
-	quit chan struct{}
-
-	mu       sync.Mutex
-	cur      *conn
-	failures int // consecutive connection failures, for the backoff
-	closed   bool
+	// rc keeps the connection; its turn is held by the caller that may
+	// dial, so that concurrent callers share one new connection and can
+	// still give up when their ctx ends.
+	rc *remote.Reconnector[*conn]
 }
 
 func newClient(cfg Config) (*client, error) {
@@ -211,82 +179,43 @@ func newClient(cfg Config) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client{
-		cfg:        cfg,
-		signer:     signer,
-		hostKey:    hostKey,
-		algos:      algos,
-		log:        cfg.Logger,
-		backoffMin: backoffMin,
-		backoffMax: backoffMax,
-		dialing:    make(chan struct{}, 1),
-		quit:       make(chan struct{}),
-	}, nil
+	c := &client{cfg: cfg, signer: signer, hostKey: hostKey, algos: algos}
+	c.rc = remote.NewReconnector(remote.ReconnectorConfig[*conn]{
+		Address:   cfg.Address,
+		Protocol:  "sftp",
+		OpTimeout: cfg.OpTimeout,
+		Dial:      c.dial,
+		IsAnswer:  isAnswer,
+		Closed:    errClosed,
+		Logger:    cfg.Logger,
+	})
+	return c, nil
+}
+
+// open checks cfg, fills in its defaults and builds its client, for
+// NewPublisher and NewReceiver.
+func open(cfg Config) (Config, *client, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return cfg, nil, err
+	}
+	c, err := newClient(cfg)
+	return cfg, c, err
 }
 
 // get returns the live connection, dialing a new one if there is none,
 // after the backoff that the failures so far call for.
 func (c *client) get(ctx context.Context) (*conn, error) {
-	select {
-	case c.dialing <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := c.rc.Lock(ctx); err != nil {
+		return nil, err
 	}
-	defer func() { <-c.dialing }()
-	c.mu.Lock()
-	cn, closed := c.cur, c.closed
-	c.mu.Unlock()
-	if closed {
-		return nil, errClosed
-	}
-	if cn != nil {
-		if !cn.dead() {
-			return cn, nil
-		}
-		c.drop(cn, cn.reason, true)
-	}
-	c.mu.Lock()
-	failures := c.failures
-	c.mu.Unlock()
-	if d := c.backoff(failures); d > 0 {
-		c.log.Debug("waiting before reconnecting", slog.String(logAddr, c.cfg.Address), slog.Duration(logDelay, d))
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-c.quit:
-			t.Stop()
-			return nil, errClosed
-		}
-	}
-	cn, err := c.dial(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		c.mu.Lock()
-		c.failures++
-		c.mu.Unlock()
-		return nil, fmt.Errorf("connect to %s: %w", c.cfg.Address, err)
-	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		cn.release(errClosed)
-		return nil, errClosed
-	}
-	c.cur = cn
-	c.mu.Unlock()
-	c.log.Info("connected to sftp server", slog.String(logAddr, c.cfg.Address))
-	return cn, nil
+	defer c.rc.Unlock()
+	return c.rc.Get(ctx)
 }
 
-// backoff returns the wait before a dial after n consecutive failures.
-func (c *client) backoff(n int) time.Duration {
-	return remote.Backoff(n, c.backoffMin, c.backoffMax)
-}
+// close closes the connection; later calls fail. A dial in progress
+// finishes and closes what it opened.
+func (c *client) close() error { return c.rc.Close(nil) }
 
 // dial opens a connection: TCP, SSH handshake with the pinned host key,
 // SFTP session; all of it within DialTimeout or until ctx ends.
@@ -327,7 +256,7 @@ func (c *client) dial(ctx context.Context) (*conn, error) {
 		return nil, ctx.Err()
 	}
 	_ = nc.SetDeadline(time.Time{})
-	cn := &conn{ssh: sshc, sftp: sftpc, done: make(chan struct{})}
+	cn := &conn{Lifetime: remote.NewLifetime(), ssh: sshc, sftp: sftpc}
 	cn.wg.Add(2)
 	go cn.keepalive(c.cfg.Keepalive)
 	go func() {
@@ -336,41 +265,9 @@ func (c *client) dial(ctx context.Context) (*conn, error) {
 		if err == nil {
 			err = errServerGone
 		}
-		cn.abort(err)
+		cn.Abort(err)
 	}()
 	return cn, nil
-}
-
-// run runs op, one SFTP operation on cn, within OpTimeout: an overrun
-// closes the connection, which fails op. With abortOnCancel, the end of
-// ctx closes the connection too (for a connection only this caller uses).
-// A failure that is not an answer of the server drops the connection.
-func (c *client) run(ctx context.Context, cn *conn, what string, abortOnCancel bool, op func(*psftp.Client) error) error {
-	timer := time.AfterFunc(c.cfg.OpTimeout, func() {
-		cn.abort(fmt.Errorf("%s: no answer within %v", what, c.cfg.OpTimeout))
-	})
-	if abortOnCancel {
-		stop := context.AfterFunc(ctx, func() { cn.abort(context.Cause(ctx)) })
-		defer stop()
-	}
-	err := op(cn.sftp)
-	timer.Stop()
-	if err == nil {
-		c.mu.Lock()
-		c.failures = 0
-		c.mu.Unlock()
-		return nil
-	}
-	if !cn.dead() && isAnswer(err) {
-		return err
-	}
-	// A connection this caller closed because its ctx ended is no failure
-	// of the server.
-	c.drop(cn, err, !(abortOnCancel && ctx.Err() != nil))
-	if cn.reason != nil && cn.reason != err {
-		return fmt.Errorf("%w (connection closed: %v)", err, cn.reason)
-	}
-	return err
 }
 
 // isAnswer reports whether err is the server's answer to a request (the
@@ -382,44 +279,6 @@ func (c *client) run(ctx context.Context, cn *conn, what string, abortOnCancel b
 func isAnswer(err error) bool {
 	var st *psftp.StatusError
 	return errors.As(err, &st) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
-}
-
-// drop closes cn and forgets it, if it is the current connection; a
-// failure counts towards the backoff and is logged.
-func (c *client) drop(cn *conn, cause error, failure bool) {
-	c.mu.Lock()
-	mine := c.cur == cn
-	if mine {
-		c.cur = nil
-		if failure {
-			c.failures++
-		}
-	}
-	c.mu.Unlock()
-	if cause == nil {
-		cause = errDropped
-	}
-	if mine && failure {
-		c.log.Warn("sftp connection lost", slog.String(logAddr, c.cfg.Address), slog.String(logError, cause.Error()))
-	}
-	cn.release(errDropped)
-}
-
-// close closes the connection; later calls fail. A dial in progress
-// finishes and closes what it opened.
-func (c *client) close() error {
-	c.mu.Lock()
-	cn := c.cur
-	wasClosed := c.closed
-	c.cur, c.closed = nil, true
-	c.mu.Unlock()
-	if !wasClosed {
-		close(c.quit)
-	}
-	if cn != nil {
-		cn.release(errClosed)
-	}
-	return nil
 }
 
 // session adapts a client to remote.Client: the remote core's operations
@@ -454,14 +313,10 @@ var _ remote.Conn = (*fsConn)(nil)
 // op runs one SFTP operation within OpTimeout and marks the server's
 // answers for the remote core.
 func (f *fsConn) op(ctx context.Context, what string, fn func(*psftp.Client) error) error {
-	err := f.s.c.run(ctx, f.cn, what, f.s.exclusive, fn)
-	if err != nil && isAnswer(err) && !f.cn.dead() {
-		return remote.Answer(err)
-	}
-	return err
+	return f.s.c.rc.Run(ctx, f.cn, what, f.s.exclusive, func() error { return fn(f.cn.sftp) })
 }
 
-func (f *fsConn) Dead() bool { return f.cn.dead() }
+func (f *fsConn) Dead() bool { return f.cn.Dead() }
 
 func entryOf(fi fs.FileInfo) remote.Entry {
 	return remote.Entry{Name: fi.Name(), Size: fi.Size(), ModTime: fi.ModTime(), Regular: fi.Mode().IsRegular()}

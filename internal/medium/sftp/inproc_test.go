@@ -355,7 +355,7 @@ func newEnvAt(t testing.TB, addr, user, keyFile, knownHosts, remote, local strin
 
 // fastBackoff makes reconnects quick for tests.
 func fastBackoff(c *client) {
-	c.backoffMin, c.backoffMax = time.Millisecond, 20*time.Millisecond
+	c.rc.SetBackoff(time.Millisecond, 20*time.Millisecond)
 }
 
 func (e *env) publisher(t testing.TB) *Publisher {

@@ -8,10 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh/knownhosts"
 
@@ -77,7 +75,7 @@ func TestOpenSSH_HostKeyChanged(t *testing.T) {
 	if err := p.Publish(context.Background(), "a.fxe", []byte("secret")); !errors.Is(err, ErrHostKey) {
 		t.Fatalf("Publish to a server with another host key: %v, want ErrHostKey", err)
 	}
-	if names := dropNames(t, e.drop); len(names) != 0 {
+	if names := mediumtest.DropNames(t, e.drop); len(names) != 0 {
 		t.Fatalf("drop directory holds %v after a host key mismatch, want nothing", names)
 	}
 }
@@ -115,7 +113,7 @@ func TestOpenSSH_RenameNoReplace(t *testing.T) {
 			if !slices.ContainsFunc(datas, func(d []byte) bool { return bytes.Equal(d, got) }) {
 				t.Fatal("the file holds bytes nobody published")
 			}
-			if names := dropNames(t, e.drop); !slices.Equal(names, []string{"race.fxe"}) {
+			if names := mediumtest.DropNames(t, e.drop); !slices.Equal(names, []string{"race.fxe"}) {
 				t.Errorf("drop holds %v, want only race.fxe", names)
 			}
 		})
@@ -130,38 +128,5 @@ func TestOpenSSH_ServerRestart(t *testing.T) {
 	e := opensshEnv(t, srv, envOptions{})
 	p := e.publisher(t)
 	r := mediumtest.Start(t, e.receiver(t))
-	if err := p.Publish(context.Background(), "a.fxe", []byte("before")); err != nil {
-		t.Fatal(err)
-	}
-	mediumtest.Consume(t, r, e.in, 1)
-
-	big := mediumtest.RandomBytes(t, 64<<20)
-	errc := make(chan error, 1)
-	go func() { errc <- p.Publish(context.Background(), "big.fxe", big) }()
-	deadline := time.Now().Add(mediumtest.Deadline)
-	for !slices.ContainsFunc(dropNames(t, e.drop), func(n string) bool { return strings.HasPrefix(n, ".big.fxe.tmp-") }) {
-		if time.Now().After(deadline) {
-			t.Fatal("the upload never started")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	srv.Stop(t)
-	if err := <-errc; err == nil {
-		t.Fatal("Publish succeeded although sshd died during the upload")
-	}
-	if slices.Contains(dropNames(t, e.drop), "big.fxe") {
-		t.Fatal("a final name appeared for the interrupted upload")
-	}
-	srv.Restart(t)
-	if err := p.Publish(context.Background(), "big.fxe", big); err != nil {
-		t.Fatalf("Publish after the restart: %v", err)
-	}
-	_, got := mediumtest.Consume(t, r, e.in, 1)
-	if !bytes.Equal(got["big.fxe"], big) {
-		t.Fatal("big.fxe lost or changed across the restart")
-	}
-	r.Quiet(t, 200*time.Millisecond)
-	if names := dropNames(t, e.drop); len(names) != 0 {
-		t.Errorf("drop holds %v after everything was received, want nothing", names)
-	}
+	mediumtest.ServerRestart(t, srv, p, r, e.in, e.drop, 64<<20)
 }

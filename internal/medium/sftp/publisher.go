@@ -33,11 +33,7 @@ var _ medium.Publisher = (*Publisher)(nil)
 // known_hosts file, and returns a Publisher. It does not dial: the first
 // Publish does.
 func NewPublisher(cfg Config) (*Publisher, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		return nil, fmt.Errorf("new sftp publisher: %w", err)
-	}
-	c, err := newClient(cfg)
+	cfg, c, err := open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("new sftp publisher: %w", err)
 	}

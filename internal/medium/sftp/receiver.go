@@ -26,11 +26,7 @@ func NewReceiver(cfg Config, inbox *medium.Inbox) (*Receiver, error) {
 	if inbox == nil {
 		return nil, errors.New("new sftp receiver: inbox is nil")
 	}
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		return nil, fmt.Errorf("new sftp receiver: %w", err)
-	}
-	c, err := newClient(cfg)
+	cfg, c, err := open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("new sftp receiver: %w", err)
 	}

@@ -95,8 +95,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path"
 	"time"
+
+	"github.com/ferrybridge/ferry/internal/medium/remote"
 )
 
 // Defaults for the zero values of Config.
@@ -108,23 +109,9 @@ const (
 	DefaultTempMaxAge  = time.Hour
 )
 
-// Reconnect backoff: the wait before a dial after n consecutive failures
-// is about backoffMin·2^(n-1), at most backoffMax, with jitter.
-const (
-	backoffMin = 100 * time.Millisecond
-	backoffMax = 30 * time.Second
-)
-
 // chunkSize is how much one SFTP read or write operation moves; it bounds
 // the memory a transfer holds and the work one OpTimeout covers.
 const chunkSize = 1 << 20
-
-// Attribute keys for log records.
-const (
-	logAddr  = "addr"
-	logError = "error"
-	logDelay = "delay"
-)
 
 // ErrKeyPermissions is returned (wrapped) when the private key file is
 // accessible to its group or to others.
@@ -161,32 +148,24 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, errors.New("key file is empty")
 	case cfg.KnownHosts == "":
 		return cfg, errors.New("known_hosts file is empty: the server's host key must be pinned")
-	case cfg.Dir == "":
-		return cfg, errors.New("dir is empty")
-	case !path.IsAbs(cfg.Dir):
-		return cfg, fmt.Errorf("dir %q is not absolute", cfg.Dir)
+	}
+	dir, err := remote.CheckDir(cfg.Dir)
+	if err != nil {
+		return cfg, err
 	}
 	if _, _, err := net.SplitHostPort(cfg.Address); err != nil {
 		return cfg, fmt.Errorf("address %q: %w", cfg.Address, err)
 	}
-	cfg.Dir = path.Clean(cfg.Dir)
-	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"dial timeout", &cfg.DialTimeout, DefaultDialTimeout},
-		{"op timeout", &cfg.OpTimeout, DefaultOpTimeout},
-		{"keepalive", &cfg.Keepalive, DefaultKeepalive},
-		{"rescan", &cfg.Rescan, DefaultRescan},
-		{"temp max age", &cfg.TempMaxAge, DefaultTempMaxAge},
-	} {
-		if *d.v < 0 {
-			return cfg, fmt.Errorf("%s %v is negative", d.name, *d.v)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
-		}
+	cfg.Dir = dir
+	err = remote.FillDurations(
+		remote.Duration{Name: "dial timeout", Value: &cfg.DialTimeout, Default: DefaultDialTimeout},
+		remote.Duration{Name: "op timeout", Value: &cfg.OpTimeout, Default: DefaultOpTimeout},
+		remote.Duration{Name: "keepalive", Value: &cfg.Keepalive, Default: DefaultKeepalive},
+		remote.Duration{Name: "rescan", Value: &cfg.Rescan, Default: DefaultRescan},
+		remote.Duration{Name: "temp max age", Value: &cfg.TempMaxAge, Default: DefaultTempMaxAge},
+	)
+	if err != nil {
+		return cfg, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -39,20 +39,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// dropNames lists the drop directory on the server's side.
-func dropNames(t testing.TB, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func TestNewPublisher_KeyPermissions(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660} {
@@ -113,7 +99,7 @@ func TestPublisher_HostKeyChanged(t *testing.T) {
 	if !errors.Is(err, ErrHostKey) {
 		t.Fatalf("Publish to a server with another host key: %v, want ErrHostKey", err)
 	}
-	if names := dropNames(t, e.drop); len(names) != 0 {
+	if names := mediumtest.DropNames(t, e.drop); len(names) != 0 {
 		t.Fatalf("drop directory holds %v after a host key mismatch, want nothing", names)
 	}
 	// The receiver refuses the server just as well, and does not end Run.
@@ -158,32 +144,7 @@ func TestPublisher_HostKeyAlgorithms(t *testing.T) {
 
 func TestPublisher_ExistsOtherBytes(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	if err := os.WriteFile(filepath.Join(e.drop, "x.fxe"), []byte("planted"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := e.publisher(t)
-	for _, data := range [][]byte{[]byte("mine!!!"), []byte("plante"), []byte("planted+")} {
-		if err := p.Publish(context.Background(), "x.fxe", data); !errors.Is(err, medium.ErrExists) {
-			t.Errorf("Publish(%q) over other bytes: %v, want ErrExists", data, err)
-		}
-	}
-	if err := p.Publish(context.Background(), "x.fxe", []byte("planted")); err != nil {
-		t.Errorf("Publish of the same bytes: %v", err)
-	}
-	got, _ := os.ReadFile(filepath.Join(e.drop, "x.fxe"))
-	if string(got) != "planted" {
-		t.Errorf("file now holds %q, want it untouched", got)
-	}
-	// A directory under the name is different content too.
-	if err := os.Mkdir(filepath.Join(e.drop, "d.fxe"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Publish(context.Background(), "d.fxe", nil); !errors.Is(err, medium.ErrExists) {
-		t.Errorf("Publish over a directory: %v, want ErrExists", err)
-	}
-	if names := dropNames(t, e.drop); !slices.Equal(names, []string{"d.fxe", "x.fxe"}) {
-		t.Errorf("drop holds %v, want no temporary files left", names)
-	}
+	mediumtest.ExistsOtherBytes(t, e.publisher(t), e.drop)
 }
 
 // TestPublisher_ConcurrentSameName races publishes of one name: those
@@ -208,7 +169,7 @@ func TestPublisher_ConcurrentSameName(t *testing.T) {
 			if !bytes.Equal(got, data) {
 				t.Error("the file does not hold the bytes published")
 			}
-			if names := dropNames(t, e.drop); !slices.Equal(names, []string{"same.fxe"}) {
+			if names := mediumtest.DropNames(t, e.drop); !slices.Equal(names, []string{"same.fxe"}) {
 				t.Errorf("drop holds %v, want only same.fxe", names)
 			}
 		})
@@ -218,42 +179,16 @@ func TestPublisher_ConcurrentSameName(t *testing.T) {
 // TestJanitor: a temporary file left by a crash is never delivered, and is
 // removed once older than TempMaxAge; a fresh one stays.
 func TestJanitor(t *testing.T) {
-	for _, who := range []string{"publisher", "receiver"} {
-		t.Run(who, func(t *testing.T) {
-			e := newEnv(t, envOptions{})
-			e.cfg.TempMaxAge = time.Hour
-			old := ".a.fxe.tmp-0123456789abcdef"
-			fresh := ".b.fxe.tmp-fedcba9876543210"
-			foreign := ".c.fxe.part" // not our pattern: never touched
-			for _, n := range []string{old, fresh, foreign} {
-				if err := os.WriteFile(filepath.Join(e.drop, n), []byte("partial"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			past := time.Now().Add(-2 * time.Hour)
-			for _, n := range []string{old, foreign} {
-				if err := os.Chtimes(filepath.Join(e.drop, n), past, past); err != nil {
-					t.Fatal(err)
-				}
-			}
-			switch who {
-			case "publisher":
-				if err := e.publisher(t).Publish(context.Background(), "z.fxe", []byte("z")); err != nil {
-					t.Fatal(err)
-				}
-			case "receiver":
-				r := mediumtest.Start(t, e.receiver(t))
-				r.Quiet(t, 300*time.Millisecond)
-			}
-			names := dropNames(t, e.drop)
-			if slices.Contains(names, old) {
-				t.Errorf("stale temporary file %s not removed: %v", old, names)
-			}
-			if !slices.Contains(names, fresh) || !slices.Contains(names, foreign) {
-				t.Errorf("drop holds %v, want %s and %s kept", names, fresh, foreign)
-			}
-		})
-	}
+	t.Run("publisher", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		e.cfg.TempMaxAge = time.Hour
+		mediumtest.Janitor(t, e.drop, e.publisher(t), nil)
+	})
+	t.Run("receiver", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		e.cfg.TempMaxAge = time.Hour
+		mediumtest.Janitor(t, e.drop, nil, e.receiver(t))
+	})
 }
 
 // TestReceiver_IgnoresNames: temp names, invalid names, directories and
@@ -275,7 +210,7 @@ func TestReceiver_IgnoresNames(t *testing.T) {
 	if err := os.Symlink(secret, filepath.Join(e.drop, "link.fxe")); err != nil {
 		t.Fatal(err)
 	}
-	before := dropNames(t, e.drop)
+	before := mediumtest.DropNames(t, e.drop)
 	p := e.publisher(t)
 	if err := p.Publish(context.Background(), "ok.fxe", []byte("ok")); err != nil {
 		t.Fatal(err)
@@ -286,7 +221,7 @@ func TestReceiver_IgnoresNames(t *testing.T) {
 		t.Fatalf("received %s, want ok.fxe", order[0])
 	}
 	r.Quiet(t, 200*time.Millisecond)
-	if after := dropNames(t, e.drop); !slices.Equal(after, before) {
+	if after := mediumtest.DropNames(t, e.drop); !slices.Equal(after, before) {
 		t.Fatalf("drop holds %v, want the ignored names %v untouched", after, before)
 	}
 }
@@ -314,7 +249,7 @@ func TestReceiver_SizeCap(t *testing.T) {
 	if !strings.Contains(string(reason), "reason: "+medium.ReasonTooLarge) {
 		t.Errorf("reason file says %q, want %s", reason, medium.ReasonTooLarge)
 	}
-	if names := dropNames(t, e.drop); len(names) != 0 {
+	if names := mediumtest.DropNames(t, e.drop); len(names) != 0 {
 		t.Errorf("drop holds %v, want the file over the cap removed", names)
 	}
 }
@@ -356,7 +291,7 @@ func TestReceiver_Duplicate(t *testing.T) {
 			t.Errorf("quarantine %s: %q, %v; want a duplicate_name reason", n, b, err)
 		}
 	}
-	if names := dropNames(t, e.drop); len(names) != 0 {
+	if names := mediumtest.DropNames(t, e.drop); len(names) != 0 {
 		t.Errorf("drop holds %v, want the duplicates removed", names)
 	}
 }
@@ -395,7 +330,7 @@ func TestServerRestart(t *testing.T) {
 	go func() { errc <- p.Publish(context.Background(), "big.fxe", big) }()
 	// Wait until the upload has started writing, then crash the server.
 	deadline := time.Now().Add(mediumtest.Deadline)
-	for !slices.ContainsFunc(dropNames(t, e.drop), func(n string) bool { return strings.HasPrefix(n, ".big.fxe.tmp-") }) {
+	for !slices.ContainsFunc(mediumtest.DropNames(t, e.drop), func(n string) bool { return strings.HasPrefix(n, ".big.fxe.tmp-") }) {
 		if time.Now().After(deadline) {
 			t.Fatal("the upload never started")
 		}
@@ -405,7 +340,7 @@ func TestServerRestart(t *testing.T) {
 	if err := <-errc; err == nil {
 		t.Fatal("Publish succeeded although the server died during the upload")
 	}
-	if slices.Contains(dropNames(t, e.drop), "big.fxe") {
+	if slices.Contains(mediumtest.DropNames(t, e.drop), "big.fxe") {
 		t.Fatal("a final name appeared for the interrupted upload")
 	}
 	// While the server is down, Publish fails fast enough and Run goes on.
@@ -429,7 +364,7 @@ func TestServerRestart(t *testing.T) {
 	r.Quiet(t, 200*time.Millisecond)
 	// The temporary file of the interrupted upload was removed once the
 	// connection came back.
-	if names := dropNames(t, e.drop); len(names) != 0 {
+	if names := mediumtest.DropNames(t, e.drop); len(names) != 0 {
 		t.Errorf("drop holds %v after everything was received, want nothing", names)
 	}
 }
@@ -451,9 +386,9 @@ func TestReceiver_LostBeforeRemove(t *testing.T) {
 		t.Fatal("the file was not delivered intact")
 	}
 	deadline := time.Now().Add(mediumtest.Deadline)
-	for len(dropNames(t, e.drop)) != 0 {
+	for len(mediumtest.DropNames(t, e.drop)) != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("drop still holds %v: the removal was never retried", dropNames(t, e.drop))
+			t.Fatalf("drop still holds %v: the removal was never retried", mediumtest.DropNames(t, e.drop))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -482,7 +417,7 @@ func TestReceiver_CutMidDownload(t *testing.T) {
 	r := mediumtest.Start(t, e.receiver(t))
 	for range 5 {
 		deadline := time.Now().Add(mediumtest.Deadline)
-		for !slices.ContainsFunc(dropNames(t, e.in.Dir()), func(n string) bool { return strings.HasPrefix(n, ".") }) {
+		for !slices.ContainsFunc(mediumtest.DropNames(t, e.in.Dir()), func(n string) bool { return strings.HasPrefix(n, ".") }) {
 			if time.Now().After(deadline) {
 				t.Fatal("no download started")
 			}
@@ -569,12 +504,13 @@ func TestKeepalive(t *testing.T) {
 	if err := p.Publish(context.Background(), "a.fxe", []byte("a")); err != nil {
 		t.Fatal(err)
 	}
-	p.c.mu.Lock()
-	cn := p.c.cur
-	p.c.mu.Unlock()
+	cn, err := p.c.get(context.Background()) // the live connection
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.srv.freeze(true)
 	select {
-	case <-cn.done:
+	case <-cn.Done():
 	case <-time.After(3 * time.Second):
 		t.Fatal("connection to a frozen server still open after 30 keepalive intervals")
 	}

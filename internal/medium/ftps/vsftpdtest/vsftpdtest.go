@@ -53,7 +53,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -63,10 +62,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferrybridge/ferry/internal/medium/internal/daemontest"
 )
 
 // VsftpdPath is the vsftpd the tests run.
@@ -82,13 +82,6 @@ const (
 	authDir      = "/run/ferry-vsftpdtest"
 	passwordFile = authDir + "/password" // SystemUser's password, set once per boot
 	lockFile     = authDir + "/lock"
-)
-
-// Timeouts of the harness.
-const (
-	startTimeout = 10 * time.Second // until vsftpd answers 220
-	stopTimeout  = 5 * time.Second  // SIGTERM, then SIGKILL
-	rebindFor    = 5 * time.Second  // Restart retries the bind this long
 )
 
 // pasvPorts is the width of each server's passive port range: enough for
@@ -112,11 +105,7 @@ type Server struct {
 	xferLog  string
 	uid, gid int // of SystemUser
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when cmd has been waited for
-	stderr *lockedBuffer
-	logs   []string // stderr of earlier runs, for the failure log
+	daemon *daemontest.Daemon
 }
 
 // Start runs a fresh vsftpd with TLS for t and stops it when t ends. It
@@ -163,17 +152,8 @@ func start(t testing.TB, tls bool) *Server {
 	s.etc = filepath.Join(s.base, "etc")
 	s.chroot = filepath.Join(s.base, "root")
 	empty := filepath.Join(s.base, "empty") // secure_chroot_dir: empty, not writable by the user
-	for _, d := range []struct {
-		path string
-		mode os.FileMode
-	}{{s.etc, 0o700}, {s.chroot, 0o755}, {empty, 0o555}} {
-		if err := os.Mkdir(d.path, d.mode); err != nil {
-			t.Fatalf("vsftpdtest: %v", err)
-		}
-		if err := os.Chmod(d.path, d.mode); err != nil { // past the umask
-			t.Fatalf("vsftpdtest: %v", err)
-		}
-	}
+	daemontest.Mkdirs(t, "vsftpdtest",
+		daemontest.Dir{Path: s.etc, Mode: 0o700}, daemontest.Dir{Path: s.chroot, Mode: 0o755}, daemontest.Dir{Path: empty, Mode: 0o555})
 
 	clientDir := t.TempDir()
 	s.PasswordFile = filepath.Join(clientDir, "password")
@@ -188,7 +168,7 @@ func start(t testing.TB, tls bool) *Server {
 		s.CertSHA256 = writeCertificates(t, s.CAFile, certFile, keyFile)
 	}
 
-	s.Addr = freeAddr(t)
+	s.Addr = daemontest.FreeAddr(t, "vsftpdtest")
 	lo, hi := pasvRange(t)
 	s.logFile = filepath.Join(s.etc, "vsftpd.log")
 	s.xferLog = filepath.Join(s.etc, "xferlog")
@@ -200,15 +180,16 @@ func start(t testing.TB, tls bool) *Server {
 	if err := os.WriteFile(s.config, []byte(conf), 0o600); err != nil {
 		t.Fatalf("vsftpdtest: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("vsftpd log:\n%s", s.log())
-		}
-		s.Stop(t)
-	})
-	if err := s.start(startTimeout); err != nil {
-		t.Fatalf("vsftpdtest: %v\nvsftpd log:\n%s", err, s.log())
+	s.daemon = &daemontest.Daemon{
+		Harness: "vsftpdtest",
+		Name:    "vsftpd",
+		Path:    VsftpdPath,
+		Args:    []string{s.config},
+		Addr:    s.Addr,
+		Ready:   greeting,
+		LogFile: s.logFile,
 	}
+	s.daemon.Start(t)
 	return s
 }
 
@@ -460,16 +441,6 @@ func serial(t testing.TB) *big.Int {
 	return n
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("vsftpdtest: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // pasvRange picks pasvPorts consecutive ports below the kernel's ephemeral
 // range (so outgoing connections do not take them) that are free now.
 // Servers in other test processes may pick overlapping ranges: vsftpd
@@ -505,16 +476,7 @@ func pasvRange(t testing.TB) (lo, hi int) {
 // (such as /requests: the session is chrooted) and its local path.
 func (s *Server) Drop(t testing.TB, name string) (remote, local string) {
 	t.Helper()
-	if name == "" || strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
-		t.Fatalf("vsftpdtest: invalid drop name %q", name)
-	}
-	local = filepath.Join(s.chroot, name)
-	if err := os.Mkdir(local, 0o700); err != nil {
-		t.Fatalf("vsftpdtest: drop: %v", err)
-	}
-	if err := os.Chown(local, s.uid, s.gid); err != nil {
-		t.Fatalf("vsftpdtest: drop: %v", err)
-	}
+	local = daemontest.Drop(t, "vsftpdtest", s.chroot, name, s.uid, s.gid)
 	return "/" + name, local
 }
 
@@ -522,68 +484,14 @@ func (s *Server) Drop(t testing.TB, name string) (remote, local string) {
 // would. It is idempotent.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
-	if err := s.stop(); err != nil {
-		t.Errorf("vsftpdtest: stop: %v", err)
-	}
+	s.daemon.Stop(t)
 }
 
 // Restart stops vsftpd and starts it again on the same address with the
 // same certificate, user and configuration.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	if err := s.stop(); err != nil {
-		t.Fatalf("vsftpdtest: stop: %v", err)
-	}
-	deadline := time.Now().Add(rebindFor)
-	for {
-		err := s.start(startTimeout)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vsftpdtest: restart: %v\nvsftpd log:\n%s", err, s.log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// start runs vsftpd and waits until it greets a client with 220.
-func (s *Server) start(within time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		return errors.New("already running")
-	}
-	cmd := exec.Command(VsftpdPath, s.config)
-	buf := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = buf, buf
-	// Session processes inherit the pipe; Wait must not hang on one that
-	// outlives the listener.
-	cmd.WaitDelay = stopTimeout
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start vsftpd: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.cmd, s.done, s.stderr = cmd, done, buf
-
-	deadline := time.Now().Add(within)
-	var lastErr error
-	for {
-		if lastErr = greeting(s.Addr); lastErr == nil {
-			return nil
-		}
-		select {
-		case <-done:
-			s.forget()
-			return fmt.Errorf("vsftpd exited during start: %v", cmd.ProcessState)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			return fmt.Errorf("vsftpd does not greet on %s within %s: %w", s.Addr, within, lastErr)
-		}
-	}
+	s.daemon.Restart(t)
 }
 
 // greeting connects to addr and reads the server's first reply, which
@@ -604,120 +512,4 @@ func greeting(addr string) error {
 	}
 	_, _ = c.Write([]byte("QUIT\r\n"))
 	return nil
-}
-
-func (s *Server) stop() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return nil
-	}
-	return s.kill()
-}
-
-// kill stops the running vsftpd: its sessions first (each connection has
-// its own processes, which outlive a SIGTERM to the listener), then the
-// listener with SIGTERM and, after stopTimeout, SIGKILL. s.mu is held.
-func (s *Server) kill() error {
-	pid := s.cmd.Process.Pid
-	for _, c := range descendants(pid) {
-		_ = syscall.Kill(c, syscall.SIGKILL)
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	var err error
-	select {
-	case <-s.done:
-	case <-time.After(stopTimeout):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		err = fmt.Errorf("vsftpd (pid %d) ignored SIGTERM for %s; killed", pid, stopTimeout)
-	}
-	// Sessions accepted while the listener was stopping.
-	for _, c := range descendants(pid) {
-		_ = syscall.Kill(c, syscall.SIGKILL)
-	}
-	s.forget()
-	return err
-}
-
-// forget records the stopped vsftpd's output and clears it. s.mu is held.
-func (s *Server) forget() {
-	s.logs = append(s.logs, s.stderr.String())
-	s.cmd, s.done, s.stderr = nil, nil, nil
-}
-
-// log returns vsftpd's output of every run so far and its log file.
-func (s *Server) log() string {
-	s.mu.Lock()
-	parts := append([]string(nil), s.logs...)
-	if s.stderr != nil {
-		parts = append(parts, s.stderr.String())
-	}
-	s.mu.Unlock()
-	out := "stderr:\n" + strings.Join(parts, "--- vsftpd restarted ---\n")
-	if b, err := os.ReadFile(s.logFile); err == nil {
-		out += "\n" + s.logFile + ":\n" + string(b)
-	}
-	return out
-}
-
-// descendants returns the pids of every process below pid, from /proc.
-func descendants(pid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	children := map[int][]int{}
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// The command name in parentheses may hold spaces: the fields
-		// after its closing parenthesis are state, then ppid.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		if pp, err := strconv.Atoi(f[1]); err == nil {
-			children[pp] = append(children[pp], p)
-		}
-	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
-}
-
-// lockedBuffer collects vsftpd's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

@@ -25,27 +25,21 @@
 package sshdtest
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/ferrybridge/ferry/internal/medium/internal/daemontest"
 )
 
 // SSHDPath is the sshd the tests run. sshd must be started by its
@@ -55,13 +49,6 @@ const SSHDPath = "/usr/sbin/sshd"
 // privSepDir is the privilege-separation directory a root sshd refuses to
 // start without.
 const privSepDir = "/run/sshd"
-
-// Timeouts of the harness.
-const (
-	startTimeout = 10 * time.Second // until sshd listens
-	stopTimeout  = 5 * time.Second  // SIGTERM, then SIGKILL
-	rebindFor    = 5 * time.Second  // Restart retries the bind this long
-)
 
 // Server is a running OpenSSH sshd serving SFTP on 127.0.0.1.
 type Server struct {
@@ -78,11 +65,7 @@ type Server struct {
 	config      string
 	uid, gid    int
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when cmd has been waited for
-	stderr *logBuffer
-	logs   []string // stderr of earlier runs, for the failure log
+	daemon *daemontest.Daemon
 }
 
 // Start runs a fresh sshd for t and stops it when t ends. It fails t (it
@@ -121,17 +104,7 @@ func Start(t testing.TB) *Server {
 		s.drops = filepath.Join(s.base, "drops")
 	}
 	s.etc = filepath.Join(s.base, "etc")
-	for _, d := range []struct {
-		path string
-		mode os.FileMode
-	}{{s.etc, 0o700}, {s.drops, 0o755}} {
-		if err := os.Mkdir(d.path, d.mode); err != nil {
-			t.Fatalf("sshdtest: %v", err)
-		}
-		if err := os.Chmod(d.path, d.mode); err != nil { // past the umask
-			t.Fatalf("sshdtest: %v", err)
-		}
-	}
+	daemontest.Mkdirs(t, "sshdtest", daemontest.Dir{Path: s.etc, Mode: 0o700}, daemontest.Dir{Path: s.drops, Mode: 0o755})
 
 	hostPub := writeKey(t, filepath.Join(s.etc, "ssh_host_ed25519_key"))
 	clientDir := t.TempDir()
@@ -142,7 +115,7 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("sshdtest: %v", err)
 	}
 
-	s.Addr = freeAddr(t)
+	s.Addr = daemontest.FreeAddr(t, "sshdtest")
 	s.hostKeyLine = knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, hostPub)
 	s.KnownHosts = filepath.Join(clientDir, "known_hosts")
 	if err := os.WriteFile(s.KnownHosts, []byte(s.hostKeyLine+"\n"), 0o600); err != nil {
@@ -152,15 +125,17 @@ func Start(t testing.TB) *Server {
 	if err := os.WriteFile(s.config, []byte(s.sshdConfig(authorized)), 0o600); err != nil {
 		t.Fatalf("sshdtest: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("sshd log:\n%s", s.log())
-		}
-		s.Stop(t)
-	})
-	if err := s.start(startTimeout); err != nil {
-		t.Fatalf("sshdtest: %v\nsshd log:\n%s", err, s.log())
+	s.daemon = &daemontest.Daemon{
+		Harness: "sshdtest",
+		Name:    "sshd",
+		Path:    SSHDPath,
+		Args:    []string{"-D", "-e", "-f", s.config},
+		Addr:    s.Addr,
+		// Logged after listen(2); the default probe, a connect,
+		// confirms it.
+		Marker: "Server listening on ",
 	}
+	s.daemon.Start(t)
 	return s
 }
 
@@ -263,16 +238,6 @@ func writeKey(t testing.TB, path string) ssh.PublicKey {
 	return sshPub
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("sshdtest: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // HostKeyLine returns the known_hosts line of the server's host key.
 func (s *Server) HostKeyLine() string { return s.hostKeyLine }
 
@@ -280,16 +245,7 @@ func (s *Server) HostKeyLine() string { return s.hostKeyLine }
 // user) and returns the path the client names it by and its local path.
 func (s *Server) Drop(t testing.TB, name string) (remote, local string) {
 	t.Helper()
-	if name == "" || strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
-		t.Fatalf("sshdtest: invalid drop name %q", name)
-	}
-	local = filepath.Join(s.drops, name)
-	if err := os.Mkdir(local, 0o700); err != nil {
-		t.Fatalf("sshdtest: drop: %v", err)
-	}
-	if err := os.Chown(local, s.uid, s.gid); err != nil {
-		t.Fatalf("sshdtest: drop: %v", err)
-	}
+	local = daemontest.Drop(t, "sshdtest", s.drops, name, s.uid, s.gid)
 	if s.chroot != "" {
 		return "/" + name, local
 	}
@@ -300,211 +256,12 @@ func (s *Server) Drop(t testing.TB, name string) (remote, local string) {
 // would. It is idempotent.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
-	if err := s.stop(); err != nil {
-		t.Errorf("sshdtest: stop: %v", err)
-	}
+	s.daemon.Stop(t)
 }
 
 // Restart stops sshd and starts it again on the same address with the
 // same keys and configuration.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	if err := s.stop(); err != nil {
-		t.Fatalf("sshdtest: stop: %v", err)
-	}
-	deadline := time.Now().Add(rebindFor)
-	for {
-		err := s.start(startTimeout)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshdtest: restart: %v\nsshd log:\n%s", err, s.log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// start runs sshd and waits until it listens.
-func (s *Server) start(within time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		return errors.New("already running")
-	}
-	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", s.config)
-	buf := newLogBuffer("Server listening on ")
-	cmd.Stdout, cmd.Stderr = buf, buf
-	// Session processes inherit the pipe; Wait must not hang on one that
-	// outlives the listener.
-	cmd.WaitDelay = stopTimeout
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start sshd: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.cmd, s.done, s.stderr = cmd, done, buf
-
-	timer := time.NewTimer(within)
-	defer timer.Stop()
-	select {
-	case <-buf.seen:
-	case <-done:
-		s.forget()
-		return fmt.Errorf("sshd exited during start: %v", cmd.ProcessState)
-	case <-timer.C:
-		s.kill()
-		return fmt.Errorf("sshd did not log %q within %s", "Server listening", within)
-	}
-	// The log line comes after listen(2); a connect confirms it.
-	for {
-		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-timer.C:
-			s.kill()
-			return fmt.Errorf("sshd does not accept on %s: %w", s.Addr, err)
-		case <-done:
-			s.forget()
-			return fmt.Errorf("sshd exited during start: %v", cmd.ProcessState)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func (s *Server) stop() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return nil
-	}
-	return s.kill()
-}
-
-// kill stops the running sshd: its sessions first (each connection has
-// its own process, which SIGTERM to the listener leaves running), then
-// the listener with SIGTERM and, after stopTimeout, SIGKILL. s.mu is held.
-func (s *Server) kill() error {
-	pid := s.cmd.Process.Pid
-	for _, c := range descendants(pid) {
-		_ = syscall.Kill(c, syscall.SIGKILL)
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	var err error
-	select {
-	case <-s.done:
-	case <-time.After(stopTimeout):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		err = fmt.Errorf("sshd (pid %d) ignored SIGTERM for %s; killed", pid, stopTimeout)
-	}
-	// Sessions accepted while the listener was stopping.
-	for _, c := range descendants(pid) {
-		_ = syscall.Kill(c, syscall.SIGKILL)
-	}
-	s.forget()
-	return err
-}
-
-// forget records the stopped sshd's log and clears it. s.mu is held.
-func (s *Server) forget() {
-	s.logs = append(s.logs, s.stderr.String())
-	s.cmd, s.done, s.stderr = nil, nil, nil
-}
-
-// log returns sshd's stderr of every run so far.
-func (s *Server) log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	parts := append([]string(nil), s.logs...)
-	if s.stderr != nil {
-		parts = append(parts, s.stderr.String())
-	}
-	return strings.Join(parts, "--- sshd restarted ---\n")
-}
-
-// descendants returns the pids of every process below pid, from /proc.
-func descendants(pid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	children := map[int][]int{}
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// The command name in parentheses may hold spaces: the fields
-		// after its closing parenthesis are state, then ppid.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		if pp, err := strconv.Atoi(f[1]); err == nil {
-			children[pp] = append(children[pp], p)
-		}
-	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
-}
-
-// logBuffer collects sshd's stderr and closes seen when a line starting
-// with marker arrives.
-type logBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	partial []byte
-	marker  string
-	seen    chan struct{}
-	once    sync.Once
-}
-
-func newLogBuffer(marker string) *logBuffer {
-	return &logBuffer{marker: marker, seen: make(chan struct{})}
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	l.partial = append(l.partial, p...)
-	last := bytes.LastIndexByte(l.partial, '\n')
-	if last < 0 {
-		return len(p), nil
-	}
-	sc := bufio.NewScanner(bytes.NewReader(l.partial[:last+1]))
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), l.marker) {
-			l.once.Do(func() { close(l.seen) })
-		}
-	}
-	l.partial = append(l.partial[:0], l.partial[last+1:]...)
-	return len(p), nil
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	s.daemon.Restart(t)
 }
