@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -30,6 +31,29 @@ func opensshEnv(t testing.TB, srv *sshdtest.Server, o envOptions) *env {
 }
 
 var dropSeq atomic.Int64
+
+// TestOpenSSH_CutThroughProxy reaches a real sshd through a TCP proxy that
+// cuts every connection each time 3 MiB have crossed it, while files of
+// 1 MiB go up and down: nothing is lost, nothing arrives twice, nothing
+// is left behind.
+func TestOpenSSH_CutThroughProxy(t *testing.T) {
+	srv := sshdtest.Start(t)
+	px := mediumtest.StartProxy(t, srv.Addr)
+	// Pin the server's host key for the proxy's address.
+	_, _, key, _, _, err := ssh.ParseKnownHosts([]byte(srv.HostKeyLine()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(kh, []byte(knownhosts.Line([]string{knownhosts.Normalize(px.Addr)}, key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	remote, local := srv.Drop(t, fmt.Sprintf("drop%d", dropSeq.Add(1)))
+	e := newEnvAt(t, px.Addr, srv.User, srv.KeyFile, kh, remote, local, envOptions{})
+	p := e.publisher(t)
+	r := mediumtest.Start(t, e.receiver(t))
+	mediumtest.CutMidStream(t, px, p, r, e.in, local, 8, 1<<20, 3<<20)
+}
 
 func TestOpenSSH_Conformance(t *testing.T) {
 	srv := sshdtest.Start(t)

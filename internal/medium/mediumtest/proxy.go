@@ -1,0 +1,169 @@
+package mediumtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/medium"
+)
+
+// Proxy forwards TCP connections from its own address on 127.0.0.1 to a
+// server, and cuts every connection it carries when asked: a network path
+// that drops connections mid-stream, in front of a real server.
+type Proxy struct {
+	Addr   string // where clients connect instead of the server
+	target string
+	ln     net.Listener
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+	wg    sync.WaitGroup
+	cuts  atomic.Int64
+	// cutAfter, when above 0, makes the proxy cut every connection once
+	// it has carried that many bytes (both ways, all connections) since
+	// the last cut: cuts that land mid-transfer however fast the machine.
+	cutAfter atomic.Int64
+	carried  atomic.Int64
+}
+
+// StartProxy starts a proxy in front of target; it is closed at cleanup.
+func StartProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]bool{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[in], p.conns[out] = true, true
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(out, in)
+		go p.pipe(in, out)
+	}
+}
+
+// pipe copies from src to dst until either ends, then closes both.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+			if after := p.cutAfter.Load(); after > 0 && p.carried.Add(int64(n)) >= after {
+				p.Cut()
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	dst.Close()
+	src.Close()
+	p.mu.Lock()
+	delete(p.conns, dst)
+	delete(p.conns, src)
+	p.mu.Unlock()
+}
+
+// Cut closes every connection the proxy carries, both sides, and returns
+// how many were open. The proxy goes on accepting new ones.
+func (p *Proxy) Cut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.carried.Store(0)
+	for c := range p.conns {
+		c.Close()
+	}
+	n := len(p.conns) / 2
+	p.cuts.Add(int64(n))
+	return n
+}
+
+// CutEvery makes the proxy cut every connection each time it has carried
+// n more bytes (0: never by itself).
+func (p *Proxy) CutEvery(n int64) { p.carried.Store(0); p.cutAfter.Store(n) }
+
+// Cuts returns how many connections Cut has closed in all.
+func (p *Proxy) Cuts() int64 { return p.cuts.Load() }
+
+func (p *Proxy) close() {
+	p.ln.Close()
+	p.Cut()
+	p.wg.Wait()
+}
+
+// CutMidStream checks that a remote medium reached through px loses
+// nothing and delivers nothing twice while px cuts all its connections
+// each time it has carried every more bytes: with r running a receiver
+// into in, it publishes n files of size random bytes, each retried until
+// Publish succeeds (a failed publish leaves no final name, and publishing
+// the same bytes again is success), waits for all n, and checks that
+// connections were cut and that drop, the local directory behind the
+// drop, ends empty. every should be a few times size, so that a file can
+// get through between two cuts.
+func CutMidStream(t *testing.T, px *Proxy, p medium.Publisher, r *Running, in *medium.Inbox, drop string, n, size int, every int64) {
+	t.Helper()
+	px.CutEvery(every)
+	want := map[string][]byte{}
+	deadline := time.Now().Add(Deadline)
+	for i := range n {
+		name := fmt.Sprintf("cut-%03d.fxe", i)
+		want[name] = RandomBytes(t, size)
+		for {
+			err := p.Publish(context.Background(), name, want[name])
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("publish %s: still failing after %s: %v", name, Deadline, err)
+			}
+		}
+	}
+	_, got := Consume(t, r, in, n)
+	px.CutEvery(0)
+	for name, data := range want {
+		if !bytes.Equal(got[name], data) {
+			t.Errorf("%s lost or changed while connections were cut", name)
+		}
+	}
+	if px.Cuts() == 0 {
+		t.Fatal("no connection was cut: the check proved nothing")
+	}
+	t.Logf("%d files of %d bytes through %d cut connections", n, size, px.Cuts())
+	r.Quiet(t, 500*time.Millisecond)
+	end := time.Now().Add(Deadline)
+	for len(DropNames(t, drop)) != 0 {
+		if time.Now().After(end) {
+			t.Fatalf("drop holds %v after everything was received, want nothing", DropNames(t, drop))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
