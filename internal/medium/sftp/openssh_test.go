@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -153,4 +154,43 @@ func TestOpenSSH_ServerRestart(t *testing.T) {
 	p := e.publisher(t)
 	r := mediumtest.Start(t, e.receiver(t))
 	mediumtest.ServerRestart(t, srv, p, r, e.in, e.drop, 64<<20)
+}
+
+// TestOpenSSH_FullDisk gives the drop a 2 MiB file system on the server
+// (a tmpfs mounted over the drop directory, so the test needs root): a
+// publish that does not fit fails, leaves no final name and no temporary
+// file, and one that fits still goes through and arrives.
+func TestOpenSSH_FullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("TestOpenSSH_FullDisk mounts a tmpfs and needs root (CI runs as root)")
+	}
+	srv := sshdtest.Start(t)
+	remote, local := srv.Drop(t, fmt.Sprintf("drop%d", dropSeq.Add(1)))
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", local).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs on the drop: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", local).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", local, err, out)
+		}
+	})
+	e := newEnvAt(t, srv.Addr, srv.User, srv.KeyFile, srv.KnownHosts, remote, local, envOptions{})
+	p := e.publisher(t)
+	err := p.Publish(context.Background(), "big.fxe", mediumtest.RandomBytes(t, 3<<20))
+	if err == nil {
+		t.Fatal("a 3 MiB publish into a 2 MiB file system succeeded")
+	}
+	t.Logf("publish into a full drop: %v", err)
+	if names := mediumtest.DropNames(t, local); len(names) != 0 {
+		t.Fatalf("a failed publish left %v in the drop", names)
+	}
+	small := mediumtest.RandomBytes(t, 64<<10)
+	if err := p.Publish(context.Background(), "small.fxe", small); err != nil {
+		t.Fatalf("a publish that fits, after the full one: %v", err)
+	}
+	r := mediumtest.Start(t, e.receiver(t))
+	_, got := mediumtest.Consume(t, r, e.in, 1)
+	if !bytes.Equal(got["small.fxe"], small) {
+		t.Fatal("small.fxe lost or changed")
+	}
 }
