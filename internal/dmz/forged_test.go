@@ -3,14 +3,12 @@ package dmz
 import (
 	"bytes"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/envelope"
+	"github.com/ferrybridge/ferry/internal/envelope/envelopetest"
 	"github.com/ferrybridge/ferry/internal/keys"
 )
 
@@ -70,44 +69,6 @@ func (f *forgery) seal(t *testing.T, h envelope.Header, body []byte, signer note
 func (f *forgery) good(t *testing.T) *envelope.Sealed {
 	t.Helper()
 	return f.seal(t, f.next(), f.body(t), f.e.intra.Signer, f.e.dmz.Recipient)
-}
-
-// envelopeParts returns the offsets in an envelope file of the signed
-// note's start, its signature line's start, and the payload's start.
-func envelopeParts(t *testing.T, data []byte) (note, sig, payload int) {
-	t.Helper()
-	nl := bytes.IndexByte(data, '\n')
-	n, err := strconv.Atoi(strings.TrimPrefix(string(data[:max(nl, 0)]), "ferry-envelope/v1 "))
-	if nl < 0 || err != nil {
-		t.Fatalf("not an envelope: %.40q", data)
-	}
-	note, payload = nl+1, nl+1+n
-	sig = note + bytes.LastIndex(data[note:payload], []byte("\n\n")) + 2
-	return note, sig, payload
-}
-
-// flipSignatureBit returns a copy of an envelope file with one bit of its
-// Ed25519 signature flipped, the base64 re-encoded canonically, so that
-// the file fails the signature's verification rather than its syntax.
-func flipSignatureBit(t *testing.T, data []byte) []byte {
-	t.Helper()
-	_, sig, payload := envelopeParts(t, data)
-	line := string(data[sig : payload-1])
-	i := strings.LastIndexByte(line, ' ')
-	raw, err := base64.StdEncoding.DecodeString(line[i+1:])
-	if err != nil || len(raw) != 68 {
-		t.Fatalf("signature line %q: %v", line, err)
-	}
-	raw[40] ^= 0x01 // past the 4-byte key hash
-	out := append(bytes.Clone(data[:sig]), line[:i+1]+base64.StdEncoding.EncodeToString(raw)+"\n"...)
-	return append(out, data[payload:]...)
-}
-
-// flipBit returns a copy of data with bit 0 of data[i] flipped.
-func flipBit(data []byte, i int) []byte {
-	out := bytes.Clone(data)
-	out[i] ^= 0x01
-	return out
 }
 
 // spoolSnapshot is every row of every table of the spool, by table, in a
@@ -301,8 +262,8 @@ func TestAgent_IngestForged(t *testing.T) {
 		}},
 		{"header of one envelope, payload of another", envelope.ReasonPayloadMismatch, func(t *testing.T, f *forgery) []byte {
 			a, b := f.good(t), f.good(t)
-			_, _, pa := envelopeParts(t, a.Data)
-			_, _, pb := envelopeParts(t, b.Data)
+			_, _, pa := envelopetest.Parts(t, a.Data)
+			_, _, pb := envelopetest.Parts(t, b.Data)
 			return append(bytes.Clone(a.Data[:pa]), b.Data[pb:]...)
 		}},
 		{"kind requests", ReasonWrongKind, func(t *testing.T, f *forgery) []byte {
@@ -362,7 +323,7 @@ func TestAgent_IngestForged(t *testing.T) {
 		}},
 		{"truncated in the signed note", envelope.ReasonMalformed, func(t *testing.T, f *forgery) []byte {
 			s := f.good(t)
-			_, sig, _ := envelopeParts(t, s.Data)
+			_, sig, _ := envelopetest.Parts(t, s.Data)
 			return s.Data[:sig]
 		}},
 		{"truncated in the payload", envelope.ReasonPayloadMismatch, func(t *testing.T, f *forgery) []byte {
@@ -370,18 +331,18 @@ func TestAgent_IngestForged(t *testing.T) {
 			return s.Data[:len(s.Data)-1]
 		}},
 		{"bit flipped in the signature", envelope.ReasonBadSignature, func(t *testing.T, f *forgery) []byte {
-			return flipSignatureBit(t, f.good(t).Data)
+			return envelopetest.FlipSignatureBit(t, f.good(t).Data)
 		}},
 		{"bit flipped in the header", envelope.ReasonBadSignature, func(t *testing.T, f *forgery) []byte {
 			s := f.good(t)
-			n, _, _ := envelopeParts(t, s.Data)
+			n, _, _ := envelopetest.Parts(t, s.Data)
 			i := n + bytes.Index(s.Data[n:], []byte("\nid ")) + len("\nid ")
-			return flipBit(s.Data, i)
+			return envelopetest.FlipBit(s.Data, i)
 		}},
 		{"bit flipped in the payload", envelope.ReasonPayloadMismatch, func(t *testing.T, f *forgery) []byte {
 			s := f.good(t)
-			_, _, p := envelopeParts(t, s.Data)
-			return flipBit(s.Data, p+(len(s.Data)-p)/2)
+			_, _, p := envelopetest.Parts(t, s.Data)
+			return envelopetest.FlipBit(s.Data, p+(len(s.Data)-p)/2)
 		}},
 		{"sequence number of an applied envelope, new id", ReasonReplay, func(t *testing.T, f *forgery) []byte {
 			return f.seal(t, f.e.headerSeq(f.last.h.Seq), f.body(t), f.e.intra.Signer, f.e.dmz.Recipient).Data
