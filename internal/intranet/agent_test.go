@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -350,6 +351,14 @@ func TestAgent_Run_recoverApplied(t *testing.T) {
 type publishFunc func(ctx context.Context, name string, data []byte) error
 
 func (f publishFunc) Publish(ctx context.Context, name string, data []byte) error {
+	return f(ctx, name, data)
+}
+
+func (f publishFunc) PublishFrom(ctx context.Context, name string, src io.ReaderAt, size int64) error {
+	data, err := io.ReadAll(io.NewSectionReader(src, 0, size))
+	if err != nil {
+		return err
+	}
 	return f(ctx, name, data)
 }
 

@@ -179,6 +179,27 @@ func (in *Inbox) Read(name string) ([]byte, error) {
 	return data, nil
 }
 
+// Open opens a claimed file for reading with the checks of [Inbox.Read],
+// for a file too large to read into memory at once, and returns it with
+// its size as checked. The caller reads no more than size bytes (the
+// file is not expected to grow, but nothing stops a writer with access
+// to the inbox) and closes the file.
+func (in *Inbox) Open(name string) (*os.File, int64, error) {
+	if !ValidName(name) {
+		return nil, 0, fmt.Errorf("open %q: %w", name, ErrInvalidName)
+	}
+	d, err := safefs.OpenDir(in.dir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open %s: %w", name, err)
+	}
+	defer d.Close()
+	f, size, err := safefs.OpenRegular(d, name, in.maxSize)
+	if err != nil {
+		return nil, 0, fileError(name, err)
+	}
+	return f, size, nil
+}
+
 // fileError turns a refusal into a *FileError and wraps anything else.
 func fileError(name string, err error) error {
 	var re *safefs.RefusedError

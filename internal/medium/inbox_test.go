@@ -118,3 +118,49 @@ func TestInbox_QuarantineNote(t *testing.T) {
 		t.Errorf("QuarantineNote with an invalid name: %v, want ErrInvalidName", err)
 	}
 }
+
+// TestInbox_Open: Open hands out what Read would read, and refuses what
+// Read refuses (a symlink, a file over the cap, a bad name), without
+// following the link.
+func TestInbox_Open(t *testing.T) {
+	in := newTestInbox(t, 10)
+	if err := os.WriteFile(filepath.Join(in.Dir(), "a.fxe"), []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, size, err := in.Open("a.fxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(io.LimitReader(f, size))
+	f.Close()
+	if err != nil || string(got) != "hello" || size != 5 {
+		t.Fatalf("Open read %q (size %d), %v; want hello (5)", got, size, err)
+	}
+
+	target := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(target, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(in.Dir(), "l.fxe")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(in.Dir(), "big.fxe"), []byte(strings.Repeat("x", 11)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, reason := range map[string]string{"l.fxe": ReasonSymlink, "big.fxe": ReasonTooLarge} {
+		f, _, err := in.Open(name)
+		var fe *FileError
+		if !errors.As(err, &fe) || fe.Reason != reason {
+			t.Errorf("Open(%s): %v, want a FileError with reason %s", name, err, reason)
+		}
+		if f != nil {
+			f.Close()
+		}
+	}
+	if _, _, err := in.Open("../a.fxe"); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("Open with an invalid name: %v, want ErrInvalidName", err)
+	}
+	if _, _, err := in.Open("missing.fxe"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Open of a missing file: %v, want fs.ErrNotExist", err)
+	}
+}

@@ -28,6 +28,15 @@
 // the inbox and on the medium is quarantined as a duplicate (reason
 // [ReasonDuplicateName]) instead of being sent twice.
 //
+// # Large files
+//
+// Media stream: [Publisher.PublishFrom] reads its source in pieces,
+// receivers copy a file into the inbox in pieces, and [Inbox.Open] hands
+// a claimed file out as an open file, so a file of any size within the
+// inbox size cap passes with memory bounded by a few pieces, not by the
+// file. The conformance suite sends 256 MiB through every medium and
+// watches the heap while it does.
+//
 // # Implementations
 //
 // Package medium/dir is the directory medium (a ferry or diode directory,
@@ -38,6 +47,8 @@ package medium
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 )
 
 // Publisher writes envelope files to a medium.
@@ -50,6 +61,14 @@ type Publisher interface {
 	// Publish returns ctx.Err() if ctx ends first, leaving no partial file.
 	// Publish is safe for concurrent use with distinct names.
 	Publish(ctx context.Context, name string, data []byte) error
+
+	// PublishFrom is Publish of the size bytes src holds, for files too
+	// large to hold in memory: it reads src in pieces, at any offset and
+	// as often as it needs (a retry uploads again, a name that exists is
+	// compared), and holds at most a few pieces at a time, whatever size
+	// is. src must not change until PublishFrom returns; a src that ends
+	// before size bytes fails the publish and leaves no partial file.
+	PublishFrom(ctx context.Context, name string, src io.ReaderAt, size int64) error
 }
 
 // Receiver claims envelope files that arrive on a medium into an Inbox.
@@ -102,4 +121,18 @@ func ValidName(name string) bool {
 		}
 	}
 	return true
+}
+
+// ReadSource reads exactly len(p) bytes of a publish source at off. A
+// source that ends first fails with an error wrapping
+// io.ErrUnexpectedEOF: the caller announced more bytes than it has.
+func ReadSource(src io.ReaderAt, off int64, p []byte) error {
+	n, err := src.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("read the source at offset %d: %w", off, err)
 }

@@ -23,3 +23,16 @@ func TestConformance(t *testing.T) {
 		mediumtest.Run(t, pairFunc(func(t *testing.T) envOptions { return envOptions{drop: otherFSDir(t)} }))
 	})
 }
+
+// TestLarge sends a 256 MiB file through the directory medium both ways
+// a receiver claims: by rename, and by copy from another file system.
+func TestLarge(t *testing.T) {
+	t.Run("rename", func(t *testing.T) {
+		mediumtest.Large(t, pairFunc(func(t *testing.T) envOptions { return envOptions{maxSize: mediumtest.LargeSize} }))
+	})
+	t.Run("exdev", func(t *testing.T) {
+		mediumtest.Large(t, pairFunc(func(t *testing.T) envOptions {
+			return envOptions{drop: otherFSDir(t), maxSize: mediumtest.LargeSize}
+		}))
+	})
+}

@@ -47,6 +47,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -113,9 +114,17 @@ func NewPublisher(dir string) (*Publisher, error) {
 }
 
 // Publish implements medium.Publisher.
-func (p *Publisher) Publish(ctx context.Context, name string, data []byte) (err error) {
+func (p *Publisher) Publish(ctx context.Context, name string, data []byte) error {
+	return p.PublishFrom(ctx, name, bytes.NewReader(data), int64(len(data)))
+}
+
+// PublishFrom implements medium.Publisher.
+func (p *Publisher) PublishFrom(ctx context.Context, name string, src io.ReaderAt, size int64) (err error) {
 	if !medium.ValidName(name) {
 		return fmt.Errorf("publish %q: %w", name, medium.ErrInvalidName)
+	}
+	if size < 0 {
+		return fmt.Errorf("publish %s: negative size %d", name, size)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -132,15 +141,19 @@ func (p *Publisher) Publish(ctx context.Context, name string, data []byte) (err 
 	// nobody sees the file until it is complete. WriteTemp removes the
 	// temporary file on any failure.
 	tmp, err := safefs.WriteTemp(d, name, publishPerm, func(f *os.File) error {
-		for rest := data; len(rest) > 0; {
+		buf := make([]byte, min(size, writeChunk))
+		for off := int64(0); off < size; {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			n, err := f.Write(rest[:min(len(rest), writeChunk)])
-			if err != nil {
+			chunk := buf[:min(size-off, writeChunk)]
+			if err := medium.ReadSource(src, off, chunk); err != nil {
 				return err
 			}
-			rest = rest[n:]
+			if _, err := f.Write(chunk); err != nil {
+				return err
+			}
+			off += int64(len(chunk))
 		}
 		return nil
 	})
@@ -169,7 +182,7 @@ func (p *Publisher) Publish(ctx context.Context, name string, data []byte) (err 
 	case err == nil:
 		renamed = true
 	case errors.Is(err, unix.EEXIST):
-		same, cerr := sameContent(d, name, data)
+		same, cerr := sameContent(d, name, src, size)
 		if cerr != nil {
 			return fmt.Errorf("publish %s: compare with the existing file: %w", name, cerr)
 		}
@@ -190,10 +203,11 @@ func (p *Publisher) Publish(ctx context.Context, name string, data []byte) (err 
 	return nil
 }
 
-// sameContent reports whether name in d holds exactly data. Anything but a
-// regular file with one link counts as different.
-func sameContent(d *os.File, name string, data []byte) (bool, error) {
-	f, size, err := safefs.OpenRegular(d, name, int64(len(data)))
+// sameContent reports whether name in d holds exactly the size bytes of
+// src, comparing a piece at a time. Anything but a regular file with one
+// link counts as different.
+func sameContent(d *os.File, name string, src io.ReaderAt, size int64) (bool, error) {
+	f, got, err := safefs.OpenRegular(d, name, size)
 	if err != nil {
 		var re *safefs.RefusedError
 		if errors.As(err, &re) && re.Reason != safefs.ReasonReadError {
@@ -202,18 +216,30 @@ func sameContent(d *os.File, name string, data []byte) (bool, error) {
 		return false, err
 	}
 	defer f.Close()
-	if size != int64(len(data)) {
+	if got != size {
 		return false, nil
 	}
-	got, err := safefs.ReadAll(f, size, int64(len(data)))
-	if err != nil {
-		var re *safefs.RefusedError
-		if errors.As(err, &re) && re.Reason == safefs.ReasonTooLarge {
+	a, b := make([]byte, min(size, writeChunk)), make([]byte, min(size, writeChunk))
+	for off := int64(0); off < size; {
+		n := min(size-off, writeChunk)
+		if err := medium.ReadSource(src, off, a[:n]); err != nil {
+			return false, err
+		}
+		if _, err := io.ReadFull(f, b[:n]); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return false, nil // shrank while read
+			}
+			return false, err
+		}
+		if !bytes.Equal(a[:n], b[:n]) {
 			return false, nil
 		}
-		return false, err
+		off += n
 	}
-	return bytes.Equal(got, data), nil
+	// One more byte would mean it grew while read.
+	var one [1]byte
+	m, _ := f.Read(one[:])
+	return m == 0, nil
 }
 
 // maybeSweep removes this publisher kind's temporary files older than

@@ -23,6 +23,7 @@ import (
 
 	"github.com/jlaffaye/ftp"
 
+	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/remote"
 )
 
@@ -341,8 +342,15 @@ func (d *dataConn) Close() error {
 // OpTimeout (see remote.Reconnector.Run); an answer comes back marked
 // with remote.Answer, a failed certificate check with ErrCertificate.
 func (c *client) run(ctx context.Context, cn *conn, what string, exclusive bool, op func(*ftp.ServerConn) error) error {
-	err := c.rc.Run(ctx, cn, what, exclusive, func() error {
-		err := op(cn.sc)
+	return c.runProgress(ctx, cn, what, exclusive, func(sc *ftp.ServerConn, _ func()) error { return op(sc) })
+}
+
+// runProgress is run for a transfer in one command: op calls progress at
+// every piece it moves, and fails only when it stalls for OpTimeout (see
+// remote.Reconnector.RunProgress).
+func (c *client) runProgress(ctx context.Context, cn *conn, what string, exclusive bool, op func(sc *ftp.ServerConn, progress func()) error) error {
+	err := c.rc.RunProgress(ctx, cn, what, exclusive, func(progress func()) error {
+		err := op(cn.sc, progress)
 		cn.touch()
 		return err
 	})
@@ -478,13 +486,16 @@ func (f *fsConn) Open(ctx context.Context, p string) (remote.File, error) {
 	return &readFile{c: f, resp: resp, entry: e}, nil
 }
 
-// progress feeds data to STOR in chunks, restarting the operation timer
-// at each one, and stops when ctx ends.
+// progress feeds the size bytes of src to STOR a chunk at a time,
+// restarting the operation timer at each one, and stops when ctx ends.
 type progress struct {
 	ctx     context.Context
-	data    []byte
+	src     io.ReaderAt
+	off     int64
+	size    int64
 	touch   func()
 	started bool
+	err     error // the source's failure, which STOR may not report
 }
 
 func (r *progress) Read(p []byte) (int, error) {
@@ -492,31 +503,37 @@ func (r *progress) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
-	if len(r.data) == 0 {
+	if r.off >= r.size {
 		return 0, io.EOF
 	}
 	r.touch()
-	n := copy(p[:min(len(p), chunkSize)], r.data)
-	r.data = r.data[n:]
-	return n, nil
+	p = p[:min(int64(len(p)), chunkSize, r.size-r.off)]
+	if err := medium.ReadSource(r.src, r.off, p); err != nil {
+		r.err = err
+		return 0, err
+	}
+	r.off += int64(len(p))
+	return len(p), nil
 }
 
-// Upload stores data under p with STOR. FTP has no exclusive create: p
-// is a fresh temporary name with 64 random bits.
-func (f *fsConn) Upload(ctx context.Context, p string, data []byte) (created bool, err error) {
-	cn, c := f.cn, f.s.c
-	// One timer for the whole transfer, pushed back at every chunk the
-	// data connection takes: a stall of OpTimeout closes the connection.
-	timer := time.AfterFunc(c.cfg.OpTimeout, func() {
-		cn.Abort(fmt.Errorf("stor: no progress within %v", c.cfg.OpTimeout))
+// Upload stores the size bytes of src under p with STOR. FTP has no
+// exclusive create: p is a fresh temporary name with 64 random bits.
+func (f *fsConn) Upload(ctx context.Context, p string, src io.ReaderAt, size int64) (created bool, err error) {
+	// The operation timeout is pushed back at every chunk the data
+	// connection takes: a stall of OpTimeout closes the connection, a
+	// long transfer does not.
+	r := &progress{ctx: ctx, src: src, size: size}
+	err = f.s.c.runProgress(ctx, f.cn, "stor", f.s.exclusive, func(sc *ftp.ServerConn, progress func()) error {
+		r.touch = progress
+		return sc.Stor(p, r)
 	})
-	defer timer.Stop()
-	r := &progress{ctx: ctx, data: data, touch: func() { timer.Reset(c.cfg.OpTimeout) }}
-	err = f.op(ctx, "stor", func(sc *ftp.ServerConn) error { return sc.Stor(p, r) })
 	if err == nil && ctx.Err() != nil {
 		// The library closes the data connection cleanly when the
 		// reader fails, and the server may call the short file complete.
 		err = ctx.Err()
+	}
+	if err == nil && r.err != nil {
+		err = r.err // the same for a source that failed
 	}
 	if err != nil {
 		return r.started || !remote.IsAnswer(err), fmt.Errorf("stor: %w", err)

@@ -26,3 +26,13 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+// TestLarge sends a 256 MiB file through a real vsftpd, longer than the
+// operation timeout (5s here) allows any single step.
+func TestLarge(t *testing.T) {
+	srv := vsftpdtest.Start(t)
+	mediumtest.Large(t, func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.Inbox) {
+		e := newEnv(t, srv, envOptions{maxSize: mediumtest.LargeSize})
+		return e.publisher(t), e.receiver(t), e.in
+	})
+}

@@ -3,6 +3,7 @@ package ftps
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/remote"
@@ -43,4 +44,10 @@ func (p *Publisher) Publish(ctx context.Context, name string, data []byte) error
 	}
 	defer p.c.rc.Unlock()
 	return p.core.Publish(ctx, name, data)
+}
+
+// PublishFrom implements medium.Publisher: Publish, reading src a chunk
+// at a time.
+func (p *Publisher) PublishFrom(ctx context.Context, name string, src io.ReaderAt, size int64) error {
+	return p.core.PublishFrom(ctx, name, src, size)
 }

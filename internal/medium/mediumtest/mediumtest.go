@@ -21,6 +21,10 @@
 // consumer; and a second Run over the same inbox (a restart) sends the
 // inbox leftovers first and loses nothing.
 //
+// [Large] sends a file of [LargeSize] (256 MiB) and watches the heap. It
+// takes seconds, so a medium runs it once for each way it moves files,
+// not for every variant of its configuration.
+//
 // Deadlines are generous (see [Deadline]) because polling media are slow;
 // no check depends on how fast a medium is, only on what it eventually does.
 package mediumtest
@@ -71,6 +75,7 @@ func Run(t *testing.T, newPair func(t *testing.T) (medium.Publisher, medium.Rece
 	t.Run("PublishRaceSameBytes", func(t *testing.T) { testPublishRaceSameBytes(t, newPair) })
 	t.Run("PublishInvalidName", func(t *testing.T) { testPublishInvalidName(t, newPair) })
 	t.Run("PublishCanceled", func(t *testing.T) { testPublishCanceled(t, newPair) })
+	t.Run("PublishShortSource", func(t *testing.T) { testPublishShortSource(t, newPair) })
 	t.Run("ManyExactlyOnce", func(t *testing.T) { testManyExactlyOnce(t, newPair) })
 	t.Run("CancelReturns", func(t *testing.T) { testCancelReturns(t, newPair) })
 	t.Run("SlowConsumer", func(t *testing.T) { testSlowConsumer(t, newPair) })
@@ -409,6 +414,26 @@ func testPublishCanceled(t *testing.T, newPair NewPairFunc) {
 		t.Fatalf("received %s, want only later.fxe", order[0])
 	}
 	r.Quiet(t, 200*time.Millisecond)
+}
+
+// testPublishShortSource: a PublishFrom whose source ends before the size
+// it announced fails and publishes nothing; the same name then publishes
+// and arrives whole.
+func testPublishShortSource(t *testing.T, newPair NewPairFunc) {
+	pub, recv, in := newPair(t)
+	data := RandomBytes(t, 3<<20)
+	if err := pub.PublishFrom(context.Background(), "short.fxe", bytes.NewReader(data[:1<<20+5]), int64(len(data))); err == nil {
+		t.Fatal("PublishFrom of a source shorter than its size succeeded")
+	}
+	r := Start(t, recv)
+	r.Quiet(t, 300*time.Millisecond)
+	if err := pub.PublishFrom(context.Background(), "short.fxe", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("PublishFrom of the whole source: %v", err)
+	}
+	_, got := Consume(t, r, in, 1)
+	if !bytes.Equal(got["short.fxe"], data) {
+		t.Fatal("short.fxe arrived changed")
+	}
 }
 
 func testManyExactlyOnce(t *testing.T, newPair NewPairFunc) {

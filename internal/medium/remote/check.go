@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,7 +24,7 @@ var probeData = []byte("ferry medium check\n")
 func ProbeDrop(ctx context.Context, cn Conn, dir string) error {
 	name := path.Join(dir, medium.ProbeName())
 	renamed := medium.ProbeRenamed(name)
-	if created, err := cn.Upload(ctx, name, probeData); err != nil {
+	if created, err := cn.Upload(ctx, name, bytes.NewReader(probeData), int64(len(probeData))); err != nil {
 		if created {
 			_ = cn.Remove(ctx, name)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"path"
@@ -54,8 +55,17 @@ func NewPublisher(c Client, cfg PublisherConfig) *Publisher {
 
 // Publish implements medium.Publisher; see the package doc for the steps.
 func (p *Publisher) Publish(ctx context.Context, name string, data []byte) error {
+	return p.PublishFrom(ctx, name, bytes.NewReader(data), int64(len(data)))
+}
+
+// PublishFrom implements medium.Publisher: Publish, reading src a chunk
+// at a time.
+func (p *Publisher) PublishFrom(ctx context.Context, name string, src io.ReaderAt, size int64) error {
 	if !medium.ValidName(name) {
 		return fmt.Errorf("publish %q: %w", name, medium.ErrInvalidName)
+	}
+	if size < 0 {
+		return fmt.Errorf("publish %s: negative size %d", name, size)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -71,16 +81,16 @@ func (p *Publisher) Publish(ctx context.Context, name string, data []byte) error
 	if p.jan.Due() {
 		p.sweep(ctx, cn)
 	}
-	err = p.publish(ctx, cn, name, data)
+	err = p.publish(ctx, cn, name, src, size)
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
 	return err
 }
 
-func (p *Publisher) publish(ctx context.Context, cn Conn, name string, data []byte) error {
+func (p *Publisher) publish(ctx context.Context, cn Conn, name string, src io.ReaderAt, size int64) error {
 	final := path.Join(p.dir, name)
-	same, exists, err := Compare(ctx, cn, final, data, p.chunk)
+	same, exists, err := Compare(ctx, cn, final, src, size, p.chunk)
 	if err != nil {
 		return fmt.Errorf("publish %s: compare with the file on the server: %w", name, err)
 	}
@@ -94,7 +104,7 @@ func (p *Publisher) publish(ctx context.Context, cn Conn, name string, data []by
 	// Write the whole file under a temporary dot name that no receiver
 	// takes.
 	tmp := path.Join(p.dir, safefs.TempName(name))
-	created, err := cn.Upload(ctx, tmp, data)
+	created, err := cn.Upload(ctx, tmp, src, size)
 	if err != nil {
 		if created {
 			// A partial upload is removed, never resumed.
@@ -121,7 +131,7 @@ func (p *Publisher) publish(ctx context.Context, cn Conn, name string, data []by
 		return fmt.Errorf("publish %s: place under the final name: %w", name, err)
 	}
 	// Refused: another publish may have taken the name meanwhile.
-	same, exists, cerr := Compare(ctx, cn, final, data, p.chunk)
+	same, exists, cerr := Compare(ctx, cn, final, src, size, p.chunk)
 	switch {
 	case cerr != nil:
 		return fmt.Errorf("publish %s: place under the final name: %w; then compare: %w", name, err, cerr)
@@ -134,10 +144,10 @@ func (p *Publisher) publish(ctx context.Context, cn Conn, name string, data []by
 }
 
 // Compare reports whether the file p exists on the server and holds
-// exactly data. Anything but a regular file of that size counts as
-// different. It reads the file in chunks of chunk bytes and compares them
-// with data as they come.
-func Compare(ctx context.Context, cn Conn, p string, data []byte, chunk int) (same, exists bool, err error) {
+// exactly the size bytes of src. Anything but a regular file of that size
+// counts as different. It reads the file and src in chunks of chunk bytes
+// and compares them as they come.
+func Compare(ctx context.Context, cn Conn, p string, src io.ReaderAt, size int64, chunk int) (same, exists bool, err error) {
 	e, err := cn.Stat(ctx, p)
 	if errors.Is(err, fs.ErrNotExist) && IsAnswer(err) {
 		return false, false, nil
@@ -145,7 +155,7 @@ func Compare(ctx context.Context, cn Conn, p string, data []byte, chunk int) (sa
 	if err != nil {
 		return false, false, err
 	}
-	if !e.Regular || e.Size != int64(len(data)) {
+	if !e.Regular || e.Size != size {
 		return false, true, nil
 	}
 	f, err := cn.Open(ctx, p)
@@ -156,21 +166,29 @@ func Compare(ctx context.Context, cn Conn, p string, data []byte, chunk int) (sa
 		return false, true, err
 	}
 	defer func() { _ = f.Close(context.WithoutCancel(ctx)) }()
-	buf := make([]byte, min(len(data)+1, max(chunk, 1)))
-	for off := 0; ; {
+	// One byte more than the file should hold tells a file that grew.
+	n := min(size+1, int64(max(chunk, 1)))
+	got, want := make([]byte, n), make([]byte, n)
+	for off := int64(0); ; {
 		if err := ctx.Err(); err != nil {
 			return false, true, err
 		}
-		n, err := f.ReadFull(ctx, buf)
+		n, err := f.ReadFull(ctx, got)
 		if err != nil {
 			return false, true, err
 		}
-		if n > len(data)-off || !bytes.Equal(buf[:n], data[off:off+n]) {
+		if int64(n) > size-off {
 			return false, true, nil
 		}
-		off += n
-		if n < len(buf) {
-			return off == len(data), true, nil
+		if err := medium.ReadSource(src, off, want[:n]); err != nil {
+			return false, true, err
+		}
+		if !bytes.Equal(got[:n], want[:n]) {
+			return false, true, nil
+		}
+		off += int64(n)
+		if n < len(got) {
+			return off == size, true, nil
 		}
 	}
 }

@@ -243,6 +243,15 @@ func (r *Reconnector[C]) Get(ctx context.Context) (C, error) {
 // [Answer]; any other failure drops the connection and comes back with
 // the reason the connection was closed.
 func (r *Reconnector[C]) Run(ctx context.Context, cn C, what string, exclusive bool, op func() error) error {
+	return r.RunProgress(ctx, cn, what, exclusive, func(func()) error { return op() })
+}
+
+// RunProgress is [Reconnector.Run] for an operation that moves a file of
+// any size in one command (FTP's STOR): op calls progress whenever it
+// has moved a piece, and each call grants it another OpTimeout. So a
+// transfer fails when it stalls for OpTimeout, however long it takes as
+// a whole.
+func (r *Reconnector[C]) RunProgress(ctx context.Context, cn C, what string, exclusive bool, op func(progress func()) error) error {
 	timer := time.AfterFunc(r.cfg.OpTimeout, func() {
 		cn.Abort(fmt.Errorf("%s: no answer within %v", what, r.cfg.OpTimeout))
 	})
@@ -250,7 +259,7 @@ func (r *Reconnector[C]) Run(ctx context.Context, cn C, what string, exclusive b
 		stop := context.AfterFunc(ctx, func() { cn.Abort(context.Cause(ctx)) })
 		defer stop()
 	}
-	err := op()
+	err := op(func() { timer.Reset(r.cfg.OpTimeout) })
 	timer.Stop()
 	if err == nil {
 		r.mu.Lock()

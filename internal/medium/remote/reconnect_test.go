@@ -118,6 +118,40 @@ func TestReconnector_RunTimeout(t *testing.T) {
 	}
 }
 
+// TestReconnector_RunProgress: an operation that keeps reporting progress
+// outlives the op timeout (200ms) many times over; one that stops
+// reporting is closed one op timeout after its last progress.
+func TestReconnector_RunProgress(t *testing.T) {
+	var fail atomic.Bool
+	var dials atomic.Int32
+	r := newTestReconnector(t, &fail, &dials, nil)
+	cn, err := r.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.RunProgress(context.Background(), cn, "long", false, func(progress func()) error {
+		for range 20 { // 1s in all, 50ms apart
+			time.Sleep(50 * time.Millisecond)
+			if cn.Dead() {
+				return errBroken
+			}
+			progress()
+		}
+		return nil
+	})
+	if err != nil || cn.Dead() {
+		t.Fatalf("a long operation with progress: %v (dead %v), want success", err, cn.Dead())
+	}
+	err = r.RunProgress(context.Background(), cn, "stall", false, func(progress func()) error {
+		progress()
+		<-cn.Done()
+		return errBroken
+	})
+	if err == nil || !cn.Dead() {
+		t.Fatalf("an operation that stopped reporting progress: %v (dead %v), want it failed by the op timeout", err, cn.Dead())
+	}
+}
+
 func TestReconnector_Probe(t *testing.T) {
 	var fail atomic.Bool
 	var dials atomic.Int32

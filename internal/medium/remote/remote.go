@@ -66,6 +66,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"time"
@@ -116,11 +117,13 @@ type Conn interface {
 	// fs.ErrNotExist.
 	Open(ctx context.Context, path string) (File, error)
 	// Upload creates path (exclusively where the protocol can), writes
-	// data to it, makes it durable where the protocol can, and closes it,
-	// reporting a late write error. created is false when the server
-	// refused to create the file (nothing to remove afterwards); a ctx
-	// that ends stops the upload between chunks.
-	Upload(ctx context.Context, path string, data []byte) (created bool, err error)
+	// the size bytes of src to it a chunk at a time, makes it durable
+	// where the protocol can, and closes it, reporting a late write
+	// error. created is false when the server refused to create the file
+	// (nothing to remove afterwards); a ctx that ends stops the upload
+	// between chunks. A src that fails or ends early fails the upload
+	// with its error, which is neither an answer nor the connection's.
+	Upload(ctx context.Context, path string, src io.ReaderAt, size int64) (created bool, err error)
 	// Place gives tmp the name final without replacing an existing file
 	// where the protocol can; a final name that exists is refused with an
 	// answer. tmpGone reports that tmp no longer exists (it was renamed).

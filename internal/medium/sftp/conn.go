@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/remote"
 )
 
@@ -362,7 +363,7 @@ func (f *fsConn) Open(ctx context.Context, p string) (remote.File, error) {
 	return &readFile{c: f, f: file}, nil
 }
 
-func (f *fsConn) Upload(ctx context.Context, p string, data []byte) (created bool, err error) {
+func (f *fsConn) Upload(ctx context.Context, p string, src io.ReaderAt, size int64) (created bool, err error) {
 	// O_EXCL: never write into a file someone else created.
 	var file *psftp.File
 	err = f.op(ctx, "create", func(sc *psftp.Client) (err error) {
@@ -379,11 +380,15 @@ func (f *fsConn) Upload(ctx context.Context, p string, data []byte) (created boo
 			_ = f.op(context.WithoutCancel(ctx), "close", func(*psftp.Client) error { return file.Close() })
 		}
 	}()
-	for rest := data; len(rest) > 0; {
+	buf := make([]byte, min(size, chunkSize))
+	for off := int64(0); off < size; {
 		if err := ctx.Err(); err != nil {
 			return true, err
 		}
-		chunk := rest[:min(len(rest), chunkSize)]
+		chunk := buf[:min(size-off, chunkSize)]
+		if err := medium.ReadSource(src, off, chunk); err != nil {
+			return true, err
+		}
 		err := f.op(ctx, "write", func(*psftp.Client) error {
 			_, err := file.Write(chunk)
 			return err
@@ -391,7 +396,7 @@ func (f *fsConn) Upload(ctx context.Context, p string, data []byte) (created boo
 		if err != nil {
 			return true, fmt.Errorf("write: %w", err)
 		}
-		rest = rest[len(chunk):]
+		off += int64(len(chunk))
 	}
 	// fsync before the rename where the server can: otherwise a crash of
 	// the server can leave the final name with a short file.

@@ -3,6 +3,7 @@ package sftp
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/remote"
@@ -53,4 +54,10 @@ func (p *Publisher) Close() error { return p.c.close() }
 // Publish implements medium.Publisher; see the package doc for the steps.
 func (p *Publisher) Publish(ctx context.Context, name string, data []byte) error {
 	return p.core.Publish(ctx, name, data)
+}
+
+// PublishFrom implements medium.Publisher: Publish, reading src a chunk
+// at a time.
+func (p *Publisher) PublishFrom(ctx context.Context, name string, src io.ReaderAt, size int64) error {
+	return p.core.PublishFrom(ctx, name, src, size)
 }

@@ -39,6 +39,14 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestLarge sends a 256 MiB file through the in-process SFTP server.
+func TestLarge(t *testing.T) {
+	mediumtest.Large(t, func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.Inbox) {
+		e := newEnv(t, envOptions{maxSize: mediumtest.LargeSize})
+		return e.publisher(t), e.receiver(t), e.in
+	})
+}
+
 func TestNewPublisher_KeyPermissions(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660} {
