@@ -19,7 +19,11 @@
 // by polling alone when the watcher cannot be created, fails, or the file
 // system is one where inotify reports nothing (NFS, SMB, FUSE, optical
 // discs). Names that fail [medium.ValidName] are never touched: temporary
-// files of a publisher in progress start with '.'.
+// files of a publisher in progress start with '.'. A file the receiver
+// may not read (a publisher's umask or ownership gone wrong) is left in
+// the drop with a warning and tried again at every scan, instead of
+// being claimed and then refused by the consumer's read; a drop the
+// receiver may not write (so it cannot rename out of it) is the same.
 //
 // # Another file system
 //

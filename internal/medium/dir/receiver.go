@@ -370,6 +370,14 @@ func prune(set map[string]bool, sorted []string) {
 // logged, and the file is quarantined or left for the next scan.
 func (s *scanner) claim(drop, inbox *os.File, name string) (bool, error) {
 	r := s.r
+	// The rename would claim a file the receiver may not read all the
+	// same, and the consumer's read would then fail and quarantine it.
+	// Leave it on the medium until it can be read (a publisher's umask
+	// or ownership that someone fixes).
+	if err := readable(drop, name); err != nil {
+		s.fail(name, "cannot read file; retrying", err)
+		return false, nil
+	}
 	err := safefs.RenameNoReplace(drop, name, inbox, name)
 	switch {
 	case err == nil:
@@ -397,6 +405,26 @@ func (s *scanner) claim(drop, inbox *os.File, name string) (bool, error) {
 	}
 	delete(s.failing, name)
 	return true, nil
+}
+
+// readable returns the error of opening name in dir for reading if the
+// open was refused for permissions (EACCES, EPERM), and nil otherwise:
+// any other failure (a missing file, a symbolic link) is the rename's
+// and the consumer's to handle, as before. Only a regular file is opened
+// (opening a device can have side effects).
+func readable(dir *os.File, name string) error {
+	if st, err := safefs.Lstat(dir, name); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		_ = unix.Close(fd)
+		return nil
+	}
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		return &os.PathError{Op: "open", Path: filepath.Join(dir.Name(), name), Err: err}
+	}
+	return nil
 }
 
 // quarantineCopies quarantines, as duplicates, the drop files that have

@@ -29,7 +29,8 @@ import (
 
 // FTP reply codes the medium tells apart.
 const (
-	codeUnavailable = 550 // file unavailable: missing, a directory, or refused
+	codeUnavailable    = 550 // file unavailable: missing, a directory, or refused
+	codeNameNotAllowed = 553 // vsftpd: could not create the file
 )
 
 // parsePin decodes a hex SHA-256 with or without colons.
@@ -478,7 +479,15 @@ func (f *fsConn) Open(ctx context.Context, p string) (remote.File, error) {
 		return err
 	})
 	if replyCode(err) == codeUnavailable {
-		return nil, remote.Answer(fmt.Errorf("%s: %w (%v)", p, fs.ErrNotExist, err))
+		// vsftpd answers 550 both for a missing file and for one it may
+		// not read; a stat tells them apart.
+		switch _, serr := f.Stat(ctx, p); {
+		case errors.Is(serr, fs.ErrNotExist):
+			return nil, remote.Answer(fmt.Errorf("%s: %w (%v)", p, fs.ErrNotExist, err))
+		case serr != nil && !remote.IsAnswer(serr):
+			return nil, serr // the connection failed
+		}
+		return nil, remote.Answer(fmt.Errorf("%s: %w (%v)", p, fs.ErrPermission, err))
 	}
 	if err != nil {
 		return nil, err
@@ -534,6 +543,11 @@ func (f *fsConn) Upload(ctx context.Context, p string, src io.ReaderAt, size int
 	}
 	if err == nil && r.err != nil {
 		err = r.err // the same for a source that failed
+	}
+	if c := replyCode(err); !r.started && (c == codeUnavailable || c == codeNameNotAllowed) {
+		// Refused before any data moved: vsftpd answers 553 when it
+		// cannot create the file (mode bits, a read-only directory).
+		return false, remote.Answer(fmt.Errorf("stor: %w (%v)", fs.ErrPermission, err))
 	}
 	if err != nil {
 		return r.started || !remote.IsAnswer(err), fmt.Errorf("stor: %w", err)

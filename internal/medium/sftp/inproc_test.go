@@ -43,6 +43,10 @@ type testServer struct {
 	// cutRemoves, while above zero, makes the server close the connection
 	// instead of taking in a remove request, counting down.
 	cutRemoves atomic.Int32
+	// readOnly makes new sessions run pkg/sftp's server with its ReadOnly
+	// option: every write is refused with SSH_FX_PERMISSION_DENIED. A
+	// session keeps the mode it started with.
+	readOnly atomic.Bool
 }
 
 // sshFxpRemove is the SFTP packet type of a remove request
@@ -243,9 +247,13 @@ func (s *testServer) serveConn(nc net.Conn) {
 					continue
 				}
 				_ = req.Reply(true, nil)
+				var opts []psftp.ServerOption
+				if s.readOnly.Load() {
+					opts = append(opts, psftp.ReadOnly())
+				}
 				wg.Go(func() {
 					defer ch.Close()
-					srv, err := psftp.NewServer(&watchedChannel{Channel: ch, s: s, nc: raw})
+					srv, err := psftp.NewServer(&watchedChannel{Channel: ch, s: s, nc: raw}, opts...)
 					if err != nil {
 						return
 					}

@@ -18,6 +18,13 @@
 // client sees the whole file system and Drop returns the local path as the
 // remote path.
 //
+// # Refusals
+//
+// The login user is root when the tests run as root, so file modes do not
+// stop it. [Server.SetSFTPFlags] makes the server refuse instead: it runs
+// internal-sftp read-only (-R) or with a denylist of request types (-P),
+// and the client gets real SSH_FX_PERMISSION_DENIED answers.
+//
 // # Missing sshd
 //
 // A test that cannot find its server fails; it does not skip. Install
@@ -63,7 +70,9 @@ type Server struct {
 	chroot      string // the ChrootDirectory, or "" when not root
 	drops       string // where Drop creates directories
 	config      string
+	authorized  string
 	uid, gid    int
+	sftpFlags   []string // arguments of internal-sftp; see SetSFTPFlags
 
 	daemon *daemontest.Daemon
 }
@@ -110,8 +119,8 @@ func Start(t testing.TB) *Server {
 	clientDir := t.TempDir()
 	s.KeyFile = filepath.Join(clientDir, "id_ed25519")
 	clientPub := writeKey(t, s.KeyFile)
-	authorized := filepath.Join(s.etc, "authorized_keys")
-	if err := os.WriteFile(authorized, ssh.MarshalAuthorizedKey(clientPub), 0o600); err != nil {
+	s.authorized = filepath.Join(s.etc, "authorized_keys")
+	if err := os.WriteFile(s.authorized, ssh.MarshalAuthorizedKey(clientPub), 0o600); err != nil {
 		t.Fatalf("sshdtest: %v", err)
 	}
 
@@ -122,9 +131,7 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("sshdtest: %v", err)
 	}
 	s.config = filepath.Join(s.etc, "sshd_config")
-	if err := os.WriteFile(s.config, []byte(s.sshdConfig(authorized)), 0o600); err != nil {
-		t.Fatalf("sshdtest: %v", err)
-	}
+	s.writeConfig(t)
 	s.daemon = &daemontest.Daemon{
 		Harness: "sshdtest",
 		Name:    "sshd",
@@ -139,9 +146,18 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// writeConfig writes the server's sshd_config.
+func (s *Server) writeConfig(t testing.TB) {
+	t.Helper()
+	if err := os.WriteFile(s.config, []byte(s.sshdConfig()), 0o600); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
+}
+
 // sshdConfig is the server's whole configuration: SFTP only, by key only,
 // for the current user only.
-func (s *Server) sshdConfig(authorized string) string {
+func (s *Server) sshdConfig() string {
+	authorized := s.authorized
 	var b strings.Builder
 	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	line("# written by sshdtest for one test")
@@ -168,8 +184,9 @@ func (s *Server) sshdConfig(authorized string) string {
 		line("PermitRootLogin no")
 	}
 	line("AllowUsers %s", s.User)
-	line("Subsystem sftp internal-sftp")
-	line("ForceCommand internal-sftp")
+	sftp := strings.Join(append([]string{"internal-sftp"}, s.sftpFlags...), " ")
+	line("Subsystem sftp %s", sftp)
+	line("ForceCommand %s", sftp)
 	if s.chroot != "" {
 		line("ChrootDirectory %s", s.chroot)
 	}
@@ -257,6 +274,25 @@ func (s *Server) Drop(t testing.TB, name string) (remote, local string) {
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
 	s.daemon.Stop(t)
+}
+
+// SetSFTPFlags restarts sshd (killing its sessions) with flags passed
+// to internal-sftp, which then refuses requests with real
+// SSH_FX_PERMISSION_DENIED answers: "-R" refuses every request that
+// would change the file system, and "-P", "remove,rename" refuses the
+// requests named (sftp-server -Q requests lists them). No flags restore
+// the default, which refuses nothing. A flag must be one word without
+// spaces.
+func (s *Server) SetSFTPFlags(t testing.TB, flags ...string) {
+	t.Helper()
+	for _, f := range flags {
+		if f == "" || strings.ContainsAny(f, " \t\n\"'\\") {
+			t.Fatalf("sshdtest: internal-sftp flag %q: want one word", f)
+		}
+	}
+	s.sftpFlags = flags
+	s.writeConfig(t)
+	s.daemon.Restart(t)
 }
 
 // Restart stops sshd and starts it again on the same address with the
