@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrybridge/ferry/internal/medium/internal/daemontest"
 	"github.com/ferrybridge/ferry/internal/medium/mediumtest"
 )
 
@@ -35,4 +36,13 @@ func TestLarge(t *testing.T) {
 			return envOptions{drop: otherFSDir(t), maxSize: mediumtest.LargeSize}
 		}))
 	})
+}
+
+// TestFullDisk gives the drop a file system of its own of 2 MiB (a tmpfs,
+// so the test needs root).
+func TestFullDisk(t *testing.T) {
+	drop := t.TempDir()
+	daemontest.MountTmpfs(t, drop, mediumtest.FullDiskRoom)
+	e := newEnv(t, envOptions{drop: drop})
+	mediumtest.FullDisk(t, e.pub, e.recv, e.in, drop)
 }

@@ -597,3 +597,33 @@ func testRestart(t *testing.T, newPair NewPairFunc) {
 		t.Fatalf("inbox after consuming everything: %v, %v", rest, err)
 	}
 }
+
+// FullDiskRoom is the free space FullDisk expects in the drop: the
+// caller mounts a file system of this size over it (see
+// daemontest.MountTmpfs).
+const FullDiskRoom = 2 << 20
+
+// FullDisk checks a medium whose drop (drop, the local directory behind
+// it) has a file system of FullDiskRoom bytes: a publish that does not
+// fit fails and leaves no final name and no temporary file, and one that
+// fits still goes through and arrives through recv into in.
+func FullDisk(t *testing.T, p medium.Publisher, recv medium.Receiver, in *medium.Inbox, drop string) {
+	t.Helper()
+	err := p.Publish(context.Background(), "big.fxe", RandomBytes(t, FullDiskRoom+1<<20))
+	if err == nil {
+		t.Fatalf("a %d MiB publish into a %d MiB file system succeeded", (FullDiskRoom+1<<20)>>20, FullDiskRoom>>20)
+	}
+	t.Logf("publish into a full drop: %v", err)
+	if names := DropNames(t, drop); len(names) != 0 {
+		t.Fatalf("a failed publish left %v in the drop", names)
+	}
+	small := RandomBytes(t, 64<<10)
+	if err := p.Publish(context.Background(), "small.fxe", small); err != nil {
+		t.Fatalf("a publish that fits, after the full one: %v", err)
+	}
+	r := Start(t, recv)
+	_, got := Consume(t, r, in, 1)
+	if !bytes.Equal(got["small.fxe"], small) {
+		t.Fatal("small.fxe lost or changed")
+	}
+}

@@ -13,18 +13,32 @@ import (
 	"github.com/ferrybridge/ferry/internal/medium"
 )
 
-// Proxy forwards TCP connections from its own address on 127.0.0.1 to a
-// server, and cuts every connection it carries when asked: a network path
-// that drops connections mid-stream, in front of a real server.
-type Proxy struct {
-	Addr   string // where clients connect instead of the server
-	target string
-	ln     net.Listener
+// Route is one address a Proxy listens on and the server address it
+// forwards every connection accepted there to.
+type Route struct {
+	Listen string // host:port; port 0 picks a free port
+	Target string // host:port of the server
+}
 
-	mu    sync.Mutex
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
-	cuts  atomic.Int64
+// Proxy forwards TCP connections to a server over one or more routes, and
+// cuts every connection it carries when asked: a network path that drops
+// connections mid-stream, in front of a real server.
+//
+// All routes share one cut switch and one byte counter, so a protocol
+// that opens connections on several ports (FTP's passive data
+// connections beside its control connection) is cut as one network path:
+// control and data connections alike, wherever the bytes flow.
+type Proxy struct {
+	Addr  string   // the first route's address: where clients connect instead of the server
+	Addrs []string // every route's address, in the order of the routes
+
+	lns []net.Listener
+
+	mu     sync.Mutex
+	conns  map[net.Conn]bool
+	closed bool // no more connections: the proxy is closing
+	wg     sync.WaitGroup
+	cuts   atomic.Int64
 	// cutAfter, when above 0, makes the proxy cut every connection once
 	// it has carried that many bytes (both ways, all connections) since
 	// the last cut: cuts that land mid-transfer however fast the machine.
@@ -32,36 +46,66 @@ type Proxy struct {
 	carried  atomic.Int64
 }
 
-// StartProxy starts a proxy in front of target; it is closed at cleanup.
+// StartProxy starts a proxy on a free port of 127.0.0.1 in front of
+// target; it is closed at cleanup.
 func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return StartProxyRoutes(t, Route{Listen: "127.0.0.1:0", Target: target})
+}
+
+// StartProxyRoutes starts a proxy listening on every route's address,
+// forwarding to its target; it is closed at cleanup. It fails t if an
+// address cannot be listened on.
+func StartProxyRoutes(t testing.TB, routes ...Route) *Proxy {
+	t.Helper()
+	if len(routes) == 0 {
+		t.Fatal("mediumtest: a proxy needs at least one route")
 	}
-	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.accept()
+	p := &Proxy{conns: map[net.Conn]bool{}}
+	for _, r := range routes {
+		ln, err := net.Listen("tcp", r.Listen)
+		if err != nil {
+			for _, ln := range p.lns {
+				ln.Close()
+			}
+			t.Fatalf("mediumtest: proxy: %v", err)
+		}
+		p.lns = append(p.lns, ln)
+		p.Addrs = append(p.Addrs, ln.Addr().String())
+	}
+	p.Addr = p.Addrs[0]
+	for i, ln := range p.lns {
+		p.wg.Add(1)
+		go p.accept(ln, routes[i].Target)
+	}
 	t.Cleanup(p.close)
 	return p
 }
 
-func (p *Proxy) accept() {
+func (p *Proxy) accept(ln net.Listener, target string) {
 	defer p.wg.Done()
 	for {
-		in, err := p.ln.Accept()
+		in, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		out, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		out, err := net.DialTimeout("tcp", target, 5*time.Second)
 		if err != nil {
 			in.Close()
 			continue
 		}
 		p.mu.Lock()
+		if p.closed {
+			// Accepted before close and dialled after its Cut: no pipe
+			// may start that close would wait for.
+			p.mu.Unlock()
+			in.Close()
+			out.Close()
+			return
+		}
 		p.conns[in], p.conns[out] = true, true
-		p.mu.Unlock()
 		p.wg.Add(2)
+		p.mu.Unlock()
 		go p.pipe(out, in)
 		go p.pipe(in, out)
 	}
@@ -115,7 +159,12 @@ func (p *Proxy) CutEvery(n int64) { p.carried.Store(0); p.cutAfter.Store(n) }
 func (p *Proxy) Cuts() int64 { return p.cuts.Load() }
 
 func (p *Proxy) close() {
-	p.ln.Close()
+	for _, ln := range p.lns {
+		ln.Close()
+	}
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	p.Cut()
 	p.wg.Wait()
 }

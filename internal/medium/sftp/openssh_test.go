@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/medium/internal/daemontest"
 	"github.com/ferrybridge/ferry/internal/medium/mediumtest"
 	"github.com/ferrybridge/ferry/internal/medium/sftp/sshdtest"
 )
@@ -68,6 +68,15 @@ func TestOpenSSH_Conformance(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestOpenSSH_Large sends a 256 MiB file through a real OpenSSH server.
+func TestOpenSSH_Large(t *testing.T) {
+	srv := sshdtest.Start(t)
+	mediumtest.Large(t, func(t *testing.T) (medium.Publisher, medium.Receiver, *medium.Inbox) {
+		e := opensshEnv(t, srv, envOptions{maxSize: mediumtest.LargeSize})
+		return e.publisher(t), e.receiver(t), e.in
+	})
 }
 
 // TestOpenSSH_Extensions checks that OpenSSH offers the extensions the
@@ -161,36 +170,9 @@ func TestOpenSSH_ServerRestart(t *testing.T) {
 // publish that does not fit fails, leaves no final name and no temporary
 // file, and one that fits still goes through and arrives.
 func TestOpenSSH_FullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("TestOpenSSH_FullDisk mounts a tmpfs and needs root (CI runs as root)")
-	}
 	srv := sshdtest.Start(t)
 	remote, local := srv.Drop(t, fmt.Sprintf("drop%d", dropSeq.Add(1)))
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", local).CombinedOutput(); err != nil {
-		t.Fatalf("mount a tmpfs on the drop: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", local).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", local, err, out)
-		}
-	})
+	daemontest.MountTmpfs(t, local, mediumtest.FullDiskRoom)
 	e := newEnvAt(t, srv.Addr, srv.User, srv.KeyFile, srv.KnownHosts, remote, local, envOptions{})
-	p := e.publisher(t)
-	err := p.Publish(context.Background(), "big.fxe", mediumtest.RandomBytes(t, 3<<20))
-	if err == nil {
-		t.Fatal("a 3 MiB publish into a 2 MiB file system succeeded")
-	}
-	t.Logf("publish into a full drop: %v", err)
-	if names := mediumtest.DropNames(t, local); len(names) != 0 {
-		t.Fatalf("a failed publish left %v in the drop", names)
-	}
-	small := mediumtest.RandomBytes(t, 64<<10)
-	if err := p.Publish(context.Background(), "small.fxe", small); err != nil {
-		t.Fatalf("a publish that fits, after the full one: %v", err)
-	}
-	r := mediumtest.Start(t, e.receiver(t))
-	_, got := mediumtest.Consume(t, r, e.in, 1)
-	if !bytes.Equal(got["small.fxe"], small) {
-		t.Fatal("small.fxe lost or changed")
-	}
+	mediumtest.FullDisk(t, e.publisher(t), e.receiver(t), e.in, local)
 }

@@ -14,6 +14,18 @@
 // port and waits until it answers "220". [StartPlain] does the same
 // without TLS, for the medium's insecure_plain_ftp mode.
 //
+// # Behind a proxy
+//
+// The passive range is Server.PasvMin..PasvMax on 127.0.0.1. A test that
+// puts a TCP proxy in front of the server listens on another loopback
+// address (such as 127.0.0.2) on a port for the control connection and
+// on every port of that range, forwarding each to 127.0.0.1: the FTP
+// client dials the data connections to the host of its control
+// connection (EPSV names only a port; the address in a PASV reply is not
+// trusted), so they cross the proxy too, and vsftpd sees both come from
+// 127.0.0.1, as its pasv_promiscuous=NO requires. pasv_address stays
+// 127.0.0.1.
+//
 // # Authentication
 //
 // vsftpd authenticates through PAM only, so the login is a real system
@@ -96,6 +108,10 @@ type Server struct {
 	PasswordFile string // the password, one line, 0600
 	CAFile       string // PEM of the self-signed CA that issued the server certificate; "" when plain
 	CertSHA256   string // hex SHA-256 of the server's leaf certificate (DER); "" when plain
+	// PasvMin and PasvMax bound the ports, on 127.0.0.1, that vsftpd
+	// listens on for passive data connections: a proxy in front of the
+	// server forwards each of them (see mediumtest.StartProxyRoutes).
+	PasvMin, PasvMax int
 
 	base     string // holds etc/ (config, certificate, logs), empty/ and root/
 	etc      string
@@ -169,14 +185,14 @@ func start(t testing.TB, tls bool) *Server {
 	}
 
 	s.Addr = daemontest.FreeAddr(t, "vsftpdtest")
-	lo, hi := pasvRange(t)
+	s.PasvMin, s.PasvMax = pasvRange(t)
 	s.logFile = filepath.Join(s.etc, "vsftpd.log")
 	s.xferLog = filepath.Join(s.etc, "xferlog")
 	s.config = filepath.Join(s.etc, "vsftpd.conf")
 	if err := os.WriteFile(filepath.Join(s.etc, "user_list"), []byte(SystemUser+"\n"), 0o600); err != nil {
 		t.Fatalf("vsftpdtest: %v", err)
 	}
-	conf := s.vsftpdConfig(empty, lo, hi, certFile, keyFile)
+	conf := s.vsftpdConfig(empty, s.PasvMin, s.PasvMax, certFile, keyFile)
 	if err := os.WriteFile(s.config, []byte(conf), 0o600); err != nil {
 		t.Fatalf("vsftpdtest: %v", err)
 	}
@@ -493,6 +509,15 @@ func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.daemon.Restart(t)
 }
+
+// Log returns what vsftpd wrote so far: its output of every run, then its
+// log file, which records every transfer, such as
+//
+//	FAIL UPLOAD: Client "127.0.0.1", "/d/.a.fxe.tmp-…", 65536 bytes, …
+//
+// and, with log_ftp_protocol, every command, the password included: a
+// test logs it only when it fails.
+func (s *Server) Log() string { return s.daemon.Log() }
 
 // greeting connects to addr and reads the server's first reply, which
 // must be 220.

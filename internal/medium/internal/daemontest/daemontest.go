@@ -1,6 +1,7 @@
 // Package daemontest runs a real server process for one test: the
 // plumbing that the sshdtest and vsftpdtest harnesses share. It is an
-// ordinary package imported only by those harnesses.
+// ordinary package imported only by those harnesses and by the tests of
+// the media they serve.
 //
 // # Lifecycle
 //
@@ -13,6 +14,12 @@
 // SIGTERM and, after a grace time, SIGKILL, as a crash or reboot would.
 // [Daemon.Restart] stops it and starts it again on the same address,
 // retrying while the port is not yet free to bind.
+//
+// # Full disk
+//
+// [MountTmpfs] mounts a small tmpfs over a drop directory, keeping its
+// owner and mode, so that a test meets a full disk on the server side;
+// it unmounts it when the test ends.
 //
 // # Failures
 //
@@ -375,4 +382,53 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// MountTmpfs mounts a tmpfs of size bytes over the directory dir, owned by
+// dir's owner and group and with dir's mode, so that the server's user
+// writes to it as before, into a small file system: a full disk on the
+// server side. It unmounts it when t ends, after the cleanups registered
+// later (the clients' and the sessions' ends). It needs root; it fails t
+// otherwise.
+func MountTmpfs(t testing.TB, dir string, size int64) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatalf("daemontest: mounting a tmpfs needs root (CI runs as root)")
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatalf("daemontest: tmpfs: %v", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		t.Fatalf("daemontest: tmpfs: no owner for %s", dir)
+	}
+	opts := fmt.Sprintf("size=%d,mode=%04o,uid=%d,gid=%d", size, fi.Mode().Perm(), st.Uid, st.Gid)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", opts, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("daemontest: mount a tmpfs (%s) on %s: %v: %s", opts, dir, err, bytes.TrimSpace(out))
+	}
+	t.Cleanup(func() { unmount(t, dir) })
+}
+
+// unmount unmounts dir, retrying for StopTimeout while a session process
+// that is still ending holds it; then it detaches it (umount -l), which
+// the kernel completes once the last user is gone, so that no mount
+// outlives the test.
+func unmount(t testing.TB, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(StopTimeout)
+	for {
+		out, err := exec.Command("umount", dir).CombinedOutput()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("daemontest: umount %s: %v: %s; detaching it", dir, err, bytes.TrimSpace(out))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+		t.Errorf("daemontest: umount -l %s: %v: %s", dir, err, bytes.TrimSpace(out))
+	}
 }
