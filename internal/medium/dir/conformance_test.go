@@ -46,3 +46,18 @@ func TestFullDisk(t *testing.T) {
 	e := newEnv(t, envOptions{drop: drop})
 	mediumtest.FullDisk(t, e.pub, e.recv, e.in, drop)
 }
+
+// TestNames: a lister of the drop never sees a final name before its
+// file is whole, and the receiver leaves alone names that are not
+// envelope names (TestReceiver_Run_hostile covers the valid names of
+// what is not a regular file, which this medium quarantines).
+func TestNames(t *testing.T) {
+	t.Run("AtomicVisibility", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		mediumtest.AtomicVisibility(t, e.pub, e.drop)
+	})
+	t.Run("IgnoresNames", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		mediumtest.IgnoresNames(t, e.pub, e.recv, e.in, e.drop)
+	})
+}

@@ -36,3 +36,20 @@ func TestLarge(t *testing.T) {
 		return e.publisher(t), e.receiver(t), e.in
 	})
 }
+
+// TestNames: vsftpd's drop, listed while files are published, never
+// shows a final name before its file is whole; and the receiver leaves
+// alone what is not an envelope, a directory or a symbolic link under a
+// valid name included.
+func TestNames(t *testing.T) {
+	srv := vsftpdtest.Start(t)
+	t.Run("AtomicVisibility", func(t *testing.T) {
+		e := newEnv(t, srv, envOptions{})
+		mediumtest.AtomicVisibility(t, e.publisher(t), e.drop)
+	})
+	t.Run("IgnoresNames", func(t *testing.T) {
+		e := newEnv(t, srv, envOptions{})
+		mediumtest.PlantNonRegular(t, e.drop)
+		mediumtest.IgnoresNames(t, e.publisher(t), e.receiver(t), e.in, e.drop)
+	})
+}

@@ -79,6 +79,22 @@ func TestOpenSSH_Large(t *testing.T) {
 	})
 }
 
+// TestOpenSSH_Names: a real sshd's drop, listed while files are
+// published, never shows a final name before its file is whole; and the
+// receiver leaves alone what is not an envelope.
+func TestOpenSSH_Names(t *testing.T) {
+	srv := sshdtest.Start(t)
+	t.Run("AtomicVisibility", func(t *testing.T) {
+		e := opensshEnv(t, srv, envOptions{})
+		mediumtest.AtomicVisibility(t, e.publisher(t), e.drop)
+	})
+	t.Run("IgnoresNames", func(t *testing.T) {
+		e := opensshEnv(t, srv, envOptions{})
+		mediumtest.PlantNonRegular(t, e.drop)
+		mediumtest.IgnoresNames(t, e.publisher(t), e.receiver(t), e.in, e.drop)
+	})
+}
+
 // TestOpenSSH_Extensions checks that OpenSSH offers the extensions the
 // package doc promises to use with it.
 func TestOpenSSH_Extensions(t *testing.T) {

@@ -199,38 +199,25 @@ func TestJanitor(t *testing.T) {
 	})
 }
 
-// TestReceiver_IgnoresNames: temp names, invalid names, directories and
-// symlinks are left alone and never delivered.
+// TestReceiver_IgnoresNames: besides the names no receiver takes, a
+// directory and a symbolic link under valid names are left alone and
+// never delivered.
 func TestReceiver_IgnoresNames(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	for _, n := range []string{".a.fxe.tmp-0123456789abcdef", "UPPER.fxe", "noext", ".hidden.fxe"} {
-		if err := os.WriteFile(filepath.Join(e.drop, n), []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Mkdir(filepath.Join(e.drop, "dir.fxe"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte("not yours"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(secret, filepath.Join(e.drop, "link.fxe")); err != nil {
-		t.Fatal(err)
-	}
-	before := mediumtest.DropNames(t, e.drop)
-	p := e.publisher(t)
-	if err := p.Publish(context.Background(), "ok.fxe", []byte("ok")); err != nil {
-		t.Fatal(err)
-	}
-	r := mediumtest.Start(t, e.receiver(t))
-	order, _ := mediumtest.Consume(t, r, e.in, 1)
-	if order[0] != "ok.fxe" {
-		t.Fatalf("received %s, want ok.fxe", order[0])
-	}
-	r.Quiet(t, 200*time.Millisecond)
-	if after := mediumtest.DropNames(t, e.drop); !slices.Equal(after, before) {
-		t.Fatalf("drop holds %v, want the ignored names %v untouched", after, before)
+	mediumtest.PlantNonRegular(t, e.drop)
+	mediumtest.IgnoresNames(t, e.publisher(t), e.receiver(t), e.in, e.drop)
+}
+
+// TestAtomicVisibility: a lister of the in-process server's drop never
+// sees a final name before its file is whole.
+func TestAtomicVisibility(t *testing.T) {
+	for _, noHardlink := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noHardlink=%v", noHardlink), func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			p := e.publisher(t)
+			p.noHardlink = noHardlink
+			mediumtest.AtomicVisibility(t, p, e.drop)
+		})
 	}
 }
 
