@@ -1,6 +1,7 @@
 package ftps
 
 import (
+	"log/slog"
 	"testing"
 
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -52,4 +53,18 @@ func TestNames(t *testing.T) {
 		mediumtest.PlantNonRegular(t, e.drop)
 		mediumtest.IgnoresNames(t, e.publisher(t), e.receiver(t), e.in, e.drop)
 	})
+}
+
+// TestReconnectNoLeak: fifty control connections cut by a proxy,
+// each followed by a reconnect (TCP, TLS, login), leave no goroutine and
+// no descriptor behind. (Fifty, not thousands as over SFTP: each
+// reconnect to vsftpd, with TLS and a PAM login, takes about 150ms here.)
+func TestReconnectNoLeak(t *testing.T) {
+	srv := vsftpdtest.Start(t)
+	px := mediumtest.StartProxy(t, srv.Addr)
+	e := newEnv(t, srv, envOptions{})
+	e.cfg.Address = px.Addr
+	e.cfg.Logger = slog.New(slog.DiscardHandler)
+	p := e.publisher(t)
+	mediumtest.NoLeak(t, 50, p, func() { px.Cut() }, func() { p.Close(); px.Cut() })
 }

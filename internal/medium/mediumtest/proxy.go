@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -215,4 +217,50 @@ func CutMidStream(t *testing.T, px *Proxy, p medium.Publisher, r *Running, in *m
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// NoLeak checks that rounds reconnects leave no goroutine and no file
+// descriptor behind. Each round publishes one small file with p (the
+// first try may meet the connection cut in the round before; the retry
+// must reconnect and succeed) and then calls cut, which ends every
+// connection on the server's side (a proxy's or test server's cut). At
+// the end it calls closeAll, which closes p, and waits for the counts to
+// come back to what they were before the first round.
+func NoLeak(t *testing.T, rounds int, p medium.Publisher, cut, closeAll func()) {
+	t.Helper()
+	baseG, baseFD := runtime.NumGoroutine(), openFDs(t)
+	for i := range rounds {
+		name := fmt.Sprintf("l-%05d.fxe", i)
+		if err := p.Publish(context.Background(), name, []byte("x")); err != nil {
+			if err := p.Publish(context.Background(), name, []byte("x")); err != nil {
+				t.Fatalf("round %d: Publish after a reconnect: %v", i, err)
+			}
+		}
+		cut()
+	}
+	closeAll()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g, fd := runtime.NumGoroutine(), openFDs(t)
+		if g <= baseG && fd <= baseFD {
+			t.Logf("%d reconnects: %d goroutines and %d descriptors, as before", rounds, g, fd)
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("after %d reconnects: %d goroutines (%d before), %d open descriptors (%d before):\n%s", rounds, g, baseG, fd, baseFD, buf[:n])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// openFDs counts the process's open file descriptors.
+func openFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("count open descriptors: %v", err)
+	}
+	return len(ents)
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -429,36 +428,14 @@ func TestReceiver_CutMidDownload(t *testing.T) {
 	r.Quiet(t, 200*time.Millisecond)
 }
 
-// TestReconnectNoLeak drops the connection hundreds of times and checks
-// that every goroutine of the old connections ends.
+// TestReconnectNoLeak drops the connection a thousand times and
+// checks that every goroutine and descriptor of the old connections (the
+// client's and the in-process server's) is gone.
 func TestReconnectNoLeak(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.cfg.Logger = slog.New(slog.DiscardHandler)
-	base := runtime.NumGoroutine()
 	p := e.publisher(t)
-	const rounds = 300
-	for i := range rounds {
-		// The first try may meet the cut connection; the second must
-		// reconnect.
-		name := fmt.Sprintf("l-%04d.fxe", i)
-		if err := p.Publish(context.Background(), name, []byte("x")); err != nil {
-			if err := p.Publish(context.Background(), name, []byte("x")); err != nil {
-				t.Fatalf("round %d: Publish after a reconnect: %v", i, err)
-			}
-		}
-		e.srv.cut()
-	}
-	p.Close()
-	e.srv.cut()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
-			t.Fatalf("%d goroutines after %d reconnects, %d before:\n%s", runtime.NumGoroutine(), rounds, base, buf[:n])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	mediumtest.NoLeak(t, 1000, p, e.srv.cut, func() { p.Close(); e.srv.cut() })
 }
 
 // TestOpTimeout: a server that stops answering (a black hole) fails the
