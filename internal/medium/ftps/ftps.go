@@ -35,7 +35,9 @@
 // towards both agents, and advertise an address they reach. The TCP
 // connect, TLS handshake and login are bounded by DialTimeout; each
 // command, and each chunk of a transfer, by OpTimeout (an overrun closes
-// the connection, which fails the operation). A connection idle for
+// the connection, which fails the operation). A transfer of any length
+// succeeds as long as each chunk does: an upload's STOR is one command,
+// whose timeout every chunk it takes renews. A connection idle for
 // longer than the idle check (30s) is probed with NOOP before use.
 // After a failure the connection is dropped and the next operation dials
 // again, after an exponential backoff with jitter (100ms doubling to 30s)
@@ -75,6 +77,13 @@
 // set local_umask=007 (file_open_mode=0666) so uploads are group
 // readable and writable. Both accounts need write_enable=YES: the
 // receiver deletes, the publisher stores and renames.
+//
+// vsftpd answers 550 to RETR and DELE both for a missing file and for one
+// the account may not read or delete; a SIZE tells them apart, and a
+// refusal comes back wrapping fs.ErrPermission, so the receiver leaves
+// the file and says why instead of taking it for gone. A STOR refused
+// before any byte moved (550, or 553 "Could not create file") is a
+// permission error too, not a failure of the connection.
 package ftps
 
 import (
