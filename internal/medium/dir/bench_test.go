@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ferrybridge/ferry/internal/medium/mediumtest"
 )
 
 // BenchmarkPublishVsCp publishes envelope files through the directory
@@ -84,9 +86,5 @@ func benchPublishVsCp(b *testing.B, cp string, size, count int) {
 		clear(dst)
 		b.StartTimer()
 	}
-	total := float64(size) * float64(count) * float64(b.N) / 1e6
-	b.ReportMetric(float64(tMedium.Nanoseconds())/float64(b.N), "ns/op")
-	b.ReportMetric(total/tMedium.Seconds(), "medium-MB/s")
-	b.ReportMetric(total/tCp.Seconds(), "cp-MB/s")
-	b.ReportMetric(tCp.Seconds()/tMedium.Seconds(), "ratio")
+	mediumtest.ReportRatio(b, int64(size)*int64(count), tMedium, tCp, "cp")
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrybridge/ferry/internal/medium/mediumtest"
 	"github.com/ferrybridge/ferry/internal/medium/sftp/sshdtest"
 )
 
@@ -129,15 +130,5 @@ func benchPublishVsOpenSSH(b *testing.B, size, count int) {
 		clear()
 		b.StartTimer()
 	}
-	reportRatio(b, int64(size)*int64(count), tMedium, tClient, "openssh")
-}
-
-// reportRatio reports the medium's and the baseline's throughput over
-// b.N batches of bytes each, and their ratio.
-func reportRatio(b *testing.B, bytes int64, medium, baseline time.Duration, name string) {
-	total := float64(bytes) * float64(b.N) / 1e6
-	b.ReportMetric(float64(medium.Nanoseconds())/float64(b.N), "ns/op")
-	b.ReportMetric(total/medium.Seconds(), "medium-MB/s")
-	b.ReportMetric(total/baseline.Seconds(), name+"-MB/s")
-	b.ReportMetric(baseline.Seconds()/medium.Seconds(), "ratio")
+	mediumtest.ReportRatio(b, int64(size)*int64(count), tMedium, tClient, "openssh")
 }
