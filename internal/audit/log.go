@@ -1,0 +1,222 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/ferrybridge/ferry/internal/sqlitedb"
+)
+
+//go:embed sql/*.sql
+var migrations embed.FS
+
+// component names the log's schema in ferry_schema.
+const component = "audit"
+
+// applicationID marks an audit database (PRAGMA application_id: "FYAU").
+const applicationID = 0x46594155
+
+// FileName is the audit database's name in a zone's state directory.
+const FileName = "audit.db"
+
+// MinRetention is the shortest time entry bodies are kept: the operating
+// rules ask for six months.
+const MinRetention = 180 * 24 * time.Hour
+
+// Log is a zone's audit log, open for appending. It is safe for
+// concurrent use; appends are serialized.
+type Log struct {
+	db     *sql.DB
+	origin string
+	signer note.Signer
+
+	mu   sync.Mutex
+	size int64 // entries in the log
+}
+
+// OpenLog opens (creating if needed) the audit database at file for the
+// zone, signing checkpoints with signer, whose name must be the log's
+// origin ([Origin] of zone): a checkpoint names its log twice, in its
+// first line and in its signature.
+func OpenLog(ctx context.Context, file, zone string, signer note.Signer) (*Log, error) {
+	origin := Origin(zone)
+	if signer == nil || signer.Name() != origin {
+		return nil, fmt.Errorf("open audit log: the audit key must be named %q", origin)
+	}
+	sub, err := fs.Sub(migrations, "sql")
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlitedb.Open(ctx, file, sqlitedb.Options{ApplicationID: applicationID, Component: component, Migrations: sub})
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	l := &Log{db: db, origin: origin, signer: signer}
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_entries`).Scan(&l.size); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	return l, nil
+}
+
+// Close closes the database.
+func (l *Log) Close() error { return l.db.Close() }
+
+// Origin returns the log's origin.
+func (l *Log) Origin() string { return l.origin }
+
+// Size returns the number of entries in the log.
+func (l *Log) Size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size
+}
+
+// Append appends entries to the log in one transaction and returns the
+// index of the first. Either all are appended, durably, or none.
+func (l *Log) Append(ctx context.Context, entries ...Entry) (int64, error) {
+	bodies := make([][]byte, len(entries))
+	for i, e := range entries {
+		b, err := e.Encode()
+		if err != nil {
+			return 0, err
+		}
+		bodies[i] = b
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	first := l.size
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("audit append: %w", err)
+	}
+	defer tx.Rollback()
+	r := txHashReader{ctx: ctx, tx: tx}
+	for i, body := range bodies {
+		idx := first + int64(i)
+		hashes, err := tlog.StoredHashes(idx, body, r)
+		if err != nil {
+			return 0, fmt.Errorf("audit append: entry %d: %w", idx, err)
+		}
+		base := tlog.StoredHashIndex(0, idx)
+		for j, h := range hashes {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_hashes (id, hash) VALUES (?, ?)`, base+int64(j), h[:]); err != nil {
+				return 0, fmt.Errorf("audit append: entry %d: %w", idx, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_entries (idx, time, body) VALUES (?, ?, ?)`,
+			idx, entries[i].Time.UnixMilli(), body); err != nil {
+			return 0, fmt.Errorf("audit append: entry %d: %w", idx, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("audit append: %w", err)
+	}
+	l.size += int64(len(bodies))
+	return first, nil
+}
+
+// Checkpoint signs the tree as it stands and stores the checkpoint,
+// unless one for this size exists; it returns the signed note.
+func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var stored []byte
+	err := l.db.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints WHERE size = ?`, l.size).Scan(&stored)
+	if err == nil {
+		return stored, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	root, err := tlog.TreeHash(l.size, dbHashReader{ctx: ctx, db: l.db})
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	msg, err := signCheckpoint(Checkpoint{Origin: l.origin, Size: l.size, Root: root}, l.signer)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := l.db.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, time, note) VALUES (?, ?, ?)`,
+		l.size, time.Now().UnixMilli(), msg); err != nil {
+		return nil, fmt.Errorf("audit checkpoint: %w", err)
+	}
+	return msg, nil
+}
+
+// LatestCheckpoint returns the newest stored checkpoint note, or nil if
+// there is none.
+func (l *Log) LatestCheckpoint(ctx context.Context) ([]byte, error) {
+	var msg []byte
+	err := l.db.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&msg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: latest checkpoint: %w", err)
+	}
+	return msg, nil
+}
+
+// Prune drops the bodies of entries older than before, keeping their
+// hashes, so the tree and every checkpoint stay verifiable. before must
+// be at least MinRetention ago. It returns how many bodies it dropped.
+func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
+	if time.Since(before) < MinRetention {
+		return 0, fmt.Errorf("audit prune: entries must be kept at least %v; %v is too recent", MinRetention, before.UTC().Format(time.RFC3339))
+	}
+	res, err := l.db.ExecContext(ctx, `UPDATE audit_entries SET body = NULL WHERE time < ? AND body IS NOT NULL`, before.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("audit prune: %w", err)
+	}
+	return res.RowsAffected()
+}
+
+// txHashReader reads stored hashes inside a transaction, seeing the ones
+// the transaction wrote.
+type txHashReader struct {
+	ctx context.Context
+	tx  *sql.Tx
+}
+
+func (r txHashReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
+	return readHashes(ids, func(id int64) *sql.Row {
+		return r.tx.QueryRowContext(r.ctx, `SELECT hash FROM audit_hashes WHERE id = ?`, id)
+	})
+}
+
+// dbHashReader reads stored hashes from the database.
+type dbHashReader struct {
+	ctx context.Context
+	db  *sql.DB
+}
+
+func (r dbHashReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
+	return readHashes(ids, func(id int64) *sql.Row {
+		return r.db.QueryRowContext(r.ctx, `SELECT hash FROM audit_hashes WHERE id = ?`, id)
+	})
+}
+
+func readHashes(ids []int64, row func(int64) *sql.Row) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(ids))
+	for i, id := range ids {
+		var b []byte
+		if err := row(id).Scan(&b); err != nil {
+			return nil, fmt.Errorf("read stored hash %d: %w", id, err)
+		}
+		if len(b) != tlog.HashSize {
+			return nil, fmt.Errorf("stored hash %d has %d bytes", id, len(b))
+		}
+		copy(out[i][:], b)
+	}
+	return out, nil
+}
