@@ -85,13 +85,20 @@ func (l *Log) Size() int64 {
 // index of the first. Either all are appended, durably, or none.
 func (l *Log) Append(ctx context.Context, entries ...Entry) (int64, error) {
 	bodies := make([][]byte, len(entries))
+	times := make([]int64, len(entries))
 	for i, e := range entries {
 		b, err := e.Encode()
 		if err != nil {
 			return 0, err
 		}
-		bodies[i] = b
+		bodies[i], times[i] = b, e.Time.UnixMilli()
 	}
+	return l.appendBodies(ctx, bodies, times, nil)
+}
+
+// appendBodies appends encoded entries in one transaction, running also
+// (if not nil) in it, and returns the index of the first.
+func (l *Log) appendBodies(ctx context.Context, bodies [][]byte, times []int64, also func(*sql.Tx) error) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	first := l.size
@@ -113,9 +120,13 @@ func (l *Log) Append(ctx context.Context, entries ...Entry) (int64, error) {
 				return 0, fmt.Errorf("audit append: entry %d: %w", idx, err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_entries (idx, time, body) VALUES (?, ?, ?)`,
-			idx, entries[i].Time.UnixMilli(), body); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_entries (idx, time, body) VALUES (?, ?, ?)`, idx, times[i], body); err != nil {
 			return 0, fmt.Errorf("audit append: entry %d: %w", idx, err)
+		}
+	}
+	if also != nil {
+		if err := also(tx); err != nil {
+			return 0, fmt.Errorf("audit append: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

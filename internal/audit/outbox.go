@@ -1,0 +1,186 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/ferrybridge/ferry/internal/sqlitedb"
+)
+
+// The outbox: a component records an audit entry in its own database, in
+// the transaction of the decision the entry records ([Stage]), so the
+// decision and its record commit together or not at all, and the request
+// path pays one insert, no hashing and no second fsync. The zone's log
+// takes staged entries in batches ([Log.Drain], [Log.Run]): it appends
+// them and notes the last staged id it took, in one transaction of
+// audit.db, and only then deletes them from the component's database. A
+// drain interrupted between the two finds the watermark and takes nothing
+// twice.
+
+//go:embed outbox/*.sql
+var outboxMigrations embed.FS
+
+// outboxComponent names the outbox schema in a component's ferry_schema.
+const outboxComponent = "audit_outbox"
+
+// MigrateOutbox adds the audit outbox table to db, a component's own
+// database (the DMZ spool, the intranet's ledger), if it is not there.
+func MigrateOutbox(ctx context.Context, db *sql.DB) error {
+	sub, err := fs.Sub(outboxMigrations, "outbox")
+	if err != nil {
+		return err
+	}
+	if err := sqlitedb.Migrate(ctx, db, outboxComponent, sub); err != nil {
+		return fmt.Errorf("audit outbox: %w", err)
+	}
+	return nil
+}
+
+// Execer is a transaction or a database handle: what [Stage] writes with.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// Stage records entries in the outbox of the database x writes to (whose
+// schema [MigrateOutbox] added). Pass the transaction of the decision the
+// entries record: they reach the log if and only if it commits.
+func Stage(ctx context.Context, x Execer, entries ...Entry) error {
+	for _, e := range entries {
+		body, err := e.Encode()
+		if err != nil {
+			return err
+		}
+		if _, err := x.ExecContext(ctx, `INSERT INTO audit_outbox (time, body) VALUES (?, ?)`, e.Time.UnixMilli(), body); err != nil {
+			return fmt.Errorf("audit stage: %w", err)
+		}
+	}
+	return nil
+}
+
+// DrainBatch is the most entries one drain takes from one outbox.
+const DrainBatch = 1024
+
+// Drain takes up to DrainBatch staged entries from the outbox of src,
+// named source in the log (a stable name: the log keeps its watermark
+// under it), appends them in staging order, and deletes them from src. It
+// returns how many it appended.
+func (l *Log) Drain(ctx context.Context, source string, src *sql.DB) (int, error) {
+	var last int64
+	err := l.db.QueryRowContext(ctx, `SELECT last_id FROM audit_sources WHERE source = ?`, source).Scan(&last)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("audit drain %s: %w", source, err)
+	}
+	// What an interrupted drain appended but did not delete.
+	if _, err := src.ExecContext(ctx, `DELETE FROM audit_outbox WHERE id <= ?`, last); err != nil {
+		return 0, fmt.Errorf("audit drain %s: %w", source, err)
+	}
+	rows, err := src.QueryContext(ctx, `SELECT id, time, body FROM audit_outbox WHERE id > ? ORDER BY id LIMIT ?`, last, DrainBatch)
+	if err != nil {
+		return 0, fmt.Errorf("audit drain %s: %w", source, err)
+	}
+	var bodies [][]byte
+	var times []int64
+	for rows.Next() {
+		var body []byte
+		var t int64
+		if err := rows.Scan(&last, &t, &body); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("audit drain %s: %w", source, err)
+		}
+		bodies, times = append(bodies, body), append(times, t)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("audit drain %s: %w", source, err)
+	}
+	rows.Close()
+	if len(bodies) == 0 {
+		return 0, nil
+	}
+	_, err = l.appendBodies(ctx, bodies, times, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit_sources (source, last_id) VALUES (?, ?)
+			ON CONFLICT (source) DO UPDATE SET last_id = excluded.last_id`, source, last)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("audit drain %s: %w", source, err)
+	}
+	if _, err := src.ExecContext(ctx, `DELETE FROM audit_outbox WHERE id <= ?`, last); err != nil {
+		// Appended all the same; the next drain deletes them.
+		return len(bodies), fmt.Errorf("audit drain %s: delete what was taken: %w", source, err)
+	}
+	return len(bodies), nil
+}
+
+// Source is a database whose outbox a Log drains.
+type Source struct {
+	Name string // stable across restarts: the log's watermark is kept under it
+	DB   *sql.DB
+}
+
+// RunConfig says how often Run drains and signs.
+type RunConfig struct {
+	Sources    []Source
+	Drain      time.Duration // how often to drain every source; 0: 200ms
+	Checkpoint time.Duration // how often to sign a checkpoint if the log grew; 0: 10s
+	Logger     *slog.Logger  // nil: slog.Default()
+}
+
+// Run drains the sources and signs checkpoints until ctx ends; then it
+// drains and signs once more (with a few seconds' grace) and returns
+// ctx.Err(). Failures are logged and retried at the next tick: an outbox
+// keeps its entries until they are in the log.
+func (l *Log) Run(ctx context.Context, cfg RunConfig) error {
+	if cfg.Drain <= 0 {
+		cfg.Drain = 200 * time.Millisecond
+	}
+	if cfg.Checkpoint <= 0 {
+		cfg.Checkpoint = 10 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	drainAll := func(ctx context.Context) {
+		for _, s := range cfg.Sources {
+			for {
+				n, err := l.Drain(ctx, s.Name, s.DB)
+				if err != nil {
+					log.Error("audit drain failed", slog.String("source", s.Name), slog.String("error", err.Error()))
+					break
+				}
+				if n < DrainBatch {
+					break
+				}
+			}
+		}
+	}
+	sign := func(ctx context.Context) {
+		if _, err := l.Checkpoint(ctx); err != nil {
+			log.Error("audit checkpoint failed", slog.String("error", err.Error()))
+		}
+	}
+	drain := time.NewTicker(cfg.Drain)
+	defer drain.Stop()
+	checkpoint := time.NewTicker(cfg.Checkpoint)
+	defer checkpoint.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			drainAll(final)
+			sign(final)
+			cancel()
+			return ctx.Err()
+		case <-drain.C:
+			drainAll(ctx)
+		case <-checkpoint.C:
+			sign(ctx)
+		}
+	}
+}
