@@ -88,6 +88,7 @@ const (
 	EventEnvelopeClaimed   = "envelope.claimed"
 	EventEnvelopeVerified  = "envelope.verified"
 	EventEnvelopeOpened    = "envelope.opened"
+	EventEnvelopeExpired   = "envelope.expired"
 	EventQuarantined       = "envelope.quarantined"
 	EventPolicyDecision    = "policy.decision"
 	EventResultSent        = "result.sent"

@@ -9,6 +9,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 )
 
@@ -197,10 +198,25 @@ func (s *Spool) store(ctx context.Context, env *Envelope, o storeOpts) error {
 			return fmt.Errorf("store envelope %s: record query: %w", env.ID, err)
 		}
 	}
+	if err := s.stage(ctx, tx, audit.Entry{Time: env.Created, Event: audit.EventEnvelopeSealed, Envelope: env.ID,
+		Channel: env.Channel, Seq: env.Seq, Count: int64(len(requestIDs)), Detail: env.Kind + sealedDetail(o)}); err != nil {
+		return fmt.Errorf("store envelope %s: %w", env.ID, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store envelope %s: commit: %w", env.ID, err)
 	}
 	return nil
+}
+
+// sealedDetail says what a sealed envelope carries besides requests.
+func sealedDetail(o storeOpts) string {
+	switch {
+	case o.replaces != "":
+		return ", re-sends " + o.replaces
+	case len(o.query) > 0:
+		return fmt.Sprintf(", asks about %d requests", len(o.query))
+	}
+	return ""
 }
 
 // MarkPublished records that the envelopes named by ids were published at
@@ -238,6 +254,9 @@ func (s *Spool) MarkPublished(ctx context.Context, ids []string, at time.Time, b
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE requests SET status = 'sent', updated = ?
 			WHERE envelope_id = ? AND status = 'queued'`, ms(at), id); err != nil {
+			return fmt.Errorf("mark published %s: %w", id, err)
+		}
+		if err := s.stage(ctx, tx, audit.Entry{Time: at, Event: audit.EventEnvelopePublished, Envelope: id, Count: int64(attempts)}); err != nil {
 			return fmt.Errorf("mark published %s: %w", id, err)
 		}
 	}
@@ -412,9 +431,19 @@ func (s *Spool) Expire(ctx context.Context, now time.Time) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expire: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE envelopes SET state = 'expired', data = X'', resend_at = NULL
-		WHERE state IN `+openStates+` AND expires <= ?`, ms(now)); err != nil {
+	expired, err := tx.QueryContext(ctx, `UPDATE envelopes SET state = 'expired', data = X'', resend_at = NULL
+		WHERE state IN `+openStates+` AND expires <= ? RETURNING id`, ms(now))
+	if err != nil {
 		return nil, fmt.Errorf("expire envelopes: %w", err)
+	}
+	envs, err := scanStrings(expired)
+	if err != nil {
+		return nil, fmt.Errorf("expire envelopes: %w", err)
+	}
+	for _, id := range envs {
+		if err := s.stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventEnvelopeExpired, Envelope: id}); err != nil {
+			return nil, fmt.Errorf("expire envelopes: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("expire: commit: %w", err)
@@ -568,6 +597,10 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 			return nil, fmt.Errorf("apply results %s: result %s: %w", env.ID, r.RequestID, err)
 		}
 		if n == 1 {
+			if err := s.stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventResultReceived, Request: r.RequestID, Envelope: env.ID,
+				Decision: r.Status, Reason: r.Reason, Rows: max(r.RowsAffected, int64(len(r.Rows)))}); err != nil {
+				return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
+			}
 			if r.Status == batch.StatusHeld {
 				out.Held = append(out.Held, r.RequestID)
 			} else {
@@ -595,6 +628,9 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		if n == 0 {
 			continue
 		}
+		if err := s.stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventAck, Envelope: id, Detail: "acknowledged by " + env.ID}); err != nil {
+			return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
+		}
 		// The intranet acknowledges an envelope in the same envelope as the
 		// last of its results; a request still queued or sent here was
 		// never answered. A held one was: its final result comes later.
@@ -617,6 +653,10 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 			return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 		}
 		out.CatalogueStored = stored
+	}
+	if err := s.stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel, Seq: env.Seq,
+		Count: int64(len(res.Results)), Detail: fmt.Sprintf("%d results, %d acknowledgements", len(res.Results), len(res.Acks))}); err != nil {
+		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("apply results %s: commit: %w", env.ID, err)

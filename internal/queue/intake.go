@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 )
 
@@ -345,6 +346,10 @@ func (in *Intake) insert(ctx context.Context, group []*submission) ([]submitResu
 		}
 		results[i] = submitResult{acc: Accepted{ID: r.ID, Status: batch.StatusQueued, Row: row}}
 		inserted++
+		if err := in.spool.stage(ctx, tx, audit.Entry{Time: r.Received, Event: audit.EventRequestAccepted, Actor: r.Client,
+			Request: r.ID, Operation: r.Operation, Subject: in.spool.subjectHash(r.Subject), Params: in.spool.paramsHash(r.Params)}); err != nil {
+			return nil, 0, fmt.Errorf("intake: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, 0, fmt.Errorf("intake: commit: %w", err)

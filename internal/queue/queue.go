@@ -242,6 +242,9 @@ type Spool struct {
 	maxJump uint64
 	// due fires when ResendMissing made envelopes due early.
 	due chan struct{}
+	// audit, when set by EnableAudit, stages an audit entry with each
+	// decision.
+	audit *auditing
 }
 
 // Open opens (creating if needed) the spool database at path and applies

@@ -85,6 +85,9 @@ func (s *Spool) Retry(ctx context.Context, id, actor string, now time.Time) (*Ac
 	if err != nil {
 		return nil, err
 	}
+	if err := s.stageAction(ctx, tx, a); err != nil {
+		return nil, fmt.Errorf("retry envelope %s: %w", id, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("retry envelope %s: commit: %w", id, err)
 	}
@@ -117,6 +120,9 @@ func (s *Spool) RetryDead(ctx context.Context, actor string, now time.Time) ([]*
 		a, err := retry(ctx, tx, id, actor, now)
 		if err != nil {
 			return nil, err
+		}
+		if err := s.stageAction(ctx, tx, a); err != nil {
+			return nil, fmt.Errorf("retry dead envelopes: %w", err)
 		}
 		out = append(out, a)
 	}
@@ -188,6 +194,9 @@ func (s *Spool) Drop(ctx context.Context, id, actor, message string, now time.Ti
 	}
 	a := &Action{At: now, Actor: actor, Action: ActionDrop, Envelope: id, Requests: len(ids), Reason: message}
 	if err := recordAction(ctx, tx, a); err != nil {
+		return nil, fmt.Errorf("drop envelope %s: %w", id, err)
+	}
+	if err := s.stageAction(ctx, tx, a); err != nil {
 		return nil, fmt.Errorf("drop envelope %s: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -1,0 +1,134 @@
+package queue
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/ferrybridge/ferry/internal/audit"
+	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/sqlitedb"
+)
+
+// TestSpool_Audit: with auditing on, every decision the spool takes is in
+// the zone's audit log once drained, in order, with subjects and
+// parameters only as keyed hashes; and the audit log verifies.
+func TestSpool_Audit(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, filepath.Join(dir, "spool.db"))
+	h, err := audit.NewHasher(bytes.Repeat([]byte{7}, audit.HMACKeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	if err := s.EnableAudit(ctx, "dmz", h); err != nil {
+		t.Fatal(err)
+	}
+	in := runIntake(t, s, IntakeConfig{})
+	const subject, secret = "110101199003074578", "沪A12345"
+	var ids []string
+	for range 2 {
+		acc, err := in.Submit(ctx, Request{Client: "app", Operation: "violations.query", Subject: subject,
+			Params: json.RawMessage(`{"id_number":"` + subject + `","plate":"` + secret + `"}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, acc.ID)
+	}
+	env := sealNext(t, s, 10)
+	if err := s.MarkPublished(ctx, []string{env.ID}, time.Now(), testBackoff); err != nil {
+		t.Fatal(err)
+	}
+	res := &batch.Results{Results: []batch.Result{
+		{RequestID: ids[0], Status: batch.StatusDone, Rows: []map[string]any{{"plate": secret}}},
+		{RequestID: ids[1], Status: batch.StatusRejected, Reason: "rate_limited"},
+	}, Acks: []string{env.ID}}
+	if _, err := s.ApplyResults(ctx, ReceivedEnvelope{ID: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", Channel: "results", Seq: 1}, res, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Audit(ctx, audit.Entry{Event: audit.EventRequestRefused, Actor: "app", Reason: "forbidden_subject"}); err != nil {
+		t.Fatal(err)
+	}
+	// An operator drops an envelope; the message stays out of the log.
+	if _, err := in.Submit(ctx, Request{Client: "app", Operation: "violations.query", Params: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	env2 := sealNext(t, s, 10)
+	if _, err := s.Drop(ctx, env2.ID, "admin1", "citizen "+subject+" asked", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	skey, vkey, _ := note.GenerateKey(rand.Reader, audit.Origin("dmz"))
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	file := filepath.Join(dir, audit.FileName)
+	l, err := audit.OpenLog(ctx, file, "dmz", signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	src := s.AuditSource()
+	if _, err := l.Drain(ctx, src.Name, src.DB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Verify(ctx, file, verifier, audit.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	var accepted []audit.Entry
+	db, err := sqlitedb.Open(ctx, file, sqlitedb.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT body FROM audit_entries ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		e, err := audit.DecodeEntry(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, e.Event)
+		if e.Event == audit.EventRequestAccepted {
+			accepted = append(accepted, e)
+		}
+	}
+	rows.Close()
+	want := []string{audit.EventRequestAccepted, audit.EventRequestAccepted, audit.EventEnvelopeSealed, audit.EventEnvelopePublished,
+		audit.EventResultReceived, audit.EventResultReceived, audit.EventAck, audit.EventEnvelopeOpened, audit.EventRequestRefused,
+		audit.EventRequestAccepted, audit.EventEnvelopeSealed, audit.EventAdmin}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events %v,\nwant %v", events, want)
+	}
+	if accepted[0].Subject != h.Subject(subject) || accepted[0].Actor != "app" || accepted[0].Zone != "dmz" {
+		t.Errorf("accepted entry %+v", accepted[0])
+	}
+	// No personal data anywhere in the audit database (its WAL included).
+	for _, f := range []string{file, file + "-wal"} {
+		raw, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		for _, pd := range []string{subject, secret} {
+			if bytes.Contains(raw, []byte(pd)) {
+				t.Errorf("%s holds %q in clear", filepath.Base(f), pd)
+			}
+		}
+	}
+}
