@@ -48,9 +48,14 @@ func newInitCmd(g *globals) *cobra.Command {
 		Use:   "init DIR",
 		Short: "Create a complete two-zone deployment in DIR",
 		Long: `Create a complete two-zone deployment in DIR: a dmz/ and an intranet/ zone,
-each with its config, its own keys and the peer's public keys, the sample
-policy, a sample replica database for the intranet, and the exchange/
-directories that stand for the one-way media. DIR must not exist or be empty.
+each with its config, its own envelope and audit keys and the peer's public
+keys, the sample policy, a sample replica database for the intranet, and the
+exchange/ directories that stand for the one-way media. DIR must not exist or
+be empty.
+
+Each zone's audit keys are in its keys/ directory: audit.pub is the file to
+give auditors; audit-hmac.key (0600) only to auditors who may search the
+audit log by ID number.
 
 The API client's bearer token is written to DIR/<client>.token (0600);
 the DMZ config holds only its SHA-256.`,
@@ -113,6 +118,14 @@ func runInit(ctx context.Context, opts initOptions, dir string, out io.Writer) (
 	if err := writeZoneKeys(filepath.Join(abs, "intranet", "keys"), inKeys, dmzKeys.Public()); err != nil {
 		return nil, err
 	}
+	dmzAudit, err := writeAuditKeys(filepath.Join(abs, "dmz", "keys"), defaultDMZZone)
+	if err != nil {
+		return nil, err
+	}
+	inAudit, err := writeAuditKeys(filepath.Join(abs, "intranet", "keys"), defaultIntranetZone)
+	if err != nil {
+		return nil, err
+	}
 	for _, zone := range []string{"dmz", "intranet"} {
 		if err := os.WriteFile(filepath.Join(abs, zone, "policy.yaml"), sample.Policy(), 0o640); err != nil {
 			return nil, err
@@ -155,9 +168,11 @@ func runInit(ctx context.Context, opts initOptions, dir string, out io.Writer) (
 	rows := [][2]string{
 		{"dmz/dmz.yaml", "DMZ agent config; API on " + opts.Listen},
 		{"dmz/keys/", fmt.Sprintf("DMZ signing key %s+%s, age key %s (private files 0600)", dmzKeys.Name, keys.KeyID(dmzKeys.Verifier.KeyHash()), keys.Fingerprint(dmzKeys.Recipient))},
+		{"dmz/keys/audit.*", auditRow("DMZ", dmzAudit)},
 		{"dmz/policy.yaml", "sample whitelist policy (early rejection at the DMZ)"},
 		{"intranet/intranet.yaml", "intranet agent config"},
 		{"intranet/keys/", fmt.Sprintf("intranet signing key %s+%s, age key %s (private files 0600)", inKeys.Name, keys.KeyID(inKeys.Verifier.KeyHash()), keys.Fingerprint(inKeys.Recipient))},
+		{"intranet/keys/audit.*", auditRow("intranet", inAudit)},
 		{"intranet/policy.yaml", "sample whitelist policy (the authority), signed by " + strings.Join(admins, " and ") + " in policy.yaml.sig"},
 		{"intranet/keys/admins/", "the admins' public keys, which the intranet agent trusts to sign policies and approvals"},
 		{"intranet/approvals/", "signed decisions on held writes (ferryctl approve --key admins/" + demoReviewer + ".key)"},
@@ -230,6 +245,25 @@ func writeZoneKeys(dir string, own *keys.Zone, peer *keys.Peer) error {
 		return err
 	}
 	return keys.WritePeer(dir, peer)
+}
+
+// writeAuditKeys generates zone's audit keys into its key directory and
+// loads them back, as the agent will.
+func writeAuditKeys(dir, zone string) (*keys.Audit, error) {
+	if err := keys.GenerateAudit(dir, zone); err != nil {
+		return nil, fmt.Errorf("create audit keys: %w", err)
+	}
+	a, err := keys.LoadAudit(dir, zone)
+	if err != nil {
+		return nil, fmt.Errorf("generated audit keys do not load: %w", err)
+	}
+	return a, nil
+}
+
+// auditRow describes a zone's audit key files for init's summary.
+func auditRow(who string, a *keys.Audit) string {
+	return fmt.Sprintf("%s audit key %s+%s (%s for auditors; %s only for those who may search by ID number)",
+		who, a.Verifier.Name(), keys.KeyID(a.Verifier.KeyHash()), keys.AuditPubFile, keys.AuditHMACKeyFile)
 }
 
 func ensureEmptyDir(dir string) error {

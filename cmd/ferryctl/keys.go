@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,7 +40,9 @@ func newKeysShowCmd(g *globals) *cobra.Command {
 signing keys (name, key id, verifier key) and age recipients with their
 fingerprints, and the peer's, where present. After a rotation each key also
 shows its window and status (in force, next, retired; valid, expired,
-revoked). Private key files are checked for permissions but never printed.`,
+revoked). Then the zone's audit key: its name, key id and public file
+(audit.pub), and whether the audit HMAC key (audit-hmac.key) is there.
+Private key files are checked for permissions but never printed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runKeysShow(opts, args[0], g.stdout)
@@ -54,9 +57,14 @@ type keyInfo struct {
 	Zone        string `json:"zone"`
 	KeyID       string `json:"key_id"`
 	VerifierKey string `json:"verifier_key"`
-	Recipient   string `json:"age_recipient"`
-	Fingerprint string `json:"age_fingerprint"`
+	Recipient   string `json:"age_recipient,omitempty"`
+	Fingerprint string `json:"age_fingerprint,omitempty"`
 	Private     string `json:"private,omitempty"`
+	// File and HMACKey describe the audit key (role "audit"): the public
+	// key file auditors are given, and whether the HMAC key file is there
+	// (never its value).
+	File    string `json:"file,omitempty"`
+	HMACKey string `json:"hmac_key,omitempty"`
 	// Windows: for an own key, when it signs (from, to) and until when its
 	// age identity decrypts; for a peer key, the creation times accepted.
 	From    string `json:"from,omitempty"`
@@ -85,10 +93,19 @@ func runKeysShow(opts keysShowOptions, dir string, out io.Writer) error {
 			infos = append(infos, peerKeyInfo(base.Name, k, now))
 		}
 	}
+	auditInfo, err := auditKeyInfo(dir, infos[0].Zone)
+	if err != nil {
+		return err
+	}
+	infos = append(infos, auditInfo)
 	if opts.JSON {
 		return writeJSON(out, infos)
 	}
 	for _, k := range infos {
+		if k.Role == "audit" {
+			writeAuditInfo(out, k)
+			continue
+		}
 		fmt.Fprintf(out, "%s zone %q\n", k.Role, k.Zone)
 		fmt.Fprintf(out, "  signing key   %s (key id %s)\n", k.VerifierKey, k.KeyID)
 		fmt.Fprintf(out, "  age recipient %s (fingerprint %s)\n", k.Recipient, k.Fingerprint)
@@ -101,6 +118,82 @@ func runKeysShow(opts keysShowOptions, dir string, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// auditKeyInfo describes the zone's audit keys: the key's id and public
+// file, and whether the HMAC key is there. A directory without any audit
+// key file (made before audit logs) is shown as missing; unsafe private
+// files are shown as unusable, as for the zone's own keys; any other
+// problem is an error.
+func auditKeyInfo(dir, zone string) (keyInfo, error) {
+	info := keyInfo{Role: "audit", Zone: zone}
+	present := map[string]bool{}
+	for _, f := range []string{keys.AuditKeyFile, keys.AuditPubFile, keys.AuditHMACKeyFile} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+			present[f] = true
+		}
+	}
+	if len(present) == 0 {
+		info.Status = "missing"
+		return info, nil
+	}
+	hint := "'ferryctl keys generate' writes audit.key, audit.pub and audit-hmac.key beside the zone's keys"
+	pub := filepath.Join(dir, keys.AuditPubFile)
+	v, err := keys.ReadAuditPub(pub, zone)
+	if err != nil {
+		return keyInfo{}, withHint(err, hint)
+	}
+	info.KeyID = keys.KeyID(v.KeyHash())
+	info.VerifierKey = publicKeyLine(pub)
+	info.File = pub
+	info.HMACKey = "missing"
+	if present[keys.AuditHMACKeyFile] {
+		info.HMACKey = "present (" + keys.AuditHMACKeyFile + ")"
+	}
+	_, err = keys.LoadAudit(dir, zone)
+	switch {
+	case err == nil:
+		info.Private = "ok (0600)"
+		info.Status = "valid"
+	case errors.Is(err, keys.ErrPermissions):
+		info.Private = err.Error()
+		info.Status = "unusable"
+	default:
+		return keyInfo{}, withHint(err, hint)
+	}
+	return info, nil
+}
+
+// publicKeyLine returns the key line of a public key file that was read
+// without error already: its first line that is neither blank nor a
+// comment.
+func publicKeyLine(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			return line
+		}
+	}
+	return ""
+}
+
+// writeAuditInfo prints an audit key's description.
+func writeAuditInfo(out io.Writer, k keyInfo) {
+	fmt.Fprintf(out, "audit key of zone %q\n", k.Zone)
+	if k.Status == "missing" {
+		fmt.Fprintf(out, "  status        missing: no %s, %s or %s\n", keys.AuditKeyFile, keys.AuditPubFile, keys.AuditHMACKeyFile)
+		return
+	}
+	fmt.Fprintf(out, "  signing key   %s (key id %s)\n", k.VerifierKey, k.KeyID)
+	fmt.Fprintf(out, "  public file   %s (for auditors)\n", k.File)
+	fmt.Fprintf(out, "  private key   %s\n", k.Private)
+	fmt.Fprintf(out, "  hmac key      %s\n", k.HMACKey)
+	if k.Status != "valid" {
+		fmt.Fprintf(out, "  status        %s\n", k.Status)
+	}
 }
 
 // ownKeyInfos describes the zone's own keys. If a private key file is
@@ -210,11 +303,17 @@ func describe(role string, p *keys.Peer, private string) keyInfo {
 func newKeysGenerateCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "generate ZONE KEYDIR",
-		Short: "Generate a zone's signing key and age identity into KEYDIR",
+		Short: "Generate a zone's signing key, age identity and audit keys into KEYDIR",
 		Long: `Generate a zone's Ed25519 signing key and age X25519 identity into KEYDIR
-(created 0700; private files 0600). Existing key files are never
-overwritten. Copy sign.pub and age.pub to the peer zone as peer-sign.pub and
-peer-age.pub.`,
+(created 0700; private files 0600), and its audit keys: audit.key, the
+Ed25519 key that signs the zone's audit checkpoints (named
+ferry.audit/ZONE), its public key audit.pub, and audit-hmac.key, the key of
+the keyed hashes of ID numbers in the audit log. Existing key files are
+never overwritten.
+
+Copy sign.pub and age.pub to the peer zone as peer-sign.pub and
+peer-age.pub. Give auditors audit.pub; give audit-hmac.key only to auditors
+who may search the audit log by ID number.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runKeysGenerate(args[0], args[1], g.stdout)
@@ -231,8 +330,18 @@ func runKeysGenerate(zone, dir string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	const hint = "keys are never overwritten; remove old keys deliberately or choose another directory"
+	// The audit keys go first: GenerateAudit writes all three or none, so
+	// if the zone's keys then cannot be written, removing the three leaves
+	// KEYDIR as it was.
+	if err := keys.GenerateAudit(dir, zone); err != nil {
+		return withHint(fmt.Errorf("audit keys: %w", err), hint)
+	}
 	if err := z.WriteDir(dir); err != nil {
-		return withHint(err, "keys are never overwritten; remove old keys deliberately or choose another directory")
+		for _, f := range []string{keys.AuditKeyFile, keys.AuditPubFile, keys.AuditHMACKeyFile} {
+			os.Remove(filepath.Join(dir, f))
+		}
+		return withHint(err, hint)
 	}
 	return runKeysShow(keysShowOptions{}, dir, out)
 }
