@@ -26,9 +26,18 @@ const MaxProofSize = 64 << 10
 // offline with the audit public key. The entry must be covered by a
 // checkpoint and its body not pruned.
 func (l *Log) Prove(ctx context.Context, idx int64) ([]byte, error) {
+	return prove(ctx, l.db, idx)
+}
+
+// prove makes the inclusion proof of entry idx from the audit database
+// db, for [Log.Prove] and [Reader.Prove]: it only reads, so a read-only
+// handle without the signing key will do. The newest checkpoint is read
+// first; the stored hashes under it never change afterwards, so the
+// proof is consistent even while the log grows.
+func prove(ctx context.Context, db *sql.DB, idx int64) ([]byte, error) {
 	var size int64
 	var cp []byte
-	err := l.db.QueryRowContext(ctx, `SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&size, &cp)
+	err := db.QueryRowContext(ctx, `SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&size, &cp)
 	if errors.Is(err, sql.ErrNoRows) || err == nil && idx >= size {
 		return nil, fmt.Errorf("prove entry %d: no checkpoint covers it yet", idx)
 	}
@@ -39,13 +48,13 @@ func (l *Log) Prove(ctx context.Context, idx int64) ([]byte, error) {
 		return nil, fmt.Errorf("prove entry %d: no such entry", idx)
 	}
 	var body []byte
-	if err := l.db.QueryRowContext(ctx, `SELECT body FROM audit_entries WHERE idx = ?`, idx).Scan(&body); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT body FROM audit_entries WHERE idx = ?`, idx).Scan(&body); err != nil {
 		return nil, fmt.Errorf("prove entry %d: %w", idx, err)
 	}
 	if body == nil {
 		return nil, fmt.Errorf("prove entry %d: its body was pruned", idx)
 	}
-	p, err := tlog.ProveRecord(size, idx, dbHashReader{ctx: ctx, db: l.db})
+	p, err := tlog.ProveRecord(size, idx, dbHashReader{ctx: ctx, db: db})
 	if err != nil {
 		return nil, fmt.Errorf("prove entry %d: %w", idx, err)
 	}
