@@ -22,6 +22,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrybridge/ferry/internal/admin"
+	"github.com/ferrybridge/ferry/internal/audit"
+	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/sample"
 )
 
@@ -50,7 +52,8 @@ func newDemoCmd(g *globals) *cobra.Command {
 		Long: `Run a full two-zone round trip: create a deployment (as 'ferryctl init'),
 start dmz-agent and intranet-agent as processes, send sample citizen requests
 over the HTTP API (including ones the policy rejects), print each result as a
-user would read it, stop both agents and tell where the files are.`,
+user would read it, stop both agents, verify both zones' audit logs as an
+auditor would, and tell where the files are.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDemo(cmd.Context(), opts, g.stdout)
@@ -230,10 +233,25 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "  both agents stopped cleanly\n")
+
+	fmt.Fprintf(out, "\n== 6. the auditor's check: each zone's audit log, offline, with its public key alone\n")
+	for _, zone := range []string{"dmz", "intranet"} {
+		dir := filepath.Join(dep.Dir, zone, "state")
+		pub := filepath.Join(dep.Dir, zone, "keys", keys.AuditPubFile)
+		fmt.Fprintf(out, "     $ ferryctl audit verify %s --pubkey %s\n", dir, pub)
+		var buf bytes.Buffer
+		if err := runAuditVerify(ctx, auditVerifyOptions{PubKey: pub}, dir, &buf); err != nil {
+			return fmt.Errorf("demo: audit log of zone %s: %w\n%s", zone, err, buf.String())
+		}
+		for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
+			fmt.Fprintf(out, "       %s\n", line)
+		}
+	}
 	fmt.Fprintf(out, "\n== files\n")
 	fmt.Fprintf(out, "  deployment      %s\n", dep.Dir)
 	fmt.Fprintf(out, "  DMZ spool       %s\n", filepath.Join(dep.Dir, "dmz", "state", "spool.db"))
 	fmt.Fprintf(out, "  replica         %s\n", filepath.Join(dep.Dir, "intranet", "replica.db"))
+	fmt.Fprintf(out, "  audit logs      %s, %s\n", filepath.Join(dep.Dir, "dmz", "state", audit.FileName), filepath.Join(dep.Dir, "intranet", "state", audit.FileName))
 	fmt.Fprintf(out, "  agent logs      %s, %s\n", dmzp.log, intra.log)
 	fmt.Fprintf(out, "  quarantine      %s, %s\n", filepath.Join(dep.Dir, "dmz", "state", "quarantine"), filepath.Join(dep.Dir, "intranet", "state", "quarantine"))
 	fmt.Fprintf(out, "demo complete: the round trip works\n")

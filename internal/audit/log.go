@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -55,6 +57,9 @@ func OpenLog(ctx context.Context, file, zone string, signer note.Signer) (*Log, 
 	sub, err := fs.Sub(migrations, "sql")
 	if err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	db, err := sqlitedb.Open(ctx, file, sqlitedb.Options{ApplicationID: applicationID, Component: component, Migrations: sub})
 	if err != nil {

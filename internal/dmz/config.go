@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/keys"
@@ -40,6 +41,9 @@ const (
 	// before the batcher seals an envelope carrying nothing, so that the
 	// intranet hears that the DMZ lives and the medium moves.
 	DefaultHeartbeat = 30 * time.Second
+	// DefaultAuditCheckpoint is how often the audit log signs a
+	// checkpoint when it grew.
+	DefaultAuditCheckpoint = 10 * time.Second
 	// DefaultMaxSeqJump bounds how far above the highest sequence number
 	// received a result envelope may be before it is refused.
 	DefaultMaxSeqJump = 100000
@@ -69,6 +73,8 @@ const (
 //	keys: keys                  # keys.LoadZone(dir) and keys.LoadPeer(dir)
 //	policy: policy.yaml         # optional: used until the intranet's catalogue arrives
 //	spool: state/spool.db
+//	audit_log: state/audit.db   # optional: the zone's audit log (keys: audit.key, audit-hmac.key)
+//	audit_checkpoint: 10s       # optional: how often the audit log signs its checkpoint
 //	send: {type: dir, dir: ../exchange/requests}
 //	receive: {type: dir, dir: ../exchange/results}
 //	inbox: state/inbox
@@ -94,27 +100,31 @@ const (
 // at all once the spool holds one. Without it, the agent refuses every
 // request (503 catalogue_unavailable) until the catalogue arrives.
 type Config struct {
-	Zone         string          `yaml:"zone"`
-	Peer         string          `yaml:"peer"`
-	Listen       string          `yaml:"listen"`
-	Keys         string          `yaml:"keys"`
-	Policy       string          `yaml:"policy"` // optional; "" for none
-	Spool        string          `yaml:"spool"`
-	Send         MediumConfig    `yaml:"send"`
-	Receive      MediumConfig    `yaml:"receive"`
-	Inbox        string          `yaml:"inbox"`
-	Quarantine   string          `yaml:"quarantine"`
-	Batch        BatchConfig     `yaml:"batch"`
-	EnvelopeTTL  config.Duration `yaml:"envelope_ttl"`
-	DrainTimeout config.Duration `yaml:"drain_timeout"`
-	ResendAfter  config.Duration `yaml:"resend_after"`
-	ResendMax    config.Duration `yaml:"resend_max"`
-	MaxResends   int             `yaml:"max_resends"`
-	PeerSilence  config.Duration `yaml:"peer_silence"`
-	Heartbeat    config.Duration `yaml:"heartbeat"`
-	MaxSeqJump   uint64          `yaml:"max_seq_jump"`
-	Limits       LimitsConfig    `yaml:"limits"`
-	Clients      []ClientConfig  `yaml:"clients"`
+	Zone     string `yaml:"zone"`
+	Peer     string `yaml:"peer"`
+	Listen   string `yaml:"listen"`
+	Keys     string `yaml:"keys"`
+	Policy   string `yaml:"policy"` // optional; "" for none
+	Spool    string `yaml:"spool"`
+	AuditLog string `yaml:"audit_log"`
+	// AuditCheckpoint is how often the audit log signs a checkpoint when
+	// it grew.
+	AuditCheckpoint config.Duration `yaml:"audit_checkpoint"`
+	Send            MediumConfig    `yaml:"send"`
+	Receive         MediumConfig    `yaml:"receive"`
+	Inbox           string          `yaml:"inbox"`
+	Quarantine      string          `yaml:"quarantine"`
+	Batch           BatchConfig     `yaml:"batch"`
+	EnvelopeTTL     config.Duration `yaml:"envelope_ttl"`
+	DrainTimeout    config.Duration `yaml:"drain_timeout"`
+	ResendAfter     config.Duration `yaml:"resend_after"`
+	ResendMax       config.Duration `yaml:"resend_max"`
+	MaxResends      int             `yaml:"max_resends"`
+	PeerSilence     config.Duration `yaml:"peer_silence"`
+	Heartbeat       config.Duration `yaml:"heartbeat"`
+	MaxSeqJump      uint64          `yaml:"max_seq_jump"`
+	Limits          LimitsConfig    `yaml:"limits"`
+	Clients         []ClientConfig  `yaml:"clients"`
 
 	file string     // the config file, for errors
 	root *yaml.Node // its node tree, for line numbers
@@ -156,24 +166,26 @@ type ClientConfig struct {
 // DefaultConfig returns the configuration a file starts from.
 func DefaultConfig() Config {
 	return Config{
-		Zone:         "dmz",
-		Peer:         "intranet",
-		Listen:       DefaultListen,
-		Keys:         "keys",
-		Spool:        "state/spool.db",
-		Send:         MediumConfig{Type: MediumDir},
-		Receive:      MediumConfig{Type: MediumDir},
-		Inbox:        "state/inbox",
-		Quarantine:   "state/quarantine",
-		Batch:        BatchConfig{MaxRequests: DefaultMaxRequests, MaxDelay: config.Duration(DefaultMaxDelay)},
-		EnvelopeTTL:  config.Duration(DefaultEnvelopeTTL),
-		DrainTimeout: config.Duration(DefaultDrainTimeout),
-		ResendAfter:  config.Duration(DefaultResendAfter),
-		ResendMax:    config.Duration(DefaultResendMax),
-		MaxResends:   DefaultMaxResends,
-		PeerSilence:  config.Duration(DefaultPeerSilence),
-		Heartbeat:    config.Duration(DefaultHeartbeat),
-		MaxSeqJump:   DefaultMaxSeqJump,
+		Zone:            "dmz",
+		Peer:            "intranet",
+		Listen:          DefaultListen,
+		Keys:            "keys",
+		Spool:           "state/spool.db",
+		AuditLog:        "state/" + audit.FileName,
+		AuditCheckpoint: config.Duration(DefaultAuditCheckpoint),
+		Send:            MediumConfig{Type: MediumDir},
+		Receive:         MediumConfig{Type: MediumDir},
+		Inbox:           "state/inbox",
+		Quarantine:      "state/quarantine",
+		Batch:           BatchConfig{MaxRequests: DefaultMaxRequests, MaxDelay: config.Duration(DefaultMaxDelay)},
+		EnvelopeTTL:     config.Duration(DefaultEnvelopeTTL),
+		DrainTimeout:    config.Duration(DefaultDrainTimeout),
+		ResendAfter:     config.Duration(DefaultResendAfter),
+		ResendMax:       config.Duration(DefaultResendMax),
+		MaxResends:      DefaultMaxResends,
+		PeerSilence:     config.Duration(DefaultPeerSilence),
+		Heartbeat:       config.Duration(DefaultHeartbeat),
+		MaxSeqJump:      DefaultMaxSeqJump,
 		Limits: LimitsConfig{
 			MaxBacklog: DefaultMaxBacklog,
 			MaxUnacked: DefaultMaxUnacked,
@@ -199,7 +211,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	for _, p := range []*string{&c.Keys, &c.Policy, &c.Spool, &c.Inbox, &c.Quarantine} {
+	for _, p := range []*string{&c.Keys, &c.Policy, &c.Spool, &c.AuditLog, &c.Inbox, &c.Quarantine} {
 		*p = config.Resolve(path, *p)
 	}
 	// A directory medium's dir is local; an SFTP drop's dir is on the
@@ -228,6 +240,12 @@ func (c *Config) Validate() error {
 		return fail("required: the zone's key directory", "keys")
 	case c.Spool == "":
 		return fail("required: the spool database file", "spool")
+	case c.AuditLog == "":
+		return fail("required: the audit log database file", "audit_log")
+	case c.AuditLog == c.Spool:
+		return fail("must differ from spool", "audit_log")
+	case c.AuditCheckpoint < config.Duration(time.Second) || c.AuditCheckpoint > config.Duration(time.Hour):
+		return fail("must be between 1s and 1h", "audit_checkpoint")
 	case c.Inbox == "":
 		return fail("required: the inbox directory", "inbox")
 	case c.Quarantine == "":

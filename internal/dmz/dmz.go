@@ -176,6 +176,7 @@ import (
 	"filippo.io/age"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -233,15 +234,19 @@ type Agent struct {
 	clients []client
 	spool   *queue.Spool
 	intake  *queue.Intake
-	inbox   *medium.Inbox
-	recv    medium.Receiver
-	pub     medium.Publisher
-	media   []io.Closer // what releases recv and pub; closed by Close
-	ln      net.Listener
-	srv     *http.Server
-	handler http.Handler
-	waiters *waiters
-	now     func() time.Time
+	// auditLog is the zone's audit log; the spool stages entries that
+	// it drains, refused records API refusals off the request path.
+	auditLog *audit.Log
+	refused  *refusals
+	inbox    *medium.Inbox
+	recv     medium.Receiver
+	pub      medium.Publisher
+	media    []io.Closer // what releases recv and pub; closed by Close
+	ln       net.Listener
+	srv      *http.Server
+	handler  http.Handler
+	waiters  *waiters
+	now      func() time.Time
 	// gate refuses new requests while the spool is over its limits.
 	gate *gate
 	// peerWatch notices when no authentic envelope has come from the
@@ -328,14 +333,20 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	spool.SetMaxSeqJump(cfg.MaxSeqJump)
-	ck, err := initialChecker(ctx, cfg, spool, logger)
+	auditLog, err := openAudit(ctx, cfg.Keys, cfg.Zone, cfg.AuditLog, spool)
 	if err != nil {
 		spool.Close()
 		return nil, err
 	}
+	closeState := func() { auditLog.Close(); spool.Close() }
+	ck, err := initialChecker(ctx, cfg, spool, logger)
+	if err != nil {
+		closeState()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		spool.Close()
+		closeState()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	a := &Agent{
@@ -345,6 +356,8 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		peer:     &keys.Peer{Name: ring.Peer},
 		clients:  clients,
 		spool:    spool,
+		auditLog: auditLog,
+		refused:  newRefusals(),
 		intake:   queue.NewIntake(spool, queue.IntakeConfig{}),
 		inbox:    inbox,
 		recv:     recv,
@@ -361,7 +374,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	// the first request.
 	if err := a.gate.refresh(ctx); err != nil {
 		ln.Close()
-		spool.Close()
+		closeState()
 		return nil, err
 	}
 	a.setRing(ring)
@@ -455,6 +468,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	// drain.
 	start(&ingestWG, "backlog", func() error { return a.gate.run(ingestCtx) })
 	start(&ingestWG, "silence", func() error { return a.peerWatch.Run(ingestCtx, a.now) })
+	// The audit side stops last, and drains and signs once more as it
+	// does: everything the others decided is in the log.
+	auditCtx, stopAudit := context.WithCancel(base)
+	defer stopAudit()
+	var auditWG sync.WaitGroup
+	start(&auditWG, "audit refusals", func() error { return a.refused.run(auditCtx, a.spool.Audit, a.log) })
+	start(&auditWG, "audit log", func() error {
+		err := a.auditLog.Run(auditCtx, audit.RunConfig{Sources: []audit.Source{a.spool.AuditSource()},
+			Checkpoint: time.Duration(a.cfg.AuditCheckpoint), Logger: a.log})
+		if errors.Is(err, context.Canceled) && auditCtx.Err() != nil {
+			return nil
+		}
+		return err
+	})
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- a.srv.Serve(a.ln) }()
 	a.ready.Store(true)
@@ -485,6 +512,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	batchWG.Wait()
 	stopIngest()
 	ingestWG.Wait()
+	stopAudit()
+	auditWG.Wait()
 	close(errc)
 	for err := range errc {
 		runErr = errors.Join(runErr, err)
@@ -500,13 +529,30 @@ func (a *Agent) Close() error {
 		if errors.Is(lnErr, net.ErrClosed) {
 			lnErr = nil
 		}
-		errs := []error{lnErr, a.spool.Close()}
+		errs := []error{lnErr, a.auditLog.Close(), a.spool.Close()}
 		for _, c := range a.media {
 			errs = append(errs, c.Close())
 		}
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr
+}
+
+// openAudit loads the zone's audit keys from keyDir, turns on auditing in
+// the spool, and opens the audit log at file.
+func openAudit(ctx context.Context, keyDir, zone, file string, spool *queue.Spool) (*audit.Log, error) {
+	ak, err := keys.LoadAudit(keyDir, zone)
+	if err != nil {
+		return nil, err
+	}
+	h, err := audit.NewHasher(ak.HMACKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := spool.EnableAudit(ctx, zone, h); err != nil {
+		return nil, err
+	}
+	return audit.OpenLog(ctx, file, zone, ak.Signer)
 }
 
 // PeerHeard returns when the last authentic envelope came from the

@@ -76,6 +76,9 @@ func writeDeployment(t testing.TB, dir string, extra string) (string, *keys.Zone
 	if err := dz.WriteDir(kdir); err != nil {
 		t.Fatal(err)
 	}
+	if err := keys.GenerateAudit(kdir, "dmz"); err != nil {
+		t.Fatal(err)
+	}
 	if err := keys.WritePeer(kdir, in.Public()); err != nil {
 		t.Fatal(err)
 	}

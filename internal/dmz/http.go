@@ -168,6 +168,7 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	key := r.Header.Get("Idempotency-Key")
 	if _, present := r.Header["Idempotency-Key"]; present && (key == "" || len(key) > MaxIdempotencyKey || !printable(key)) {
+		a.refuse(cl, "", ReasonBadIdempotencyKey)
 		writeError(w, http.StatusBadRequest, ReasonBadIdempotencyKey,
 			"Idempotency-Key must be 1 to 128 printable ASCII characters without spaces", "")
 		return
@@ -176,6 +177,7 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			a.refuse(cl, "", ReasonBodyTooLarge)
 			writeError(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the body is larger than 65536 bytes", "")
 			return
 		}
@@ -184,25 +186,30 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	var body submitBody
 	if msg, param := decodeSubmit(data, &body); msg != "" {
+		a.refuse(cl, "", ReasonBadJSON)
 		writeError(w, http.StatusBadRequest, ReasonBadJSON, msg, param)
 		return
 	}
 	subject, ok := parseSubject(body.Subject)
 	if !ok {
 		// The message never quotes the value: it is personal data.
+		a.refuse(cl, body.Operation, ReasonBadSubject)
 		writeError(w, http.StatusBadRequest, ReasonBadSubject, msgBadSubject, "subject")
 		return
 	}
 	var params bytes.Buffer
 	if err := json.Compact(&params, body.Params); err != nil {
+		a.refuse(cl, body.Operation, ReasonBadJSON)
 		writeError(w, http.StatusBadRequest, ReasonBadJSON, "params is not valid JSON", "params")
 		return
 	}
 	if params.Len() > batch.MaxParamsBytes {
+		a.refuse(cl, body.Operation, ReasonParamsTooLarge)
 		writeError(w, http.StatusBadRequest, ReasonParamsTooLarge, "params is larger than 8192 bytes", "params")
 		return
 	}
 	if cl.ops != nil && !cl.ops[body.Operation] {
+		a.refuse(cl, body.Operation, ReasonForbidden)
 		writeError(w, http.StatusForbidden, ReasonForbidden, "this client may not submit this operation", "operation")
 		return
 	}
@@ -215,6 +222,7 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 				reason = ReasonPolicy
 			}
 			a.log.Info("request refused by policy", slog.String(logClient, cl.name), slog.String(logReason, reason))
+			a.refuse(cl, body.Operation, reason)
 			writeError(w, http.StatusBadRequest, reason, rej.Message, rej.Param)
 			return
 		}
@@ -261,6 +269,12 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		a.log.Debug("request accepted", slog.String(logRequest, acc.ID), slog.String(logClient, cl.name), slog.String(logOp, body.Operation))
 	}
 	a.answerAccepted(w, acc)
+}
+
+// refuse records in the audit log that client cl's request (of
+// operation op, if known) was refused with reason. It never blocks.
+func (a *Agent) refuse(cl *client, op, reason string) {
+	a.refused.record(a.now(), cl.name, op, reason)
 }
 
 // answerAccepted writes the 202 of a request stored now or before.

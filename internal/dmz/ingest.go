@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -189,6 +190,9 @@ func (a *Agent) remove(name string) {
 func (a *Agent) quarantine(name, reason string, cause error) {
 	a.log.Warn("result envelope quarantined", slog.String(logFile, name), slog.String(logReason, reason),
 		slog.String(logError, cause.Error()))
+	if err := a.spool.Audit(context.Background(), audit.Entry{Event: audit.EventQuarantined, Reason: reason, Detail: name}); err != nil {
+		a.log.Error("audit of a quarantine failed", slog.String(logFile, name), slog.String(logError, err.Error()))
+	}
 	if err := a.inbox.Quarantine(name, reason, cause.Error()); err != nil {
 		a.log.Error("quarantine failed", slog.String(logFile, name), slog.String(logError, err.Error()))
 	}

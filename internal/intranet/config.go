@@ -7,6 +7,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ferrybridge/ferry/internal/admin"
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/keys"
@@ -22,6 +23,9 @@ const (
 	// DefaultHeartbeat is how long the results channel may stay quiet
 	// before the agent seals an envelope carrying only its catalogue.
 	DefaultHeartbeat = 30 * time.Second
+	// DefaultAuditCheckpoint is how often the audit log signs a
+	// checkpoint when it grew.
+	DefaultAuditCheckpoint = 10 * time.Second
 	// DefaultPeerSilence is how long the DMZ may stay unheard before the
 	// agent reports the requests channel as silent.
 	DefaultPeerSilence = 2 * time.Minute
@@ -55,6 +59,8 @@ const (
 //	approvals: approvals       # signed approvals of held writes (ferryctl approve)
 //	approval_poll: 2s          # how often approvals are read and held writes expired
 //	replica: replica.db        # must exist
+//	audit_log: state/audit.db  # optional: the zone's audit log (keys: audit.key, audit-hmac.key)
+//	audit_checkpoint: 10s      # optional: how often the audit log signs its checkpoint
 //	receive: {type: dir, dir: ../exchange/requests}
 //	send: {type: dir, dir: ../exchange/results}
 //	inbox: state/inbox
@@ -77,16 +83,20 @@ type Config struct {
 	Approvals    string          `yaml:"approvals"`
 	ApprovalPoll config.Duration `yaml:"approval_poll"`
 	Replica      string          `yaml:"replica"`
-	Receive      MediumConfig    `yaml:"receive"`
-	Send         MediumConfig    `yaml:"send"`
-	Inbox        string          `yaml:"inbox"`
-	Quarantine   string          `yaml:"quarantine"`
-	Batch        BatchConfig     `yaml:"batch"`
-	EnvelopeTTL  config.Duration `yaml:"envelope_ttl"`
-	DrainTimeout config.Duration `yaml:"drain_timeout"`
-	Heartbeat    config.Duration `yaml:"heartbeat"`
-	PeerSilence  config.Duration `yaml:"peer_silence"`
-	MaxSeqJump   uint64          `yaml:"max_seq_jump"`
+	AuditLog     string          `yaml:"audit_log"`
+	// AuditCheckpoint is how often the audit log signs a checkpoint when
+	// it grew.
+	AuditCheckpoint config.Duration `yaml:"audit_checkpoint"`
+	Receive         MediumConfig    `yaml:"receive"`
+	Send            MediumConfig    `yaml:"send"`
+	Inbox           string          `yaml:"inbox"`
+	Quarantine      string          `yaml:"quarantine"`
+	Batch           BatchConfig     `yaml:"batch"`
+	EnvelopeTTL     config.Duration `yaml:"envelope_ttl"`
+	DrainTimeout    config.Duration `yaml:"drain_timeout"`
+	Heartbeat       config.Duration `yaml:"heartbeat"`
+	PeerSilence     config.Duration `yaml:"peer_silence"`
+	MaxSeqJump      uint64          `yaml:"max_seq_jump"`
 
 	file string     // the config file, for errors
 	root *yaml.Node // its node tree, for line numbers
@@ -105,25 +115,27 @@ type BatchConfig struct {
 // DefaultConfig returns the configuration a file starts from.
 func DefaultConfig() Config {
 	return Config{
-		Zone:         "intranet",
-		Peer:         "dmz",
-		Keys:         "keys",
-		Policy:       "policy.yaml",
-		Admins:       "keys/admins",
-		PolicySigs:   admin.DefaultRequired,
-		Approvals:    "approvals",
-		ApprovalPoll: config.Duration(DefaultApprovalPoll),
-		Replica:      "replica.db",
-		Receive:      MediumConfig{Type: MediumDir},
-		Send:         MediumConfig{Type: MediumDir},
-		Inbox:        "state/inbox",
-		Quarantine:   "state/quarantine",
-		Batch:        BatchConfig{MaxResults: DefaultMaxResults, MaxDelay: config.Duration(DefaultMaxDelay)},
-		EnvelopeTTL:  config.Duration(DefaultEnvelopeTTL),
-		DrainTimeout: config.Duration(DefaultDrainTimeout),
-		Heartbeat:    config.Duration(DefaultHeartbeat),
-		PeerSilence:  config.Duration(DefaultPeerSilence),
-		MaxSeqJump:   DefaultMaxSeqJump,
+		Zone:            "intranet",
+		Peer:            "dmz",
+		Keys:            "keys",
+		Policy:          "policy.yaml",
+		Admins:          "keys/admins",
+		PolicySigs:      admin.DefaultRequired,
+		Approvals:       "approvals",
+		ApprovalPoll:    config.Duration(DefaultApprovalPoll),
+		Replica:         "replica.db",
+		AuditLog:        "state/" + audit.FileName,
+		AuditCheckpoint: config.Duration(DefaultAuditCheckpoint),
+		Receive:         MediumConfig{Type: MediumDir},
+		Send:            MediumConfig{Type: MediumDir},
+		Inbox:           "state/inbox",
+		Quarantine:      "state/quarantine",
+		Batch:           BatchConfig{MaxResults: DefaultMaxResults, MaxDelay: config.Duration(DefaultMaxDelay)},
+		EnvelopeTTL:     config.Duration(DefaultEnvelopeTTL),
+		DrainTimeout:    config.Duration(DefaultDrainTimeout),
+		Heartbeat:       config.Duration(DefaultHeartbeat),
+		PeerSilence:     config.Duration(DefaultPeerSilence),
+		MaxSeqJump:      DefaultMaxSeqJump,
 	}
 }
 
@@ -144,7 +156,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	for _, p := range []*string{&c.Keys, &c.Policy, &c.Admins, &c.Approvals, &c.Replica, &c.Inbox, &c.Quarantine} {
+	for _, p := range []*string{&c.Keys, &c.Policy, &c.Admins, &c.Approvals, &c.Replica, &c.AuditLog, &c.Inbox, &c.Quarantine} {
 		*p = config.Resolve(path, *p)
 	}
 	// A directory medium's dir is local; an SFTP drop's dir is on the
@@ -181,6 +193,12 @@ func (c *Config) Validate() error {
 		return fail("must be between 100ms and 1m", "approval_poll")
 	case c.Replica == "":
 		return fail("required: the replica database file", "replica")
+	case c.AuditLog == "":
+		return fail("required: the audit log database file", "audit_log")
+	case c.AuditLog == c.Replica:
+		return fail("must differ from replica", "audit_log")
+	case c.AuditCheckpoint < config.Duration(time.Second) || c.AuditCheckpoint > config.Duration(time.Hour):
+		return fail("must be between 1s and 1h", "audit_checkpoint")
 	case c.Inbox == "":
 		return fail("required: the inbox directory", "inbox")
 	case c.Quarantine == "":

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/ferrybridge/ferry/internal/admin"
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/envelope"
@@ -58,6 +59,9 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err := intra.WriteDir(kdir); err != nil {
 		t.Fatal(err)
 	}
+	if err := keys.GenerateAudit(kdir, "intranet"); err != nil {
+		t.Fatal(err)
+	}
 	if err := keys.WritePeer(kdir, dmz.Public()); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +100,7 @@ func newTestEnv(t testing.TB) *testEnv {
 	cfg.Batch.MaxDelay = config.Duration(2 * time.Millisecond)
 	cfg.Inbox = filepath.Join(zdir, "state", "inbox")
 	cfg.Quarantine = filepath.Join(zdir, "state", "quarantine")
+	cfg.AuditLog = filepath.Join(zdir, "state", audit.FileName)
 	e.cfg = &cfg
 	return e
 }

@@ -98,6 +98,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -167,13 +168,16 @@ type Agent struct {
 	peer *keys.Peer
 	// ring holds the keys in force: New loads it, Reload replaces it
 	// whole, openEnvelope and sealKeys read it.
-	ring  atomic.Pointer[keys.Ring]
-	db    *replica.DB
-	inbox *medium.Inbox
-	recv  medium.Receiver
-	pub   medium.Publisher
-	media []io.Closer // what releases recv and pub; closed by Close
-	now   func() time.Time
+	ring atomic.Pointer[keys.Ring]
+	db   *replica.DB
+	// auditLog is the zone's audit log; the ledger stages the entries it
+	// drains.
+	auditLog *audit.Log
+	inbox    *medium.Inbox
+	recv     medium.Receiver
+	pub      medium.Publisher
+	media    []io.Closer // what releases recv and pub; closed by Close
+	now      func() time.Time
 
 	// policy is the policy in force; Reload replaces it only with one
 	// that passed every check.
@@ -256,23 +260,30 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	db.SetMaxSeqJump(cfg.MaxSeqJump)
-	active, err := loadPolicy(ctx, cfg.Policy, cfg.Admins, cfg.PolicySigs, db)
+	auditLog, err := openAudit(ctx, cfg.Keys, cfg.Zone, cfg.AuditLog, db)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	active, err := loadPolicy(ctx, cfg.Policy, cfg.Admins, cfg.PolicySigs, db)
+	if err != nil {
+		auditLog.Close()
+		db.Close()
+		return nil, err
+	}
 	a := &Agent{
-		cfg:   cfg,
-		log:   logger,
-		zone:  &keys.Zone{Name: ring.Zone},
-		peer:  &keys.Peer{Name: ring.Peer},
-		db:    db,
-		inbox: inbox,
-		recv:  recv,
-		pub:   pub,
-		now:   time.Now,
-		ready: make(chan struct{}),
-		media: []io.Closer{recvCloser, pubCloser},
+		cfg:      cfg,
+		log:      logger,
+		zone:     &keys.Zone{Name: ring.Zone},
+		peer:     &keys.Peer{Name: ring.Peer},
+		db:       db,
+		auditLog: auditLog,
+		inbox:    inbox,
+		recv:     recv,
+		pub:      pub,
+		now:      time.Now,
+		ready:    make(chan struct{}),
+		media:    []io.Closer{recvCloser, pubCloser},
 	}
 	a.peerWatch = silence.New(RequestsChannel, time.Duration(cfg.PeerSilence), time.Now(), logger)
 	a.catalogueChanged = make(chan struct{}, 1)
@@ -347,10 +358,27 @@ func (a *Agent) Stats() Stats {
 // work and started its stages.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
+// openAudit loads the zone's audit keys from keyDir, turns on auditing in
+// the ledger, and opens the audit log at file.
+func openAudit(ctx context.Context, keyDir, zone, file string, db *replica.DB) (*audit.Log, error) {
+	ak, err := keys.LoadAudit(keyDir, zone)
+	if err != nil {
+		return nil, err
+	}
+	h, err := audit.NewHasher(ak.HMACKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.EnableAudit(ctx, zone, h); err != nil {
+		return nil, err
+	}
+	return audit.OpenLog(ctx, file, zone, ak.Signer)
+}
+
 // Close releases the replica database and the media. Call it once Run
 // has returned.
 func (a *Agent) Close() error {
-	errs := []error{a.db.Close()}
+	errs := []error{a.auditLog.Close(), a.db.Close()}
 	for _, c := range a.media {
 		errs = append(errs, c.Close())
 	}
@@ -444,9 +472,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.publishStage(work, toPublish, unpublished) })
 	g.Go(func() error { return a.approvalStage(recvCtx) })
 	g.Go(func() error { return a.peerWatch.Run(recvCtx, a.now) })
+	// The audit log drains and signs until the stages are done, then
+	// once more: everything they decided is in the log.
+	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAudit()
+	auditDone := make(chan error, 1)
+	go func() {
+		auditDone <- a.auditLog.Run(auditCtx, audit.RunConfig{Sources: []audit.Source{a.db.AuditSource()},
+			Checkpoint: time.Duration(a.cfg.AuditCheckpoint), Logger: a.log})
+	}()
 	a.readyOnce.Do(func() { close(a.ready) })
 
 	err = g.Wait()
+	stopAudit()
+	<-auditDone
 	if drainExpired.Load() {
 		a.log.Warn("drain timeout passed: unfinished work resumes at the next start")
 		return nil

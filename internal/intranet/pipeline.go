@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -151,6 +152,9 @@ func (a *Agent) open(name string) *openedEnvelope {
 // start.
 func (a *Agent) quarantine(name, reason string, cause error) {
 	a.log.Warn("envelope quarantined", slog.String(logFile, name), slog.String(logReason, reason), slog.String(logError, cause.Error()))
+	if err := a.db.Audit(context.Background(), audit.Entry{Event: audit.EventQuarantined, Reason: reason, Detail: name}); err != nil {
+		a.log.Error("audit of a quarantine failed", slog.String(logFile, name), slog.String(logError, err.Error()))
+	}
 	if err := a.inbox.Quarantine(name, reason, cause.Error()); err != nil {
 		a.log.Error("cannot quarantine file", slog.String(logFile, name), slog.String(logError, err.Error()))
 	}

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/ferrybridge/ferry/internal/audit"
@@ -38,11 +39,25 @@ func (s *Spool) AuditSource() audit.Source {
 	return audit.Source{Name: AuditSourceName, DB: s.w}
 }
 
-// Audit stages entries that no other spool transaction carries (a request
-// refused at the API, a quarantined result envelope). It does nothing
-// unless EnableAudit was called.
+// Audit stages entries that no other spool transaction carries (requests
+// refused at the API, a quarantined result envelope), in one transaction
+// of their own. It does nothing unless EnableAudit was called.
 func (s *Spool) Audit(ctx context.Context, entries ...audit.Entry) error {
-	return s.stage(ctx, s.w, entries...)
+	if s.audit == nil || len(entries) == 0 {
+		return nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	defer tx.Rollback()
+	if err := s.stage(ctx, tx, entries...); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
 }
 
 // stage stages entries with x (the decision's transaction), filling in

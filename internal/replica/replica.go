@@ -69,6 +69,7 @@ import (
 
 	"github.com/mattn/go-sqlite3"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/policy"
 	"github.com/ferrybridge/ferry/internal/sqlguard"
@@ -196,6 +197,9 @@ type DB struct {
 
 	applies int    // Apply calls since the rate table was last purged
 	maxJump uint64 // see SetMaxSeqJump
+	// audit, when set by EnableAudit, stages an audit entry with each
+	// decision.
+	audit *auditing
 }
 
 // Open opens the replica database at path, which must already exist, and
@@ -373,6 +377,16 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 		if _, err := record.ExecContext(ctx, r.ID, env.ID, r.Operation, res.Status, res.Reason, res.Message, data, now); err != nil {
 			return nil, fmt.Errorf("apply envelope %s: record request %s: %w", env.ID, r.ID, err)
 		}
+		subject, params := db.hashes(r.Subject, r.Params)
+		if err := db.stage(ctx, tx, audit.Entry{Time: clock, Event: audit.EventPolicyDecision, Actor: r.Client, Request: r.ID,
+			Envelope: env.ID, Operation: r.Operation, Decision: res.Status, Reason: res.Reason,
+			Rows: max(res.RowsAffected, int64(len(res.Rows))), Subject: subject, Params: params}); err != nil {
+			return nil, fmt.Errorf("apply envelope %s: request %s: %w", env.ID, r.ID, err)
+		}
+	}
+	if err := db.stage(ctx, tx, audit.Entry{Time: clock, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel,
+		Seq: env.Seq, Count: int64(len(reqs))}); err != nil {
+		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
 	if db.applies++; db.applies >= purgeEvery {
 		db.applies = 0
