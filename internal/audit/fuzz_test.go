@@ -14,19 +14,7 @@ import (
 // so that the committed fuzz seeds (testdata/fuzz) stay valid.
 func fixedKeys(t testing.TB) (note.Signer, note.Verifier) {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.NewChaCha8([32]byte{'f', 'e', 'r', 'r', 'y'}), Origin("dmz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, v
+	return keysFrom(t, "dmz", rand.NewChaCha8([32]byte{'f', 'e', 'r', 'r', 'y'}))
 }
 
 // FuzzVerifyProof: a proof file comes from outside (an auditor's folder);

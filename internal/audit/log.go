@@ -236,3 +236,20 @@ func readHashes(ids []int64, row func(int64) *sql.Row) ([]tlog.Hash, error) {
 	}
 	return out, nil
 }
+
+// OpenZone opens a zone's audit log as an agent does: it makes the Hasher
+// of the zone's HMAC key, hands it to enable (which turns on the staging
+// of the component whose outbox the log drains, such as
+// queue.Spool.EnableAudit), and opens the log at file, signing with
+// signer.
+func OpenZone(ctx context.Context, file, zone string, signer note.Signer, hmacKey []byte,
+	enable func(ctx context.Context, zone string, h *Hasher) error) (*Log, error) {
+	h, err := NewHasher(hmacKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := enable(ctx, zone, h); err != nil {
+		return nil, err
+	}
+	return OpenLog(ctx, file, zone, signer)
+}

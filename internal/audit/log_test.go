@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,10 +16,17 @@ import (
 	"github.com/ferrybridge/ferry/internal/sqlitedb"
 )
 
-// testKeys returns a signer and verifier for zone's audit log.
+// testKeys returns a fresh signer and verifier for zone's audit log.
 func testKeys(t testing.TB, zone string) (note.Signer, note.Verifier) {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, Origin(zone))
+	return keysFrom(t, zone, rand.Reader)
+}
+
+// keysFrom returns a signer and verifier for zone's audit log made with
+// randomness from r.
+func keysFrom(t testing.TB, zone string, r io.Reader) (note.Signer, note.Verifier) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(r, Origin(zone))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -184,3 +184,78 @@ func (l *Log) Run(ctx context.Context, cfg RunConfig) error {
 		}
 	}
 }
+
+// Stager is how a component records its decisions: entries of one zone,
+// staged in the component's own database, subjects and parameters hashed
+// with the zone's key. A nil *Stager stages nothing and hashes nothing,
+// so a component without auditing needs no other test.
+type Stager struct {
+	zone string
+	hash *Hasher
+	db   *sql.DB
+	name string
+}
+
+// NewStager adds the outbox to db (see [MigrateOutbox]) and returns a
+// Stager for zone, whose outbox the zone's log drains as source name.
+func NewStager(ctx context.Context, db *sql.DB, name, zone string, h *Hasher) (*Stager, error) {
+	if err := MigrateOutbox(ctx, db); err != nil {
+		return nil, err
+	}
+	return &Stager{zone: zone, hash: h, db: db, name: name}, nil
+}
+
+// Source returns the stager's outbox as a source for the zone's log.
+func (s *Stager) Source() Source { return Source{Name: s.name, DB: s.db} }
+
+// Stage stages entries with x, the transaction of the decision they
+// record, filling in the zone and, where missing, the time.
+func (s *Stager) Stage(ctx context.Context, x Execer, entries ...Entry) error {
+	if s == nil || len(entries) == 0 {
+		return nil
+	}
+	now := time.Now()
+	for i := range entries {
+		entries[i].Zone = s.zone
+		if entries[i].Time.IsZero() {
+			entries[i].Time = now
+		}
+	}
+	return Stage(ctx, x, entries...)
+}
+
+// Record stages entries that no other transaction of the component
+// carries, in one transaction of their own.
+func (s *Stager) Record(ctx context.Context, entries ...Entry) error {
+	if s == nil || len(entries) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("audit record: %w", err)
+	}
+	defer tx.Rollback()
+	if err := s.Stage(ctx, tx, entries...); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("audit record: %w", err)
+	}
+	return nil
+}
+
+// Subject returns the keyed hash of a subject; "" from a nil Stager.
+func (s *Stager) Subject(id string) string {
+	if s == nil || s.hash == nil {
+		return ""
+	}
+	return s.hash.Subject(id)
+}
+
+// Params returns the keyed hash of parameters; "" from a nil Stager.
+func (s *Stager) Params(canonical []byte) string {
+	if s == nil || s.hash == nil {
+		return ""
+	}
+	return s.hash.Params(canonical)
+}

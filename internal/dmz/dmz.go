@@ -333,7 +333,12 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	spool.SetMaxSeqJump(cfg.MaxSeqJump)
-	auditLog, err := openAudit(ctx, cfg.Keys, cfg.Zone, cfg.AuditLog, spool)
+	ak, err := keys.LoadAudit(cfg.Keys, cfg.Zone)
+	if err != nil {
+		spool.Close()
+		return nil, err
+	}
+	auditLog, err := audit.OpenZone(ctx, cfg.AuditLog, cfg.Zone, ak.Signer, ak.HMACKey, spool.EnableAudit)
 	if err != nil {
 		spool.Close()
 		return nil, err
@@ -470,10 +475,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	start(&ingestWG, "silence", func() error { return a.peerWatch.Run(ingestCtx, a.now) })
 	// The audit side stops last, and drains and signs once more as it
 	// does: everything the others decided is in the log.
+	refusalsCtx, stopRefusals := context.WithCancel(base)
+	defer stopRefusals()
 	auditCtx, stopAudit := context.WithCancel(base)
 	defer stopAudit()
-	var auditWG sync.WaitGroup
-	start(&auditWG, "audit refusals", func() error { return a.refused.run(auditCtx, a.spool.Audit, a.log) })
+	var refusalsWG, auditWG sync.WaitGroup
+	start(&refusalsWG, "audit refusals", func() error { return a.refused.run(refusalsCtx, a.spool.Audit, a.log) })
 	start(&auditWG, "audit log", func() error {
 		err := a.auditLog.Run(auditCtx, audit.RunConfig{Sources: []audit.Source{a.spool.AuditSource()},
 			Checkpoint: time.Duration(a.cfg.AuditCheckpoint), Logger: a.log})
@@ -512,6 +519,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	batchWG.Wait()
 	stopIngest()
 	ingestWG.Wait()
+	// The last refusals are staged before the log's last drain.
+	stopRefusals()
+	refusalsWG.Wait()
 	stopAudit()
 	auditWG.Wait()
 	close(errc)
@@ -536,23 +546,6 @@ func (a *Agent) Close() error {
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr
-}
-
-// openAudit loads the zone's audit keys from keyDir, turns on auditing in
-// the spool, and opens the audit log at file.
-func openAudit(ctx context.Context, keyDir, zone, file string, spool *queue.Spool) (*audit.Log, error) {
-	ak, err := keys.LoadAudit(keyDir, zone)
-	if err != nil {
-		return nil, err
-	}
-	h, err := audit.NewHasher(ak.HMACKey)
-	if err != nil {
-		return nil, err
-	}
-	if err := spool.EnableAudit(ctx, zone, h); err != nil {
-		return nil, err
-	}
-	return audit.OpenLog(ctx, file, zone, ak.Signer)
 }
 
 // PeerHeard returns when the last authentic envelope came from the

@@ -260,7 +260,12 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	db.SetMaxSeqJump(cfg.MaxSeqJump)
-	auditLog, err := openAudit(ctx, cfg.Keys, cfg.Zone, cfg.AuditLog, db)
+	ak, err := keys.LoadAudit(cfg.Keys, cfg.Zone)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	auditLog, err := audit.OpenZone(ctx, cfg.AuditLog, cfg.Zone, ak.Signer, ak.HMACKey, db.EnableAudit)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -357,23 +362,6 @@ func (a *Agent) Stats() Stats {
 // Ready returns a channel that is closed once Run has recovered unfinished
 // work and started its stages.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
-
-// openAudit loads the zone's audit keys from keyDir, turns on auditing in
-// the ledger, and opens the audit log at file.
-func openAudit(ctx context.Context, keyDir, zone, file string, db *replica.DB) (*audit.Log, error) {
-	ak, err := keys.LoadAudit(keyDir, zone)
-	if err != nil {
-		return nil, err
-	}
-	h, err := audit.NewHasher(ak.HMACKey)
-	if err != nil {
-		return nil, err
-	}
-	if err := db.EnableAudit(ctx, zone, h); err != nil {
-		return nil, err
-	}
-	return audit.OpenLog(ctx, file, zone, ak.Signer)
-}
 
 // Close releases the replica database and the media. Call it once Run
 // has returned.

@@ -12,6 +12,12 @@
 //	age.pub        age1…
 //	peer-sign.pub  the peer zone's sign.pub
 //	peer-age.pub   the peer zone's age.pub
+//	audit.key      PRIVATE+KEY+ferry.audit/<zone>+<hash>+<base64>  (0600)
+//	audit.pub      ferry.audit/<zone>+<hash>+<base64>, for auditors
+//	audit-hmac.key 64 hex digits: the key of the audit log's hashes  (0600)
+//
+// The audit files ([GenerateAudit], [LoadAudit]) are the zone's audit
+// log's own keys, never its envelope keys.
 //
 // Rotation adds files and changes none (see docs/keys.md):
 //

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -13,8 +12,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/ferrybridge/ferry/internal/audit"
+	"github.com/ferrybridge/ferry/internal/audit/audittest"
 	"github.com/ferrybridge/ferry/internal/batch"
-	"github.com/ferrybridge/ferry/internal/sqlitedb"
 )
 
 // TestSpool_Audit: with auditing on, every decision the spool takes is in
@@ -84,32 +83,14 @@ func TestSpool_Audit(t *testing.T) {
 	if _, err := audit.Verify(ctx, file, verifier, audit.VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var events []string
+	entries := audittest.Entries(t, file)
+	events := audittest.Events(entries)
 	var accepted []audit.Entry
-	db, err := sqlitedb.Open(ctx, file, sqlitedb.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query(`SELECT body FROM audit_entries ORDER BY idx`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			t.Fatal(err)
-		}
-		e, err := audit.DecodeEntry(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		events = append(events, e.Event)
+	for _, e := range entries {
 		if e.Event == audit.EventRequestAccepted {
 			accepted = append(accepted, e)
 		}
 	}
-	rows.Close()
 	want := []string{audit.EventRequestAccepted, audit.EventRequestAccepted, audit.EventEnvelopeSealed, audit.EventEnvelopePublished,
 		audit.EventResultReceived, audit.EventResultReceived, audit.EventAck, audit.EventEnvelopeOpened, audit.EventRequestRefused,
 		audit.EventRequestAccepted, audit.EventEnvelopeSealed, audit.EventAdmin}
@@ -120,15 +101,5 @@ func TestSpool_Audit(t *testing.T) {
 		t.Errorf("accepted entry %+v", accepted[0])
 	}
 	// No personal data anywhere in the audit database (its WAL included).
-	for _, f := range []string{file, file + "-wal"} {
-		raw, err := os.ReadFile(f)
-		if err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-		for _, pd := range []string{subject, secret} {
-			if bytes.Contains(raw, []byte(pd)) {
-				t.Errorf("%s holds %q in clear", filepath.Base(f), pd)
-			}
-		}
-	}
+	audittest.NoneInClear(t, file, subject, secret)
 }

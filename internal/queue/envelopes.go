@@ -198,7 +198,7 @@ func (s *Spool) store(ctx context.Context, env *Envelope, o storeOpts) error {
 			return fmt.Errorf("store envelope %s: record query: %w", env.ID, err)
 		}
 	}
-	if err := s.stage(ctx, tx, audit.Entry{Time: env.Created, Event: audit.EventEnvelopeSealed, Envelope: env.ID,
+	if err := s.audit.Stage(ctx, tx, audit.Entry{Time: env.Created, Event: audit.EventEnvelopeSealed, Envelope: env.ID,
 		Channel: env.Channel, Seq: env.Seq, Count: int64(len(requestIDs)), Detail: env.Kind + sealedDetail(o)}); err != nil {
 		return fmt.Errorf("store envelope %s: %w", env.ID, err)
 	}
@@ -256,7 +256,7 @@ func (s *Spool) MarkPublished(ctx context.Context, ids []string, at time.Time, b
 			WHERE envelope_id = ? AND status = 'queued'`, ms(at), id); err != nil {
 			return fmt.Errorf("mark published %s: %w", id, err)
 		}
-		if err := s.stage(ctx, tx, audit.Entry{Time: at, Event: audit.EventEnvelopePublished, Envelope: id, Count: int64(attempts)}); err != nil {
+		if err := s.audit.Stage(ctx, tx, audit.Entry{Time: at, Event: audit.EventEnvelopePublished, Envelope: id, Count: int64(attempts)}); err != nil {
 			return fmt.Errorf("mark published %s: %w", id, err)
 		}
 	}
@@ -441,7 +441,7 @@ func (s *Spool) Expire(ctx context.Context, now time.Time) ([]string, error) {
 		return nil, fmt.Errorf("expire envelopes: %w", err)
 	}
 	for _, id := range envs {
-		if err := s.stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventEnvelopeExpired, Envelope: id}); err != nil {
+		if err := s.audit.Stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventEnvelopeExpired, Envelope: id}); err != nil {
 			return nil, fmt.Errorf("expire envelopes: %w", err)
 		}
 	}
@@ -597,7 +597,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 			return nil, fmt.Errorf("apply results %s: result %s: %w", env.ID, r.RequestID, err)
 		}
 		if n == 1 {
-			if err := s.stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventResultReceived, Request: r.RequestID, Envelope: env.ID,
+			if err := s.audit.Stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventResultReceived, Request: r.RequestID, Envelope: env.ID,
 				Decision: r.Status, Reason: r.Reason, Rows: max(r.RowsAffected, int64(len(r.Rows)))}); err != nil {
 				return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 			}
@@ -628,7 +628,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		if n == 0 {
 			continue
 		}
-		if err := s.stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventAck, Envelope: id, Detail: "acknowledged by " + env.ID}); err != nil {
+		if err := s.audit.Stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventAck, Envelope: id, Detail: "acknowledged by " + env.ID}); err != nil {
 			return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 		}
 		// The intranet acknowledges an envelope in the same envelope as the
@@ -654,7 +654,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		}
 		out.CatalogueStored = stored
 	}
-	if err := s.stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel, Seq: env.Seq,
+	if err := s.audit.Stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel, Seq: env.Seq,
 		Count: int64(len(res.Results)), Detail: fmt.Sprintf("%d results, %d acknowledgements", len(res.Results), len(res.Acks))}); err != nil {
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}

@@ -346,8 +346,8 @@ func (in *Intake) insert(ctx context.Context, group []*submission) ([]submitResu
 		}
 		results[i] = submitResult{acc: Accepted{ID: r.ID, Status: batch.StatusQueued, Row: row}}
 		inserted++
-		if err := in.spool.stage(ctx, tx, audit.Entry{Time: r.Received, Event: audit.EventRequestAccepted, Actor: r.Client,
-			Request: r.ID, Operation: r.Operation, Subject: in.spool.subjectHash(r.Subject), Params: in.spool.paramsHash(r.Params)}); err != nil {
+		if err := in.spool.audit.Stage(ctx, tx, audit.Entry{Time: r.Received, Event: audit.EventRequestAccepted, Actor: r.Client,
+			Request: r.ID, Operation: r.Operation, Subject: in.spool.audit.Subject(r.Subject), Params: in.spool.audit.Params(r.Params)}); err != nil {
 			return nil, 0, fmt.Errorf("intake: %w", err)
 		}
 	}

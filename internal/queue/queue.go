@@ -166,6 +166,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/sqlitedb"
 )
@@ -244,7 +245,7 @@ type Spool struct {
 	due chan struct{}
 	// audit, when set by EnableAudit, stages an audit entry with each
 	// decision.
-	audit *auditing
+	audit *audit.Stager
 }
 
 // Open opens (creating if needed) the spool database at path and applies

@@ -130,7 +130,7 @@ func (db *DB) StoreSealed(ctx context.Context, out *Outgoing) error {
 			return fmt.Errorf("store result envelope %s: request envelope %s is not awaiting its results", out.ID, id)
 		}
 	}
-	if err := db.stage(ctx, tx, audit.Entry{Event: audit.EventEnvelopeSealed, Envelope: out.ID, Channel: out.Channel, Seq: out.Seq,
+	if err := db.audit.Stage(ctx, tx, audit.Entry{Event: audit.EventEnvelopeSealed, Envelope: out.ID, Channel: out.Channel, Seq: out.Seq,
 		Count: int64(len(out.Covers) + len(out.Decided)), Detail: fmt.Sprintf("answers %d request envelopes", len(out.Covers))}); err != nil {
 		return fmt.Errorf("store result envelope %s: %w", out.ID, err)
 	}
@@ -230,7 +230,7 @@ func (db *DB) MarkPublished(ctx context.Context, id string) ([]string, error) {
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, fmt.Errorf("mark result envelope %s published: %w", id, err)
 	}
-	if err := db.stage(ctx, tx, audit.Entry{Event: audit.EventEnvelopePublished, Envelope: id, Count: int64(len(files))}); err != nil {
+	if err := db.audit.Stage(ctx, tx, audit.Entry{Event: audit.EventEnvelopePublished, Envelope: id, Count: int64(len(files))}); err != nil {
 		return nil, fmt.Errorf("mark result envelope %s published: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {

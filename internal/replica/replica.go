@@ -199,7 +199,7 @@ type DB struct {
 	maxJump uint64 // see SetMaxSeqJump
 	// audit, when set by EnableAudit, stages an audit entry with each
 	// decision.
-	audit *auditing
+	audit *audit.Stager
 }
 
 // Open opens the replica database at path, which must already exist, and
@@ -377,14 +377,14 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 		if _, err := record.ExecContext(ctx, r.ID, env.ID, r.Operation, res.Status, res.Reason, res.Message, data, now); err != nil {
 			return nil, fmt.Errorf("apply envelope %s: record request %s: %w", env.ID, r.ID, err)
 		}
-		subject, params := db.hashes(r.Subject, r.Params)
-		if err := db.stage(ctx, tx, audit.Entry{Time: clock, Event: audit.EventPolicyDecision, Actor: r.Client, Request: r.ID,
+		subject, params := db.audit.Subject(r.Subject), db.audit.Params(r.Params)
+		if err := db.audit.Stage(ctx, tx, audit.Entry{Time: clock, Event: audit.EventPolicyDecision, Actor: r.Client, Request: r.ID,
 			Envelope: env.ID, Operation: r.Operation, Decision: res.Status, Reason: res.Reason,
 			Rows: max(res.RowsAffected, int64(len(res.Rows))), Subject: subject, Params: params}); err != nil {
 			return nil, fmt.Errorf("apply envelope %s: request %s: %w", env.ID, r.ID, err)
 		}
 	}
-	if err := db.stage(ctx, tx, audit.Entry{Time: clock, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel,
+	if err := db.audit.Stage(ctx, tx, audit.Entry{Time: clock, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel,
 		Seq: env.Seq, Count: int64(len(reqs))}); err != nil {
 		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
