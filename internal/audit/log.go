@@ -112,7 +112,42 @@ func (l *Log) appendBodies(ctx context.Context, bodies [][]byte, times []int64, 
 		return 0, fmt.Errorf("audit append: %w", err)
 	}
 	defer tx.Rollback()
-	r := txHashReader{ctx: ctx, tx: tx}
+	read, err := tx.PrepareContext(ctx, `SELECT hash FROM audit_hashes WHERE id = ?`)
+	if err != nil {
+		return 0, fmt.Errorf("audit append: %w", err)
+	}
+	defer read.Close()
+	insHash, err := tx.PrepareContext(ctx, `INSERT INTO audit_hashes (id, hash) VALUES (?, ?)`)
+	if err != nil {
+		return 0, fmt.Errorf("audit append: %w", err)
+	}
+	defer insHash.Close()
+	insEntry, err := tx.PrepareContext(ctx, `INSERT INTO audit_entries (idx, time, body) VALUES (?, ?, ?)`)
+	if err != nil {
+		return 0, fmt.Errorf("audit append: %w", err)
+	}
+	defer insEntry.Close()
+	// The hashes a new entry builds on are mostly ones this batch just
+	// wrote: kept here, they are not read back.
+	written := make(map[int64]tlog.Hash, 2*len(bodies))
+	r := tlog.HashReaderFunc(func(ids []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(ids))
+		for i, id := range ids {
+			if h, ok := written[id]; ok {
+				out[i] = h
+				continue
+			}
+			var b []byte
+			if err := read.QueryRowContext(ctx, id).Scan(&b); err != nil {
+				return nil, fmt.Errorf("read stored hash %d: %w", id, err)
+			}
+			if len(b) != tlog.HashSize {
+				return nil, fmt.Errorf("stored hash %d has %d bytes", id, len(b))
+			}
+			copy(out[i][:], b)
+		}
+		return out, nil
+	})
 	for i, body := range bodies {
 		idx := first + int64(i)
 		hashes, err := tlog.StoredHashes(idx, body, r)
@@ -121,11 +156,12 @@ func (l *Log) appendBodies(ctx context.Context, bodies [][]byte, times []int64, 
 		}
 		base := tlog.StoredHashIndex(0, idx)
 		for j, h := range hashes {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_hashes (id, hash) VALUES (?, ?)`, base+int64(j), h[:]); err != nil {
+			if _, err := insHash.ExecContext(ctx, base+int64(j), h[:]); err != nil {
 				return 0, fmt.Errorf("audit append: entry %d: %w", idx, err)
 			}
+			written[base+int64(j)] = h
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_entries (idx, time, body) VALUES (?, ?, ?)`, idx, times[i], body); err != nil {
+		if _, err := insEntry.ExecContext(ctx, idx, times[i], body); err != nil {
 			return 0, fmt.Errorf("audit append: entry %d: %w", idx, err)
 		}
 	}
@@ -195,19 +231,6 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
 		return 0, fmt.Errorf("audit prune: %w", err)
 	}
 	return res.RowsAffected()
-}
-
-// txHashReader reads stored hashes inside a transaction, seeing the ones
-// the transaction wrote.
-type txHashReader struct {
-	ctx context.Context
-	tx  *sql.Tx
-}
-
-func (r txHashReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
-	return readHashes(ids, func(id int64) *sql.Row {
-		return r.tx.QueryRowContext(r.ctx, `SELECT hash FROM audit_hashes WHERE id = ?`, id)
-	})
 }
 
 // dbHashReader reads stored hashes from the database.

@@ -12,7 +12,7 @@ import (
 )
 
 // componentDB returns a component's database with the outbox added.
-func componentDB(t *testing.T, name string) *sql.DB {
+func componentDB(t testing.TB, name string) *sql.DB {
 	t.Helper()
 	db, err := sqlitedb.Open(context.Background(), filepath.Join(t.TempDir(), name+".db"), sqlitedb.Options{})
 	if err != nil {
