@@ -90,6 +90,7 @@ func TestHostileFerry_ExactlyOnce(t *testing.T) {
 	}
 	dz.stop(t)
 	in.stop(t)
+	checkAudit(t, d, ids)
 }
 
 func parseSeed(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }

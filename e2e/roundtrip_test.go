@@ -153,6 +153,7 @@ func TestCrashRecovery_ExactlyOnce(t *testing.T) {
 	checkEffects(t, d, ids)
 	dz.stop(t)
 	in.stop(t)
+	checkAudit(t, d, ids)
 }
 
 // effectsTotal is the number of e2e.effect requests a crash test sends.
@@ -265,4 +266,5 @@ func TestCrashRecovery_DMZKilled(t *testing.T) {
 	checkEffects(t, d, ids)
 	dz.stop(t)
 	in.stop(t)
+	checkAudit(t, d, ids)
 }

@@ -117,18 +117,8 @@ func (l *Log) appendBodies(ctx context.Context, bodies [][]byte, times []int64, 
 		return 0, fmt.Errorf("audit append: %w", err)
 	}
 	defer read.Close()
-	insHash, err := tx.PrepareContext(ctx, `INSERT INTO audit_hashes (id, hash) VALUES (?, ?)`)
-	if err != nil {
-		return 0, fmt.Errorf("audit append: %w", err)
-	}
-	defer insHash.Close()
-	insEntry, err := tx.PrepareContext(ctx, `INSERT INTO audit_entries (idx, time, body) VALUES (?, ?, ?)`)
-	if err != nil {
-		return 0, fmt.Errorf("audit append: %w", err)
-	}
-	defer insEntry.Close()
 	// The hashes a new entry builds on are mostly ones this batch just
-	// wrote: kept here, they are not read back.
+	// made: kept here, they are not read back.
 	written := make(map[int64]tlog.Hash, 2*len(bodies))
 	r := tlog.HashReaderFunc(func(ids []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(ids))
@@ -148,6 +138,9 @@ func (l *Log) appendBodies(ctx context.Context, bodies [][]byte, times []int64, 
 		}
 		return out, nil
 	})
+	// Compute every hash first, then write the batch in a few
+	// multi-row statements.
+	var hashArgs, entryArgs []any
 	for i, body := range bodies {
 		idx := first + int64(i)
 		hashes, err := tlog.StoredHashes(idx, body, r)
@@ -156,14 +149,16 @@ func (l *Log) appendBodies(ctx context.Context, bodies [][]byte, times []int64, 
 		}
 		base := tlog.StoredHashIndex(0, idx)
 		for j, h := range hashes {
-			if _, err := insHash.ExecContext(ctx, base+int64(j), h[:]); err != nil {
-				return 0, fmt.Errorf("audit append: entry %d: %w", idx, err)
-			}
 			written[base+int64(j)] = h
+			hashArgs = append(hashArgs, base+int64(j), h[:])
 		}
-		if _, err := insEntry.ExecContext(ctx, idx, times[i], body); err != nil {
-			return 0, fmt.Errorf("audit append: entry %d: %w", idx, err)
-		}
+		entryArgs = append(entryArgs, idx, times[i], body)
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO audit_hashes (id, hash) VALUES `, 2, hashArgs); err != nil {
+		return 0, fmt.Errorf("audit append: %w", err)
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO audit_entries (idx, time, body) VALUES `, 3, entryArgs); err != nil {
+		return 0, fmt.Errorf("audit append: %w", err)
 	}
 	if also != nil {
 		if err := also(tx); err != nil {
@@ -231,6 +226,19 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
 		return 0, fmt.Errorf("audit prune: %w", err)
 	}
 	return res.RowsAffected()
+}
+
+// insertRows runs insert (ending in "VALUES ") over args, k values a row,
+// insertChunk rows a statement.
+func insertRows(ctx context.Context, tx *sql.Tx, insert string, k int, args []any) error {
+	for len(args) > 0 {
+		n := min(len(args)/k, insertChunk)
+		if _, err := tx.ExecContext(ctx, insert+valueTuples(n, k), args[:n*k]...); err != nil {
+			return err
+		}
+		args = args[n*k:]
+	}
+	return nil
 }
 
 // dbHashReader reads stored hashes from the database.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ferrybridge/ferry/internal/sqlitedb"
@@ -51,20 +52,45 @@ type Execer interface {
 // schema [MigrateOutbox] added). Pass the transaction of the decision the
 // entries record: they reach the log if and only if it commits.
 func Stage(ctx context.Context, x Execer, entries ...Entry) error {
-	for _, e := range entries {
-		body, err := e.Encode()
-		if err != nil {
-			return err
+	for len(entries) > 0 {
+		chunk := entries[:min(len(entries), insertChunk)]
+		entries = entries[len(chunk):]
+		args := make([]any, 0, 2*len(chunk))
+		for _, e := range chunk {
+			body, err := e.Encode()
+			if err != nil {
+				return err
+			}
+			args = append(args, e.Time.UnixMilli(), body)
 		}
-		if _, err := x.ExecContext(ctx, `INSERT INTO audit_outbox (time, body) VALUES (?, ?)`, e.Time.UnixMilli(), body); err != nil {
+		if _, err := x.ExecContext(ctx, `INSERT INTO audit_outbox (time, body) VALUES `+valueTuples(len(chunk), 2), args...); err != nil {
 			return fmt.Errorf("audit stage: %w", err)
 		}
 	}
 	return nil
 }
 
+// insertChunk is the most rows one INSERT statement carries: a batch in
+// one statement is one call into SQLite instead of one per row, and
+// three values a row stay far below SQLite's limit of bound variables.
+const insertChunk = 500
+
+// valueTuples returns "(?, ?), (?, ?)" for n rows of k values.
+func valueTuples(n, k int) string {
+	tuple := "(?" + strings.Repeat(", ?", k-1) + ")"
+	var b strings.Builder
+	b.Grow(n * (len(tuple) + 2))
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(tuple)
+	}
+	return b.String()
+}
+
 // DrainBatch is the most entries one drain takes from one outbox.
-const DrainBatch = 1024
+const DrainBatch = 4096
 
 // Drain takes up to DrainBatch staged entries from the outbox of src,
 // named source in the log (a stable name: the log keeps its watermark
@@ -126,7 +152,7 @@ type Source struct {
 // RunConfig says how often Run drains and signs.
 type RunConfig struct {
 	Sources    []Source
-	Drain      time.Duration // how often to drain every source; 0: 200ms
+	Drain      time.Duration // how often to drain every source; 0: 1s
 	Checkpoint time.Duration // how often to sign a checkpoint if the log grew; 0: 10s
 	Logger     *slog.Logger  // nil: slog.Default()
 }
@@ -137,7 +163,7 @@ type RunConfig struct {
 // keeps its entries until they are in the log.
 func (l *Log) Run(ctx context.Context, cfg RunConfig) error {
 	if cfg.Drain <= 0 {
-		cfg.Drain = 200 * time.Millisecond
+		cfg.Drain = time.Second
 	}
 	if cfg.Checkpoint <= 0 {
 		cfg.Checkpoint = 10 * time.Second
