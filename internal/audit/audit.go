@@ -91,6 +91,7 @@ const (
 	EventEnvelopeExpired   = "envelope.expired"
 	EventQuarantined       = "envelope.quarantined"
 	EventPolicyDecision    = "policy.decision"
+	EventApprovalExpired   = "approval.expired"
 	EventResultSent        = "result.sent"
 	EventResultReceived    = "result.received"
 	EventAck               = "ack"

@@ -26,10 +26,17 @@ func TestAgent_Audit(t *testing.T) {
 	audittest.VerifyStopped(t, e.cfg.AuditLog, filepath.Join(e.cfg.Keys, keys.AuditPubFile))
 	entries := audittest.Entries(t, e.cfg.AuditLog)
 	decided := map[string]audit.Entry{}
+	loaded := 0
 	for _, en := range entries {
 		if en.Event == audit.EventPolicyDecision {
 			decided[en.Request] = en
 		}
+		if en.Event == audit.EventAdmin && en.Decision == "policy.loaded" && en.Actor != "" && en.Count > 0 {
+			loaded++
+		}
+	}
+	if loaded != 1 {
+		t.Errorf("%d policy.loaded entries with their signers, want 1", loaded)
 	}
 	events := audittest.Events(entries)
 	for _, want := range []string{audit.EventPolicyDecision, audit.EventEnvelopeOpened, audit.EventEnvelopeSealed, audit.EventEnvelopePublished} {

@@ -90,6 +90,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -295,6 +296,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	a.decisionsReady = make(chan struct{}, 1)
 	a.setRing(ring)
 	a.setPolicy(active)
+	a.auditPolicy(ctx, "policy.loaded", active, "at start")
 	logger.Info("policy in force", slog.String(logPolicy, active.sha256), slog.Int(logOperations, len(active.pol.Operations)),
 		slog.Any(logSigners, active.signers))
 	made = true
@@ -323,13 +325,25 @@ func (a *Agent) Reload() error {
 	if err != nil {
 		a.log.Error("policy reload refused; the previous policy stays in force", slog.String(logError, err.Error()),
 			slog.String(logPolicy, old.sha256))
+		a.auditPolicy(ctx, "policy.refused", old, "reload refused; the policy in force stays")
 		return err
 	}
 	a.setRing(ring)
 	a.setPolicy(active)
+	a.auditPolicy(ctx, "policy.loaded", active, "reloaded, replacing sha256 "+old.sha256)
 	a.log.Info("policy reloaded", slog.String(logPolicy, active.sha256), slog.String(logPrevious, old.sha256),
 		slog.Int(logOperations, len(active.pol.Operations)), slog.Any(logSigners, active.signers))
 	return nil
+}
+
+// auditPolicy records a policy put in force (or a reload refused, with
+// the policy that stays) in the audit log, with the admins who signed it.
+func (a *Agent) auditPolicy(ctx context.Context, decision string, p *activePolicy, detail string) {
+	e := audit.Entry{Event: audit.EventAdmin, Decision: decision, Actor: strings.Join(p.signers, ","),
+		Count: int64(len(p.pol.Operations)), Detail: "policy sha256 " + p.sha256 + "; " + detail}
+	if err := a.db.Audit(ctx, e); err != nil {
+		a.log.Error("audit of the policy failed", slog.String(logError, err.Error()))
+	}
 }
 
 // setPolicy puts a checked policy in force and queues its catalogue for

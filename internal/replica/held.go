@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/policy"
 	"github.com/ferrybridge/ferry/internal/sqlitedb"
@@ -223,6 +224,9 @@ func (db *DB) Decide(ctx context.Context, d Decision, pol Checker) (*batch.Resul
 		if err != nil {
 			return nil, fmt.Errorf("decide %s: %w", d.RequestID, err)
 		}
+		if err := db.stageHeld(ctx, tx, h, audit.EventApprovalExpired, "", res, clock); err != nil {
+			return nil, fmt.Errorf("decide %s: %w", d.RequestID, err)
+		}
 		if err := tx.Commit(); err != nil {
 			return nil, fmt.Errorf("decide %s: commit: %w", d.RequestID, err)
 		}
@@ -247,10 +251,26 @@ func (db *DB) Decide(ctx context.Context, d Decision, pol Checker) (*batch.Resul
 	if err := settle(ctx, tx, h.RequestID, state, d.By, clock, d.Approval, res); err != nil {
 		return nil, fmt.Errorf("decide %s: %w", d.RequestID, err)
 	}
+	if err := db.stageHeld(ctx, tx, h, audit.EventAdmin, d.By, res, clock); err != nil {
+		return nil, fmt.Errorf("decide %s: %w", d.RequestID, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("decide %s: commit: %w", d.RequestID, err)
 	}
 	return &res, nil
+}
+
+// stageHeld records how a held request ended: an admin's approval or
+// denial (event admin, by the admin's key, with the request's final
+// result), or the expiry of its approval window.
+func (db *DB) stageHeld(ctx context.Context, tx *sql.Tx, h *Held, event, by string, res batch.Result, now time.Time) error {
+	e := audit.Entry{Time: now, Event: event, Actor: by, Request: h.RequestID, Envelope: h.EnvelopeID, Operation: h.Operation,
+		Decision: res.Status, Reason: res.Reason, Rows: max(res.RowsAffected, int64(len(res.Rows))),
+		Subject: db.audit.Subject(h.Subject), Params: db.audit.Params(h.Params)}
+	if event == audit.EventAdmin {
+		e.Detail = "approval of a held request"
+	}
+	return db.audit.Stage(ctx, tx, e)
 }
 
 // runHeld runs an approved request: the policy in force checks it again
@@ -357,7 +377,11 @@ func (db *DB) ExpireHeld(ctx context.Context) ([]string, error) {
 	}
 	ids := make([]string, len(due))
 	for i, h := range due {
-		if _, err := expireOne(ctx, tx, h, clock); err != nil {
+		res, err := expireOne(ctx, tx, h, clock)
+		if err != nil {
+			return nil, fmt.Errorf("expire held request %s: %w", h.RequestID, err)
+		}
+		if err := db.stageHeld(ctx, tx, h, audit.EventApprovalExpired, "", res, clock); err != nil {
 			return nil, fmt.Errorf("expire held request %s: %w", h.RequestID, err)
 		}
 		ids[i] = h.RequestID

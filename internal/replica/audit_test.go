@@ -1,0 +1,77 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/ferrybridge/ferry/internal/audit"
+	"github.com/ferrybridge/ferry/internal/audit/audittest"
+	"github.com/ferrybridge/ferry/internal/batch"
+)
+
+// drainTo drains db's audit outbox into a fresh audit log and returns
+// its entries.
+func drainTo(t *testing.T, db *DB) []audit.Entry {
+	t.Helper()
+	skey, _, err := note.GenerateKey(rand.Reader, audit.Origin("intranet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := note.NewSigner(skey)
+	file := filepath.Join(t.TempDir(), audit.FileName)
+	l, err := audit.OpenLog(context.Background(), file, "intranet", signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	src := db.AuditSource()
+	if _, err := l.Drain(context.Background(), src.Name, src.DB); err != nil {
+		t.Fatal(err)
+	}
+	return audittest.Entries(t, file)
+}
+
+// TestDB_Audit_held: an admin's approval of a held request is recorded
+// with the admin as actor and the request's final result, and the expiry
+// of an approval window as approval.expired; the subject only hashed.
+func TestDB_Audit_held(t *testing.T) {
+	ctx := context.Background()
+	h, _ := audit.NewHasher(bytes.Repeat([]byte{3}, audit.HMACKeySize))
+
+	f := newHeldFixture(t)
+	if err := f.db.EnableAudit(ctx, "intranet", h); err != nil {
+		t.Fatal(err)
+	}
+	f.clock = f.clock.Add(10 * time.Minute)
+	if _, err := f.db.Decide(ctx, f.decision(true), f.pol); err != nil {
+		t.Fatal(err)
+	}
+	got := drainTo(t, f.db)
+	if len(got) != 1 {
+		t.Fatalf("entries %+v, want one", got)
+	}
+	e := got[0]
+	if e.Event != audit.EventAdmin || e.Actor != "carol" || e.Request != f.req.ID || e.Decision != batch.StatusDone ||
+		e.Rows != 1 || e.Operation != "exam.book" || e.Subject != h.Subject(f.req.Subject) {
+		t.Fatalf("approval entry %+v", e)
+	}
+
+	g := newHeldFixture(t)
+	if err := g.db.EnableAudit(ctx, "intranet", h); err != nil {
+		t.Fatal(err)
+	}
+	g.clock = g.clock.Add(time.Hour)
+	if _, err := g.db.ExpireHeld(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got = drainTo(t, g.db)
+	if len(got) != 1 || got[0].Event != audit.EventApprovalExpired || got[0].Request != g.req.ID || got[0].Decision != batch.StatusRejected {
+		t.Fatalf("expiry entries %+v", got)
+	}
+}
