@@ -75,68 +75,120 @@ func Verify(ctx context.Context, file string, v note.Verifier, opts VerifyOption
 	defer db.Close()
 	origin := v.Name()
 	rep := &Report{Origin: origin}
-	r := dbHashReader{ctx: ctx, db: db}
-
-	// Entries, in index order: each one's record hash (recomputed from
-	// its body, or the stored one of a pruned body) and the interior
-	// hashes it completes must equal what is stored. The hashes an entry
-	// builds on were checked with the entries before it.
-	rows, err := db.QueryContext(ctx, `SELECT idx, body FROM audit_entries ORDER BY idx`)
+	// One read transaction: a copy taken from a live agent is read as one
+	// snapshot, however the agent writes meanwhile.
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", file, err)
 	}
+	defer tx.Rollback()
+	r := txReader{ctx: ctx, tx: tx}
+
+	// Entries, in index order: each one's record hash (recomputed from
+	// its body, or the stored one of a pruned body) and the interior
+	// hashes it completes must equal what is stored, which is read in
+	// one pass in id order alongside. The hashes an entry builds on were
+	// checked with the entries before it and are kept in memory: the
+	// frontier of the tree so far, a few dozen hashes.
+	rows, err := tx.QueryContext(ctx, `SELECT idx, body FROM audit_entries ORDER BY idx`)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", file, err)
+	}
+	defer rows.Close()
+	stored, err := tx.QueryContext(ctx, `SELECT id, hash FROM audit_hashes ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", file, err)
+	}
+	defer stored.Close()
+	var nextID int64 // the id the stored pass is at
+	nextStored := func() (tlog.Hash, error) {
+		var h tlog.Hash
+		if !stored.Next() {
+			if err := stored.Err(); err != nil {
+				return h, err
+			}
+			return h, fmt.Errorf("stored hash %d missing (truncated or deleted)", nextID)
+		}
+		var id int64
+		var b []byte
+		if err := stored.Scan(&id, &b); err != nil {
+			return h, err
+		}
+		if id != nextID {
+			return h, fmt.Errorf("stored hash %d missing (deleted)", nextID)
+		}
+		if len(b) != tlog.HashSize {
+			return h, fmt.Errorf("stored hash %d has %d bytes (altered)", id, len(b))
+		}
+		nextID++
+		return tlog.Hash(b), nil
+	}
+	frontier := map[int64]tlog.Hash{}
+	fr := tlog.HashReaderFunc(func(ids []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(ids))
+		for i, id := range ids {
+			h, ok := frontier[id]
+			if !ok {
+				return nil, fmt.Errorf("hash %d is not on the frontier", id)
+			}
+			out[i] = h
+		}
+		return out, nil
+	})
 	var n int64
 	for rows.Next() {
 		var idx int64
 		var body []byte
 		if err := rows.Scan(&idx, &body); err != nil {
-			rows.Close()
 			return nil, fmt.Errorf("verify %s: %w", file, err)
 		}
 		if idx != n {
-			rows.Close()
 			if idx > n {
 				return nil, entryFailure(n, "missing: the log goes on at entry %d (deleted)", idx)
 			}
 			return nil, entryFailure(idx, "out of order")
 		}
-		var rh tlog.Hash
+		level0, err := nextStored()
+		if err != nil {
+			return nil, entryFailure(idx, "%v", err)
+		}
+		rh := level0
 		if body == nil {
-			rep.Pruned++
-			hs, err := r.ReadHashes([]int64{tlog.StoredHashIndex(0, idx)})
-			if err != nil {
-				rows.Close()
-				return nil, entryFailure(idx, "pruned, and its record hash is missing: %v", err)
-			}
-			rh = hs[0]
+			rep.Pruned++ // its stored record hash stands for it
 		} else {
 			if _, err := DecodeEntry(body); err != nil {
-				rows.Close()
 				return nil, entryFailure(idx, "not an audit entry (altered): %v", err)
 			}
 			rh = tlog.RecordHash(body)
-		}
-		want, err := tlog.StoredHashesForRecordHash(idx, rh, r)
-		if err != nil {
-			rows.Close()
-			return nil, entryFailure(idx, "the hashes it builds on are missing: %v", err)
-		}
-		if err := compareStored(r, tlog.StoredHashIndex(0, idx), want); err != nil {
-			rows.Close()
-			if errors.Is(err, errLevel0) {
+			if rh != level0 {
 				return nil, entryFailure(idx, "altered: its body does not match its record hash")
 			}
+		}
+		want, err := tlog.StoredHashesForRecordHash(idx, rh, fr)
+		if err != nil {
 			return nil, entryFailure(idx, "%v", err)
 		}
+		base := tlog.StoredHashIndex(0, idx)
+		frontier[base] = want[0]
+		for j := 1; j < len(want); j++ {
+			got, err := nextStored()
+			if err != nil {
+				return nil, entryFailure(idx, "%v", err)
+			}
+			if got != want[j] {
+				return nil, entryFailure(idx, "stored hash %d does not match the entries (altered)", base+int64(j))
+			}
+			frontier[base+int64(j)] = want[j]
+		}
+		frontier = keepFrontier(frontier, idx+1)
 		n++
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", file, err)
 	}
-	rows.Close()
 	rep.Entries = n
 	var extra int64
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_hashes WHERE id >= ?`, tlog.StoredHashCount(n)).Scan(&extra); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_hashes WHERE id >= ?`, tlog.StoredHashCount(n)).Scan(&extra); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", file, err)
 	}
 	if extra > 0 {
@@ -165,7 +217,7 @@ func Verify(ctx context.Context, file string, v note.Verifier, opts VerifyOption
 		}
 		return c, nil
 	}
-	crows, err := db.QueryContext(ctx, `SELECT size, note FROM audit_checkpoints ORDER BY size`)
+	crows, err := tx.QueryContext(ctx, `SELECT size, note FROM audit_checkpoints ORDER BY size`)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", file, err)
 	}
@@ -200,30 +252,30 @@ func Verify(ctx context.Context, file string, v note.Verifier, opts VerifyOption
 	return rep, nil
 }
 
-// errLevel0 reports a record hash that differs from the stored one.
-var errLevel0 = errors.New("record hash differs")
-
-// compareStored compares want, the stored hashes from index base on,
-// with those in the database.
-func compareStored(r tlog.HashReader, base int64, want []tlog.Hash) error {
-	ids := make([]int64, len(want))
-	for i := range ids {
-		ids[i] = base + int64(i)
-	}
-	got, err := r.ReadHashes(ids)
-	if err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("stored hashes missing (truncated or deleted): %w", err)
-		}
-		return err
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			if i == 0 {
-				return errLevel0
+// keepFrontier keeps, of the hashes in f, those of the complete subtrees
+// of a tree of size entries: what the next entry's hashes build on and
+// what the tree's root is made of.
+func keepFrontier(f map[int64]tlog.Hash, size int64) map[int64]tlog.Hash {
+	out := make(map[int64]tlog.Hash, 64)
+	for level := 0; level < 63 && size>>level > 0; level++ {
+		if size>>level&1 == 1 {
+			id := tlog.StoredHashIndex(level, size>>level-1)
+			if h, ok := f[id]; ok {
+				out[id] = h
 			}
-			return fmt.Errorf("stored hash %d does not match the entries (altered)", ids[i])
 		}
 	}
-	return nil
+	return out
+}
+
+// txReader reads stored hashes inside a read transaction.
+type txReader struct {
+	ctx context.Context
+	tx  *sql.Tx
+}
+
+func (r txReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
+	return readHashes(ids, func(id int64) *sql.Row {
+		return r.tx.QueryRowContext(r.ctx, `SELECT hash FROM audit_hashes WHERE id = ?`, id)
+	})
 }
