@@ -34,9 +34,10 @@ const auditTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 func newAuditCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "Verify, show and prove a zone's tamper-evident audit log",
-		Long: `Verify, show and prove entries of a zone's audit log (audit.db in the zone's
-audit directory), offline, with the zone's audit public key (audit.pub) only.
+		Short: "Verify, search, report on and reconcile the zones' tamper-evident audit logs",
+		Long: `Verify, show, search, export, report on and prove entries of a zone's audit
+log (audit.db in the zone's audit directory), offline, with the zone's audit
+public key (audit.pub) only; reconcile the two zones' logs.
 
 Each command only reads the log: it may run on the live log of a running
 agent or on a copy. Copy audit.db with the agent stopped (or with sqlite3's
@@ -44,6 +45,8 @@ agent or on a copy. Copy audit.db with the agent stopped (or with sqlite3's
 until SQLite checkpoints them.`,
 	}
 	cmd.AddCommand(newAuditVerifyCmd(g), newAuditShowCmd(g), newAuditProveCmd(g), newAuditVerifyProofCmd(g))
+	cmd.AddCommand(newAuditReconcileCmd(g))
+	cmd.AddCommand(newAuditSearchCmd(g), newAuditExportCmd(g), newAuditReportCmd(g))
 	return cmd
 }
 
@@ -453,7 +456,7 @@ func runAuditShow(ctx context.Context, opts auditShowOptions, dir string, out io
 		}
 	}
 	if bad > 0 {
-		return withHint(fmt.Errorf("audit show: %s in %s not audit entries", plural(int(bad), "stored entry"), file),
+		return withHint(fmt.Errorf("audit show: %d of the stored entries in %s are not audit entries", bad, file),
 			"the file was altered: run 'ferryctl audit verify' with the zone's audit.pub")
 	}
 	return nil

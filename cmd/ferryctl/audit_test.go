@@ -352,7 +352,7 @@ func TestAuditShow(t *testing.T) {
 		tamperAudit(t, g.file, `UPDATE audit_entries SET body = CAST('not json' || char(27) || '[31m' AS BLOB) WHERE idx = 5`)
 		stdout, stderr := mustFerryctl(t, 1, "audit", "show", g.dir, "--from", "4", "--limit", "3")
 		matches(t, "stdout", stdout, `^4  .*\n5  NOT AN AUDIT ENTRY \(audit: decode entry: .*\): "not json\\x1b\[31m"\n6  .*request=0{31}6 .*\ncheckpoints: `)
-		matches(t, "stderr", stderr, `ferryctl: error: audit show: 1 stored entry in .* not audit entries\nhint: the file was altered`)
+		matches(t, "stderr", stderr, `ferryctl: error: audit show: 1 of the stored entries in .* are not audit entries\nhint: the file was altered`)
 		stdout, _ = mustFerryctl(t, 1, "audit", "show", g.dir, "--json", "--from", "5", "--limit", "1")
 		var bad auditBadEntryJSON
 		if err := json.Unmarshal([]byte(strings.SplitN(stdout, "\n", 2)[0]), &bad); err != nil || bad.Index != 5 || bad.Body != "not json\x1b[31m" || bad.Error == "" {

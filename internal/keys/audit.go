@@ -135,7 +135,7 @@ func LoadAudit(dir, zone string) (*Audit, error) {
 	if err := matchKeys(signer, verifier); err != nil {
 		return nil, fmt.Errorf("key files %s and %s: %w", keyPath, pubPath, err)
 	}
-	hmacKey, err := readHMACKey(filepath.Join(dir, AuditHMACKeyFile))
+	hmacKey, err := ReadAuditHMACKey(filepath.Join(dir, AuditHMACKeyFile))
 	if err != nil {
 		return nil, err
 	}
@@ -167,9 +167,11 @@ func matchKeys(s note.Signer, v note.Verifier) error {
 	return nil
 }
 
-// readHMACKey checks and reads an audit-hmac.key file: exactly 64
-// lowercase hex digits, optionally followed by one newline.
-func readHMACKey(path string) ([]byte, error) {
+// ReadAuditHMACKey checks and reads an audit-hmac.key file alone (for an
+// auditor who may search by ID number and holds no other key of the
+// zone): a private file (see [CheckPrivate]) of exactly 64 lowercase hex
+// digits, optionally followed by one newline.
+func ReadAuditHMACKey(path string) ([]byte, error) {
 	if err := CheckPrivate(path); err != nil {
 		return nil, err
 	}
