@@ -103,3 +103,50 @@ func TestSpool_Audit(t *testing.T) {
 	// No personal data anywhere in the audit database (its WAL included).
 	audittest.NoneInClear(t, file, subject, secret)
 }
+
+// TestSpool_Audit_noResult: requests failed because the intranet
+// acknowledged their envelope without their results are recorded as
+// results received, failed with no_result.
+func TestSpool_Audit_noResult(t *testing.T) {
+	dir := t.TempDir()
+	s := openSpool(t, filepath.Join(dir, "spool.db"))
+	ctx := ctxT(t)
+	h, _ := audit.NewHasher(bytes.Repeat([]byte{7}, audit.HMACKeySize))
+	if err := s.EnableAudit(ctx, "dmz", h); err != nil {
+		t.Fatal(err)
+	}
+	in := runIntake(t, s, IntakeConfig{})
+	acc, err := in.Submit(ctx, Request{Client: "app", Operation: "op", Params: json.RawMessage(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := sealNext(t, s, 10)
+	if _, err := s.ApplyResults(ctx, ReceivedEnvelope{ID: "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", Channel: "results", Seq: 1},
+		&batch.Results{Acks: []string{env.ID}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	skey, _, _ := note.GenerateKey(rand.Reader, audit.Origin("dmz"))
+	signer, _ := note.NewSigner(skey)
+	file := filepath.Join(dir, audit.FileName)
+	l, err := audit.OpenLog(ctx, file, "dmz", signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	src := s.AuditSource()
+	if _, err := l.Drain(ctx, src.Name, src.DB); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range audittest.Entries(t, file) {
+		if e.Event == audit.EventResultReceived {
+			n++
+			if e.Request != acc.ID || e.Decision != batch.StatusFailed || e.Reason != ReasonNoResult {
+				t.Errorf("result entry %+v", e)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d result.received entries, want 1", n)
+	}
+}

@@ -646,6 +646,12 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		}
 		out.NoResult = append(out.NoResult, ids...)
 		out.Final = append(out.Final, ids...)
+		for _, rid := range ids {
+			if err := s.audit.Stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventResultReceived, Request: rid, Envelope: env.ID,
+				Decision: batch.StatusFailed, Reason: ReasonNoResult}); err != nil {
+				return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
+			}
+		}
 	}
 	if env.Catalogue != nil {
 		stored, err := storeCatalogue(ctx, tx, &Catalogue{Data: env.Catalogue, Seq: env.Seq, Received: now})

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"time"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 )
 
@@ -131,6 +133,11 @@ func (db *DB) Answer(ctx context.Context, envID string, ids []string) ([]batch.R
 			return nil, fmt.Errorf("answer for envelope %s: request %s: %w", envID, id, err)
 		}
 		if _, err := insert.ExecContext(ctx, id, envID, res.Status, res.Reason, res.Message, data, now); err != nil {
+			return nil, fmt.Errorf("answer for envelope %s: settle request %s: %w", envID, id, err)
+		}
+		// The intranet's decision about this request: it will never run.
+		if err := db.audit.Stage(ctx, tx, audit.Entry{Time: time.UnixMilli(now), Event: audit.EventPolicyDecision, Request: id,
+			Envelope: envID, Decision: res.Status, Reason: res.Reason}); err != nil {
 			return nil, fmt.Errorf("answer for envelope %s: settle request %s: %w", envID, id, err)
 		}
 		settled++

@@ -75,3 +75,24 @@ func TestDB_Audit_held(t *testing.T) {
 		t.Fatalf("expiry entries %+v", got)
 	}
 }
+
+// TestDB_Audit_answer: a request the intranet settles as never received
+// (asked about by the DMZ) is recorded as its policy decision.
+func TestDB_Audit_answer(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newTestReplica(t)
+	h, _ := audit.NewHasher(bytes.Repeat([]byte{3}, audit.HMACKeySize))
+	env := askingEnvelope(t, db, 2)
+	if err := db.EnableAudit(ctx, "intranet", h); err != nil {
+		t.Fatal(err)
+	}
+	const lost = "0123456789abcdef0123456789abcdef"
+	if _, err := db.Answer(ctx, env.ID, []string{lost}); err != nil {
+		t.Fatal(err)
+	}
+	got := drainTo(t, db)
+	if len(got) != 1 || got[0].Event != audit.EventPolicyDecision || got[0].Request != lost ||
+		got[0].Decision != batch.StatusExpired || got[0].Reason != batch.ReasonNotReceived || got[0].Envelope != env.ID {
+		t.Fatalf("entries %+v, want the settlement of %s", got, lost)
+	}
+}
