@@ -9,14 +9,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/keys"
@@ -371,63 +370,13 @@ func runAuditExport(ctx context.Context, opts auditExportOptions, dir string, ou
 			return fmt.Errorf("audit export: %w", err)
 		}
 	} else {
-		if err := writeFileStream(opts.Output, 0o644, write); err != nil {
+		if err := admin.WriteFileFunc(opts.Output, 0o644, true, write); err != nil {
 			return fmt.Errorf("audit export: %w", err)
 		}
 		fmt.Fprintf(out, "%s exported to %s\n", nEntries(n+bad), opts.Output)
 	}
 	if bad > 0 {
 		return badEntriesError("export", file, bad, firstBad)
-	}
-	return nil
-}
-
-// writeFileStream writes path durably and atomically, as
-// admin.WriteFile does, from write rather than from a byte slice: an
-// export may be larger than memory. A temporary file in path's directory
-// is written, set to perm, fsynced and closed, renamed to path, and the
-// directory fsynced; on failure nothing is left behind.
-func writeFileStream(path string, perm os.FileMode, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 64<<10)
-	if err = write(bw); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// fsync before the rename, or a crash can leave path naming a short
-	// file.
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -62,7 +63,16 @@ func WriteKey(dir, name string, rand io.Reader) (keyFile, pubFile string, err er
 // renamed to path (replace true) or linked to path without ever replacing an
 // existing file (replace false, failing with an error matching fs.ErrExist);
 // finally the directory is fsynced. On failure nothing is left behind.
-func WriteFile(path string, data []byte, perm os.FileMode, replace bool) (err error) {
+func WriteFile(path string, data []byte, perm os.FileMode, replace bool) error {
+	return WriteFileFunc(path, perm, replace, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteFileFunc is WriteFile of what write writes, through a buffer: for
+// a file larger than memory should hold.
+func WriteFileFunc(path string, perm os.FileMode, replace bool, write func(io.Writer) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -75,7 +85,11 @@ func WriteFile(path string, data []byte, perm os.FileMode, replace bool) (err er
 			_ = os.Remove(tmp)
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
+	bw := bufio.NewWriterSize(f, 64<<10)
+	if err = write(bw); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = bw.Flush(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	// Chmod on the file, not the umask-narrowed create mode: public files
