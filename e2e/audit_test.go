@@ -10,7 +10,8 @@ import (
 
 // checkAudit checks both zones' audit logs after a run whose agents have
 // stopped: each verifies with `ferryctl audit verify` and its public key
-// alone, and the intranet's log holds exactly one policy decision for
+// alone, `ferryctl audit reconcile` finds no difference between them, and
+// the intranet's log holds exactly one policy decision for
 // each request in ids, however often the agents were killed and the
 // envelopes re-sent, and the DMZ's exactly one acceptance.
 func checkAudit(t *testing.T, d *deployment, ids []string) {
@@ -19,6 +20,10 @@ func checkAudit(t *testing.T, d *deployment, ids []string) {
 		ferryctl(t, "audit", "verify", filepath.Join(d.dir, zone, "state"),
 			"--pubkey", filepath.Join(d.dir, zone, "keys", "audit.pub"))
 	}
+	// The two logs agree: every envelope and request accounted for.
+	ferryctl(t, "audit", "reconcile", filepath.Join(d.dir, "dmz", "state"), filepath.Join(d.dir, "intranet", "state"),
+		"--pubkey-dmz", filepath.Join(d.dir, "dmz", "keys", "audit.pub"),
+		"--pubkey-intranet", filepath.Join(d.dir, "intranet", "keys", "audit.pub"))
 	count := func(zone, event string) map[string]int {
 		n := map[string]int{}
 		for _, e := range audittest.Entries(t, filepath.Join(d.dir, zone, "state", audit.FileName)) {

@@ -59,8 +59,8 @@ holding audit.db, or the audit.db file itself), offline:
     difference), and every request the intranet decided was accepted at the
     DMZ and has its result back at the DMZ;
   - the intranet's decisions per operation and decision match the results
-    the DMZ received (a held request's final result, decided on approval, is
-    listed: the intranet's log does not record approvals yet);
+    the DMZ received (a held request's final result is the admin's approval
+    or denial, or the expiry of its approval window, in the intranet's log);
   - every envelope the intranet opened was sealed by the DMZ.
 
 With both --pubkey-dmz and --pubkey-intranet, each log is first verified as
@@ -467,7 +467,12 @@ func reconcileRequests(res *auditReconcileJSON, d, i *reconcileLog) {
 	decisions := make(map[string][]reconcileRecord)
 	var decidedOrder []string
 	for _, e := range i.all {
-		if e.Event != audit.EventPolicyDecision || e.Request == "" {
+		// A request's decisions: the policy's, and for a held request its
+		// final one (an admin's approval or denial, or the expiry of its
+		// approval window).
+		decision := e.Event == audit.EventPolicyDecision || e.Event == audit.EventApprovalExpired ||
+			e.Event == audit.EventAdmin && e.Request != ""
+		if !decision || e.Request == "" {
 			continue
 		}
 		if _, ok := decisions[e.Request]; !ok {
@@ -531,8 +536,9 @@ func reconcileRequests(res *auditReconcileJSON, d, i *reconcileLog) {
 			continue
 		}
 		// Match result to decision; what is left differs, except the
-		// final result of a request both zones saw held: the intranet
-		// decides it on approval, which its log does not record yet.
+		// final result of a request both zones saw held when the
+		// intranet's log lacks the approval (a log from before approvals
+		// were recorded).
 		left := slices.Clone(dec)
 		var unmatched, afterHold int
 		held := false
@@ -644,7 +650,7 @@ func printReconcile(out io.Writer, res *auditReconcileJSON) {
 		}
 	}
 	if len(res.DecidedAfterHold) > 0 {
-		fmt.Fprintln(out, "decided after a hold (the intranet's log does not record approvals yet; not differences):")
+		fmt.Fprintln(out, "decided after a hold, the approval not in the intranet's log (not differences):")
 		for _, r := range res.DecidedAfterHold {
 			fmt.Fprintf(out, "  %s\n", request(r))
 		}

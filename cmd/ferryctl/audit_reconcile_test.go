@@ -184,7 +184,7 @@ func TestAuditReconcile(t *testing.T) {
 				"  requests     4 accepted at the DMZ, 4 decided at the intranet, 4 with a result at the DMZ\n",
 				"  violations.query         done              2        2\n",
 				"  licence.renew            held              1        1\n",
-				"decided after a hold (the intranet's log does not record approvals yet; not differences):\n  request " + r(3) + ": intranet decided licence.renew/held, the DMZ received licence.renew/held, licence.renew/done\n",
+				"decided after a hold, the approval not in the intranet's log (not differences):\n  request " + r(3) + ": intranet decided licence.renew/held, the DMZ received licence.renew/held, licence.renew/done\n",
 				"reconciled: no differences\n",
 			},
 			check: func(t *testing.T, out auditReconcileJSON) {
@@ -365,6 +365,24 @@ func TestAuditReconcile(t *testing.T) {
 			},
 			code:   0,
 			stdout: []string{"heartbeat and query envelopes not received (they carry no requests; not differences):\n  envelope " + e(5) + " (heartbeat)\n"},
+		},
+		{
+			name: "approval in the intranet's log",
+			change: func(x *exchange) {
+				x.i(audit.Entry{Event: audit.EventAdmin, Actor: "carol", Request: r(3), Operation: opRenew, Decision: "done",
+					Detail: "approval of a held request"})
+			},
+			code: 0,
+			stdout: []string{
+				"  licence.renew            done              1        1\n",
+				"  licence.renew            held              1        1\n",
+				"reconciled: no differences\n",
+			},
+			check: func(t *testing.T, out auditReconcileJSON) {
+				if !out.OK || len(out.DecidedAfterHold) != 0 {
+					t.Errorf("an approval in the log still listed as decided after a hold: %+v", out.DecidedAfterHold)
+				}
+			},
 		},
 		{
 			name: "held, final result without hold",

@@ -234,7 +234,7 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "  both agents stopped cleanly\n")
 
-	fmt.Fprintf(out, "\n== 6. the auditor's check: each zone's audit log, offline, with its public key alone\n")
+	fmt.Fprintf(out, "\n== 6. the auditor's check: each zone's audit log, offline, with its public key alone, then the two against each other\n")
 	for _, zone := range []string{"dmz", "intranet"} {
 		dir := filepath.Join(dep.Dir, zone, "state")
 		pub := filepath.Join(dep.Dir, zone, "keys", keys.AuditPubFile)
@@ -246,6 +246,15 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
 		for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
 			fmt.Fprintf(out, "       %s\n", line)
 		}
+	}
+	dmzState, inState := filepath.Join(dep.Dir, "dmz", "state"), filepath.Join(dep.Dir, "intranet", "state")
+	fmt.Fprintf(out, "     $ ferryctl audit reconcile %s %s\n", dmzState, inState)
+	var rec bytes.Buffer
+	if err := runAuditReconcile(ctx, auditReconcileOptions{}, dmzState, inState, &rec); err != nil {
+		return fmt.Errorf("demo: the two zones' audit logs do not reconcile: %w\n%s", err, rec.String())
+	}
+	for _, line := range strings.Split(strings.TrimRight(rec.String(), "\n"), "\n") {
+		fmt.Fprintf(out, "       %s\n", line)
 	}
 	fmt.Fprintf(out, "\n== files\n")
 	fmt.Fprintf(out, "  deployment      %s\n", dep.Dir)
