@@ -1,0 +1,162 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// zoneLog is a log with its keys, for the witness tests.
+type zoneLog struct {
+	*Log
+	file string
+	v    note.Verifier
+}
+
+func openZoneLog(t *testing.T, zone string, s note.Signer, v note.Verifier) *zoneLog {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), FileName)
+	l, err := OpenLog(context.Background(), file, zone, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return &zoneLog{Log: l, file: file, v: v}
+}
+
+// grow appends n entries from entry(from) (with decision changed when
+// forge is set) and signs a checkpoint.
+func (z *zoneLog) grow(t *testing.T, from, n int, forge bool) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		e := entry(i)
+		if forge {
+			e.Decision = "forged"
+		}
+		if _, err := z.Append(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := z.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// send is what the DMZ puts in an envelope: its newest checkpoint and the
+// proof from the size the intranet last countersigned.
+func (z *zoneLog) send(t *testing.T, from int64) ([]byte, string) {
+	t.Helper()
+	msg, p, err := z.ProveConsistency(context.Background(), from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg, FormatProof(p)
+}
+
+// TestLog_Witness: the intranet countersigns the DMZ's checkpoints as the
+// DMZ's log grows; a rebuilt DMZ history, signed with the DMZ's own key,
+// is refused, and the countersigned copies the intranet kept make
+// `Verify` fail the rebuilt log.
+func TestLog_Witness(t *testing.T) {
+	ctx := context.Background()
+	ds, dv := testKeys(t, "dmz")
+	is, iv := testKeys(t, "intranet")
+	dmz := openZoneLog(t, "dmz", ds, dv)
+	intra := openZoneLog(t, "intranet", is, iv)
+
+	witness := func(msg []byte, proof string) ([]byte, error) {
+		p, err := ParseProof(proof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return intra.Witness(ctx, dv, msg, p)
+	}
+	dmz.grow(t, 0, 10, false)
+	msg, proof := dmz.send(t, 0)
+	cosigned, err := witness(msg, proof)
+	if err != nil {
+		t.Fatalf("first checkpoint: %v", err)
+	}
+	if c, err := OpenCosigned(cosigned, dv, iv); err != nil || c.Size != 10 {
+		t.Fatalf("OpenCosigned: %+v, %v", c, err)
+	}
+	if _, err := OpenCosigned(msg, dv, iv); err == nil {
+		t.Error("OpenCosigned accepted a checkpoint without the witness's signature")
+	}
+	dmz.grow(t, 10, 13, false)
+	msg, proof = dmz.send(t, 10)
+	if _, err := witness(msg, proof); err != nil {
+		t.Fatalf("a grown log: %v", err)
+	}
+	if again, err := witness(msg, proof); err != nil || !strings.Contains(string(again), "intranet") {
+		t.Fatalf("the same checkpoint again: %v", err)
+	}
+	// An older checkpoint arriving late, witnessed before: fine.
+	if _, err := witness(cosigned, ""); err != nil {
+		t.Fatalf("an older, witnessed checkpoint: %v", err)
+	}
+
+	// The DMZ rebuilds its history with its own key.
+	forged := openZoneLog(t, "dmz", ds, dv)
+	forged.grow(t, 0, 30, true)
+	msg, proof = forged.send(t, 23)
+	if _, err := witness(msg, proof); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("a rebuilt history: %v, want ErrInconsistent", err)
+	}
+	forged2 := openZoneLog(t, "dmz", ds, dv)
+	forged2.grow(t, 0, 5, true)
+	msg, proof = forged2.send(t, 0)
+	if _, err := witness(msg, proof); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("a smaller checkpoint never witnessed: %v, want ErrInconsistent", err)
+	}
+	// Another key, even of the same name: refused.
+	_, otherV := testKeys(t, "dmz")
+	if _, err := intra.Witness(ctx, otherV, msg, nil); err == nil {
+		t.Fatal("Witness accepted a checkpoint under another key")
+	}
+
+	kept, err := intra.Witnessed(ctx, Origin("dmz"))
+	if err != nil || len(kept) != 2 {
+		t.Fatalf("Witnessed: %d, %v; want the two countersigned", len(kept), err)
+	}
+	if _, err := Verify(ctx, forged.file, dv, VerifyOptions{}); err != nil {
+		t.Fatalf("the rebuilt log alone: %v (it verifies: only the witness's copies catch it)", err)
+	}
+	var f *Failure
+	if _, err := Verify(ctx, forged.file, dv, VerifyOptions{Known: kept}); !errors.As(err, &f) {
+		t.Fatalf("the rebuilt log against the witnessed copies: %v, want a Failure", err)
+	}
+	if _, err := Verify(ctx, dmz.file, dv, VerifyOptions{Known: kept}); err != nil {
+		t.Fatalf("the honest log against the witnessed copies: %v", err)
+	}
+}
+
+func TestParseProof(t *testing.T) {
+	for _, bad := range []string{"x", "AAAA", strings.Repeat("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= ", MaxProofHashes+1),
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=", " AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="} {
+		if _, err := ParseProof(bad); err == nil {
+			t.Errorf("ParseProof(%.50q) accepted it", bad)
+		}
+	}
+}
+
+// FuzzParseProof: a proof comes from the other zone inside its
+// envelopes; ParseProof never panics, and what it accepts writes back
+// the same.
+func FuzzParseProof(f *testing.F) {
+	f.Add("")
+	f.Add("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseProof(s)
+		if err != nil {
+			return
+		}
+		if FormatProof(p) != s {
+			t.Fatalf("ParseProof(%q) writes back as %q", s, FormatProof(p))
+		}
+	})
+}
