@@ -112,29 +112,23 @@ func (l *Log) appendBodies(ctx context.Context, bodies [][]byte, times []int64, 
 		return 0, fmt.Errorf("audit append: %w", err)
 	}
 	defer tx.Rollback()
-	read, err := tx.PrepareContext(ctx, `SELECT hash FROM audit_hashes WHERE id = ?`)
-	if err != nil {
-		return 0, fmt.Errorf("audit append: %w", err)
-	}
-	defer read.Close()
 	// The hashes a new entry builds on are mostly ones this batch just
-	// made: kept here, they are not read back.
+	// made: kept here, they are not read back. Only the first entries of
+	// a batch read the tree's frontier from the database.
 	written := make(map[int64]tlog.Hash, 2*len(bodies))
+	stored := hashReader{ctx: ctx, q: tx}
 	r := tlog.HashReaderFunc(func(ids []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(ids))
 		for i, id := range ids {
-			if h, ok := written[id]; ok {
-				out[i] = h
-				continue
+			h, ok := written[id]
+			if !ok {
+				hs, err := stored.ReadHashes([]int64{id})
+				if err != nil {
+					return nil, err
+				}
+				h = hs[0]
 			}
-			var b []byte
-			if err := read.QueryRowContext(ctx, id).Scan(&b); err != nil {
-				return nil, fmt.Errorf("read stored hash %d: %w", id, err)
-			}
-			if len(b) != tlog.HashSize {
-				return nil, fmt.Errorf("stored hash %d has %d bytes", id, len(b))
-			}
-			copy(out[i][:], b)
+			out[i] = h
 		}
 		return out, nil
 	})
@@ -185,7 +179,7 @@ func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("audit checkpoint: %w", err)
 	}
-	root, err := tlog.TreeHash(l.size, dbHashReader{ctx: ctx, db: l.db})
+	root, err := tlog.TreeHash(l.size, hashReader{ctx: ctx, q: l.db})
 	if err != nil {
 		return nil, fmt.Errorf("audit checkpoint: %w", err)
 	}
@@ -241,23 +235,23 @@ func insertRows(ctx context.Context, tx *sql.Tx, insert string, k int, args []an
 	return nil
 }
 
-// dbHashReader reads stored hashes from the database.
-type dbHashReader struct {
+// queryRower is a database or a transaction: what stored hashes are read
+// through.
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// hashReader reads stored hashes through q, one query each.
+type hashReader struct {
 	ctx context.Context
-	db  *sql.DB
+	q   queryRower
 }
 
-func (r dbHashReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
-	return readHashes(ids, func(id int64) *sql.Row {
-		return r.db.QueryRowContext(r.ctx, `SELECT hash FROM audit_hashes WHERE id = ?`, id)
-	})
-}
-
-func readHashes(ids []int64, row func(int64) *sql.Row) ([]tlog.Hash, error) {
+func (r hashReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(ids))
 	for i, id := range ids {
 		var b []byte
-		if err := row(id).Scan(&b); err != nil {
+		if err := r.q.QueryRowContext(r.ctx, `SELECT hash FROM audit_hashes WHERE id = ?`, id).Scan(&b); err != nil {
 			return nil, fmt.Errorf("read stored hash %d: %w", id, err)
 		}
 		if len(b) != tlog.HashSize {

@@ -219,20 +219,16 @@ type Stager struct {
 	zone string
 	hash *Hasher
 	db   *sql.DB
-	name string
 }
 
 // NewStager adds the outbox to db (see [MigrateOutbox]) and returns a
-// Stager for zone, whose outbox the zone's log drains as source name.
-func NewStager(ctx context.Context, db *sql.DB, name, zone string, h *Hasher) (*Stager, error) {
+// Stager for zone.
+func NewStager(ctx context.Context, db *sql.DB, zone string, h *Hasher) (*Stager, error) {
 	if err := MigrateOutbox(ctx, db); err != nil {
 		return nil, err
 	}
-	return &Stager{zone: zone, hash: h, db: db, name: name}, nil
+	return &Stager{zone: zone, hash: h, db: db}, nil
 }
-
-// Source returns the stager's outbox as a source for the zone's log.
-func (s *Stager) Source() Source { return Source{Name: s.name, DB: s.db} }
 
 // Stage stages entries with x, the transaction of the decision they
 // record, filling in the zone and, where missing, the time.

@@ -54,7 +54,7 @@ func prove(ctx context.Context, db *sql.DB, idx int64) ([]byte, error) {
 	if body == nil {
 		return nil, fmt.Errorf("prove entry %d: its body was pruned", idx)
 	}
-	p, err := tlog.ProveRecord(size, idx, dbHashReader{ctx: ctx, db: db})
+	p, err := tlog.ProveRecord(size, idx, hashReader{ctx: ctx, q: db})
 	if err != nil {
 		return nil, fmt.Errorf("prove entry %d: %w", idx, err)
 	}

@@ -82,7 +82,7 @@ func Verify(ctx context.Context, file string, v note.Verifier, opts VerifyOption
 		return nil, fmt.Errorf("verify %s: %w", file, err)
 	}
 	defer tx.Rollback()
-	r := txReader{ctx: ctx, tx: tx}
+	r := hashReader{ctx: ctx, q: tx}
 
 	// Entries, in index order: each one's record hash (recomputed from
 	// its body, or the stored one of a pruned body) and the interior
@@ -266,16 +266,4 @@ func keepFrontier(f map[int64]tlog.Hash, size int64) map[int64]tlog.Hash {
 		}
 	}
 	return out
-}
-
-// txReader reads stored hashes inside a read transaction.
-type txReader struct {
-	ctx context.Context
-	tx  *sql.Tx
-}
-
-func (r txReader) ReadHashes(ids []int64) ([]tlog.Hash, error) {
-	return readHashes(ids, func(id int64) *sql.Row {
-		return r.tx.QueryRowContext(r.ctx, `SELECT hash FROM audit_hashes WHERE id = ?`, id)
-	})
 }

@@ -51,7 +51,7 @@ func (l *Log) ProveConsistency(ctx context.Context, from int64) ([]byte, tlog.Tr
 	if from == 0 || from == size {
 		return msg, nil, nil
 	}
-	p, err := tlog.ProveTree(size, from, dbHashReader{ctx: ctx, db: l.db})
+	p, err := tlog.ProveTree(size, from, hashReader{ctx: ctx, q: l.db})
 	if err != nil {
 		return nil, nil, fmt.Errorf("prove consistency: %w", err)
 	}

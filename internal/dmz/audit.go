@@ -53,32 +53,30 @@ func (r *refusals) run(ctx context.Context, stage func(context.Context, ...audit
 		}
 	}
 	batch := make([]audit.Entry, 0, refusalBatch)
+	add := func(ctx context.Context, e audit.Entry) {
+		if batch = append(batch, e); len(batch) == refusalBatch {
+			flush(ctx, batch)
+			batch = batch[:0]
+		}
+	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			// What queued up before the stop is recorded too.
+			final := context.WithoutCancel(ctx)
 			for {
 				select {
 				case e := <-r.ch:
-					batch = append(batch, e)
-					if len(batch) == refusalBatch {
-						flush(context.WithoutCancel(ctx), batch)
-						batch = batch[:0]
-					}
-					continue
+					add(final, e)
 				default:
+					flush(final, batch)
+					return nil
 				}
-				break
 			}
-			flush(context.WithoutCancel(ctx), batch)
-			return nil
 		case e := <-r.ch:
-			batch = append(batch, e)
-			if len(batch) == refusalBatch {
-				flush(ctx, batch)
-				batch = batch[:0]
-			}
+			add(ctx, e)
 		case <-tick.C:
 			flush(ctx, batch)
 			batch = batch[:0]

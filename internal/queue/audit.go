@@ -17,7 +17,7 @@ const AuditSourceName = "spool"
 // ([Spool.AuditSource]). Subjects and parameters are recorded only as
 // keyed hashes made with h. Call it before the spool is used.
 func (s *Spool) EnableAudit(ctx context.Context, zone string, h *audit.Hasher) error {
-	st, err := audit.NewStager(ctx, s.w, AuditSourceName, zone, h)
+	st, err := audit.NewStager(ctx, s.w, zone, h)
 	if err != nil {
 		return err
 	}

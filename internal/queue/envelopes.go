@@ -576,6 +576,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 	}
 	defer exists.Close()
 	out := &Applied{}
+	var trail []audit.Entry // staged with the envelope, if auditing is on
 	for _, r := range res.Results {
 		var n int64
 		if r.Status == batch.StatusHeld {
@@ -597,10 +598,8 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 			return nil, fmt.Errorf("apply results %s: result %s: %w", env.ID, r.RequestID, err)
 		}
 		if n == 1 {
-			if err := s.audit.Stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventResultReceived, Request: r.RequestID, Envelope: env.ID,
-				Decision: r.Status, Reason: r.Reason, Rows: max(r.RowsAffected, int64(len(r.Rows)))}); err != nil {
-				return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
-			}
+			trail = append(trail, audit.Entry{Time: now, Event: audit.EventResultReceived, Request: r.RequestID, Envelope: env.ID,
+				Decision: r.Status, Reason: r.Reason, Rows: max(r.RowsAffected, int64(len(r.Rows)))})
 			if r.Status == batch.StatusHeld {
 				out.Held = append(out.Held, r.RequestID)
 			} else {
@@ -628,9 +627,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		if n == 0 {
 			continue
 		}
-		if err := s.audit.Stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventAck, Envelope: id, Detail: "acknowledged by " + env.ID}); err != nil {
-			return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
-		}
+		trail = append(trail, audit.Entry{Time: now, Event: audit.EventAck, Envelope: id, Detail: "acknowledged by " + env.ID})
 		// The intranet acknowledges an envelope in the same envelope as the
 		// last of its results; a request still queued or sent here was
 		// never answered. A held one was: its final result comes later.
@@ -647,10 +644,8 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		out.NoResult = append(out.NoResult, ids...)
 		out.Final = append(out.Final, ids...)
 		for _, rid := range ids {
-			if err := s.audit.Stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventResultReceived, Request: rid, Envelope: env.ID,
-				Decision: batch.StatusFailed, Reason: ReasonNoResult}); err != nil {
-				return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
-			}
+			trail = append(trail, audit.Entry{Time: now, Event: audit.EventResultReceived, Request: rid, Envelope: env.ID,
+				Decision: batch.StatusFailed, Reason: ReasonNoResult})
 		}
 	}
 	if env.Catalogue != nil {
@@ -660,8 +655,10 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		}
 		out.CatalogueStored = stored
 	}
-	if err := s.audit.Stage(ctx, tx, audit.Entry{Time: now, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel, Seq: env.Seq,
-		Count: int64(len(res.Results)), Detail: fmt.Sprintf("%d results, %d acknowledgements", len(res.Results), len(res.Acks))}); err != nil {
+	trail = append(trail, audit.Entry{Time: now, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel, Seq: env.Seq,
+		Count: int64(len(res.Results)), Detail: fmt.Sprintf("%d results, %d acknowledgements", len(res.Results), len(res.Acks))})
+	// The envelope's audit entries, in one statement.
+	if err := s.audit.Stage(ctx, tx, trail...); err != nil {
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -309,6 +309,7 @@ func (in *Intake) insert(ctx context.Context, group []*submission) ([]submitResu
 	var lookup *sql.Stmt
 	results := make([]submitResult, len(group))
 	inserted := 0
+	var trail []audit.Entry // staged with the group, if auditing is on
 	now := ms(in.now())
 	for i, sub := range group {
 		r := sub.req
@@ -346,10 +347,12 @@ func (in *Intake) insert(ctx context.Context, group []*submission) ([]submitResu
 		}
 		results[i] = submitResult{acc: Accepted{ID: r.ID, Status: batch.StatusQueued, Row: row}}
 		inserted++
-		if err := in.spool.audit.Stage(ctx, tx, audit.Entry{Time: r.Received, Event: audit.EventRequestAccepted, Actor: r.Client,
-			Request: r.ID, Operation: r.Operation, Subject: in.spool.audit.Subject(r.Subject), Params: in.spool.audit.Params(r.Params)}); err != nil {
-			return nil, 0, fmt.Errorf("intake: %w", err)
-		}
+		trail = append(trail, audit.Entry{Time: r.Received, Event: audit.EventRequestAccepted, Actor: r.Client,
+			Request: r.ID, Operation: r.Operation, Subject: in.spool.audit.Subject(r.Subject), Params: in.spool.audit.Params(r.Params)})
+	}
+	// The group's audit entries, in one statement.
+	if err := in.spool.audit.Stage(ctx, tx, trail...); err != nil {
+		return nil, 0, fmt.Errorf("intake: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, 0, fmt.Errorf("intake: commit: %w", err)

@@ -17,7 +17,7 @@ const AuditSourceName = "ledger"
 // drain ([DB.AuditSource]). Subjects and parameters are recorded only as
 // keyed hashes made with h. Call it before the DB is used.
 func (db *DB) EnableAudit(ctx context.Context, zone string, h *audit.Hasher) error {
-	st, err := audit.NewStager(ctx, db.w, AuditSourceName, zone, h)
+	st, err := audit.NewStager(ctx, db.w, zone, h)
 	if err != nil {
 		return err
 	}

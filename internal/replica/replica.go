@@ -335,6 +335,7 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 
 	results := make([]batch.Result, len(reqs))
 	var limited []Limited
+	var trail []audit.Entry // staged with the envelope, if auditing is on
 	for i, r := range reqs {
 		var stored []byte
 		err := lookup.QueryRowContext(ctx, r.ID).Scan(&stored)
@@ -377,15 +378,14 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 		if _, err := record.ExecContext(ctx, r.ID, env.ID, r.Operation, res.Status, res.Reason, res.Message, data, now); err != nil {
 			return nil, fmt.Errorf("apply envelope %s: record request %s: %w", env.ID, r.ID, err)
 		}
-		subject, params := db.audit.Subject(r.Subject), db.audit.Params(r.Params)
-		if err := db.audit.Stage(ctx, tx, audit.Entry{Time: clock, Event: audit.EventPolicyDecision, Actor: r.Client, Request: r.ID,
+		trail = append(trail, audit.Entry{Time: clock, Event: audit.EventPolicyDecision, Actor: r.Client, Request: r.ID,
 			Envelope: env.ID, Operation: r.Operation, Decision: res.Status, Reason: res.Reason,
-			Rows: max(res.RowsAffected, int64(len(res.Rows))), Subject: subject, Params: params}); err != nil {
-			return nil, fmt.Errorf("apply envelope %s: request %s: %w", env.ID, r.ID, err)
-		}
+			Rows: max(res.RowsAffected, int64(len(res.Rows))), Subject: db.audit.Subject(r.Subject), Params: db.audit.Params(r.Params)})
 	}
-	if err := db.audit.Stage(ctx, tx, audit.Entry{Time: clock, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel,
-		Seq: env.Seq, Count: int64(len(reqs))}); err != nil {
+	// The envelope's audit entries, in one statement.
+	trail = append(trail, audit.Entry{Time: clock, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel,
+		Seq: env.Seq, Count: int64(len(reqs))})
+	if err := db.audit.Stage(ctx, tx, trail...); err != nil {
 		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
 	if db.applies++; db.applies >= purgeEvery {
