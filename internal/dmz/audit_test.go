@@ -1,10 +1,13 @@
 package dmz
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/audit/audittest"
@@ -48,4 +51,23 @@ func TestAgent_Audit(t *testing.T) {
 	}
 	c := sample.Citizens()[0]
 	audittest.NoneInClear(t, file, c.IDNumber, c.Plate)
+}
+
+// TestRefusals: refusals beyond the queue are counted, not lost, and all
+// that queued up before a stop is staged.
+func TestRefusals(t *testing.T) {
+	r := &refusals{ch: make(chan audit.Entry, 2)}
+	for range 5 {
+		r.record(time.Now(), "portal", "violations.query", "forbidden")
+	}
+	var staged []audit.Entry
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // stopped at once: run stages what queued up, then returns
+	stage := func(_ context.Context, es ...audit.Entry) error { staged = append(staged, es...); return nil }
+	if err := r.run(ctx, stage, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if len(staged) != 3 || staged[0].Reason != "forbidden" || staged[2].Count != 3 {
+		t.Fatalf("staged %+v, want two refusals and a count of three", staged)
+	}
 }
