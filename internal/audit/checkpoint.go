@@ -41,8 +41,11 @@ func ParseCheckpoint(text string) (Checkpoint, error) {
 	if err != nil || size < 0 || strconv.FormatInt(size, 10) != sizeText {
 		return Checkpoint{}, fmt.Errorf("checkpoint: bad size %q", sizeText)
 	}
-	root, err := base64.StdEncoding.Strict().DecodeString(strings.TrimSuffix(lines[2], "\n"))
-	if err != nil || len(root) != tlog.HashSize {
+	rootText := strings.TrimSuffix(lines[2], "\n")
+	root, err := base64.StdEncoding.Strict().DecodeString(rootText)
+	// The decoder skips '\r' and '\n' even when strict: only the one
+	// encoding of the hash is accepted.
+	if err != nil || len(root) != tlog.HashSize || base64.StdEncoding.EncodeToString(root) != rootText {
 		return Checkpoint{}, errors.New("checkpoint: bad root hash")
 	}
 	c := Checkpoint{Origin: origin, Size: size}
