@@ -4,8 +4,8 @@
 #   make test    the whole suite: gofmt, vet, race-enabled tests (the e2e
 #                tests build the binaries and run both agents), then fuzz-ci
 #   make fuzz-ci the fuzz targets over envelope opening for FUZZTIME_CI each
-#                and the batch decoders and the audit proof, checkpoint and
-#                consistency-proof parsers
+#                and the batch decoders, the audit proof, checkpoint and
+#                consistency-proof parsers and the audit exchange of envelopes
 #                for FUZZTIME_BATCH each (about 40s);
 #                the budgets are counts of executions, not durations: Go
 #                1.26's fuzzer can fail a duration-bounded run with "context
@@ -56,7 +56,8 @@ FUZZ_CI := ./internal/envelope:FuzzOpen=$(FUZZTIME_CI) \
 	./internal/batch:FuzzDecodeResults=$(FUZZTIME_BATCH) \
 	./internal/audit:FuzzVerifyProof=$(FUZZTIME_BATCH) \
 	./internal/audit:FuzzCheckpoint=$(FUZZTIME_BATCH) \
-	./internal/audit:FuzzParseProof=$(FUZZTIME_BATCH)
+	./internal/audit:FuzzParseProof=$(FUZZTIME_BATCH) \
+	./internal/audit:FuzzExchangeIncoming=$(FUZZTIME_BATCH)
 
 fuzz-ci:
 	./scripts/fuzz.sh $(FUZZ_CI)

@@ -79,21 +79,25 @@ func auditDBFile(arg string) (string, error) {
 // --- verify ---
 
 type auditVerifyOptions struct {
-	PubKey      string
-	Checkpoints []string
-	JSON        bool
+	PubKey        string
+	Checkpoints   []string
+	Witness       string
+	WitnessPubKey string
+	JSON          bool
 }
 
 func (o *auditVerifyOptions) Add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.PubKey, "pubkey", "", "the zone's audit public key `file` (audit.pub)")
 	cmd.Flags().StringArrayVar(&o.Checkpoints, "checkpoint", nil, "a signed checkpoint `file` of this log kept elsewhere (the other zone's cosigned copy, or one noted earlier); repeatable")
+	cmd.Flags().StringVar(&o.Witness, "witness", "", "the other zone's audit `DIR` (or audit.db): the checkpoints of this log it countersigned and kept must match this log")
+	cmd.Flags().StringVar(&o.WitnessPubKey, "witness-pubkey", "", "the other zone's audit public key `file`: checks its countersignatures")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
 }
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
 	var opts auditVerifyOptions
 	cmd := &cobra.Command{
-		Use:   "verify DIR --pubkey AUDIT.PUB [--checkpoint FILE]... [--json]",
+		Use:   "verify DIR --pubkey AUDIT.PUB [--witness OTHERDIR --witness-pubkey OTHER.PUB] [--checkpoint FILE]... [--json]",
 		Short: "Verify a zone's audit log offline with its audit public key",
 		Long: `Verify the audit log in DIR (a zone's audit directory holding audit.db, or the
 audit.db file itself) with the zone's audit public key: every entry against
@@ -103,6 +107,14 @@ file is a signed checkpoint of this log kept elsewhere (the copy the other
 zone cosigned, or one an auditor noted earlier): it must be signed by the
 same key and match the log at its size, which catches a log rebuilt from a
 forged history and signed again, or truncated below it.
+
+Each zone countersigns the other's checkpoints as they cross and keeps them
+(docs/audit.md). --witness names the other zone's audit directory (or its
+audit.db): every checkpoint of this log it kept must carry both zones'
+signatures and match this log, so a zone that rebuilt its own history is
+caught by the other's copies. --witness-pubkey, the other zone's audit.pub,
+is required with --witness; it also checks the countersigned copies this log
+keeps of its own checkpoints, and this log's kept copies of the other's.
 
 It prints what it verified: the entries (and how many were pruned after the
 retention period; their hashes still bind them), the checkpoints, the newest
@@ -139,6 +151,13 @@ type auditReportJSON struct {
 	LatestSize  int64  `json:"latest_size"`           // 0 if no checkpoint is stored
 	LatestRoot  string `json:"latest_root,omitempty"` // base64
 	Uncommitted int64  `json:"uncommitted"`
+	// Cosigned and Witnessed count the countersigned copies kept in the
+	// log, of its own checkpoints and of the other zone's;
+	// WitnessChecked says whether the other zone's signatures on them
+	// were checked (--witness-pubkey).
+	Cosigned       int  `json:"cosigned"`
+	Witnessed      int  `json:"witnessed"`
+	WitnessChecked bool `json:"witness_checked"`
 }
 
 // auditFailureJSON is a failed verification: Entry or Checkpoint (a
@@ -152,9 +171,10 @@ type auditFailureJSON struct {
 
 // knownCheckpoint is a --checkpoint file.
 type knownCheckpoint struct {
-	file string
-	msg  []byte
-	size int64
+	file    string
+	msg     []byte
+	size    int64
+	witness bool // a --witness copy, kept in the other zone's log file
 }
 
 func runAuditVerify(ctx context.Context, opts auditVerifyOptions, dir string, out io.Writer) error {
@@ -168,6 +188,18 @@ func runAuditVerify(ctx context.Context, opts auditVerifyOptions, dir string, ou
 	v, err := keys.ReadAuditPub(opts.PubKey, "")
 	if err != nil {
 		return err
+	}
+	var wv note.Verifier
+	switch {
+	case opts.Witness != "" && opts.WitnessPubKey == "":
+		return &usageError{errors.New("--witness needs --witness-pubkey: the other zone's audit public key")}
+	case opts.WitnessPubKey != "":
+		if wv, err = keys.ReadAuditPub(opts.WitnessPubKey, ""); err != nil {
+			return err
+		}
+		if wv.Name() == v.Name() {
+			return &usageError{fmt.Errorf("--witness-pubkey is a key of %s, the log verified: give the other zone's", v.Name())}
+		}
 	}
 	res := auditVerifyJSON{File: file, Origin: v.Name()}
 	fail := func(f *auditFailureJSON) error {
@@ -198,11 +230,21 @@ func runAuditVerify(ctx context.Context, opts auditVerifyOptions, dir string, ou
 		}
 		known = append(known, knownCheckpoint{file: name, msg: msg, size: c.Size})
 	}
+	if opts.Witness != "" {
+		kept, f, err := witnessCopies(ctx, opts.Witness, v, wv)
+		if err != nil {
+			return err
+		}
+		if f != nil {
+			return fail(f)
+		}
+		known = append(known, kept...)
+	}
 	var msgs [][]byte
 	for _, k := range known {
 		msgs = append(msgs, k.msg)
 	}
-	rep, err := audit.Verify(ctx, file, v, audit.VerifyOptions{Known: msgs})
+	rep, err := audit.Verify(ctx, file, v, audit.VerifyOptions{Known: msgs, Witness: wv})
 	var f *audit.Failure
 	if errors.As(err, &f) {
 		fj := &auditFailureJSON{Message: f.Error()}
@@ -218,7 +260,11 @@ func runAuditVerify(ctx context.Context, opts auditVerifyOptions, dir string, ou
 			for _, k := range known {
 				if k.size == f.Checkpoint {
 					fj.File = k.file
-					fj.Message += " (" + k.file + ")"
+					if k.witness {
+						fj.Message += " (the copy the other zone countersigned and kept, in " + k.file + ")"
+					} else {
+						fj.Message += " (" + k.file + ")"
+					}
 					break
 				}
 			}
@@ -231,6 +277,7 @@ func runAuditVerify(ctx context.Context, opts auditVerifyOptions, dir string, ou
 	rj := &auditReportJSON{
 		Entries: rep.Entries, Pruned: rep.Pruned, Checkpoints: rep.Checkpoints, Known: rep.Known,
 		LatestSize: rep.Latest.Size, Uncommitted: rep.Uncommitted,
+		Cosigned: rep.Cosigned, Witnessed: rep.Witnessed, WitnessChecked: wv != nil,
 	}
 	if rep.Checkpoints > 0 {
 		rj.LatestRoot = base64.StdEncoding.EncodeToString(rep.Latest.Root[:])
@@ -245,6 +292,16 @@ func runAuditVerify(ctx context.Context, opts auditVerifyOptions, dir string, ou
 	}
 	line("entries", "%d, %d pruned", rep.Entries, rep.Pruned)
 	line("checkpoints", "%d stored, %d known, all verified", rep.Checkpoints, rep.Known)
+	if opts.Witness != "" {
+		line("peer copies", "%d of its checkpoints countersigned and kept by the other zone (%s), all verified", len(known)-len(opts.Checkpoints), opts.Witness)
+	}
+	if wv != nil {
+		line("cosigned", "%d of its checkpoints countersigned by %s and kept here, all verified", rep.Cosigned, wv.Name())
+		line("witnessed", "%d checkpoints of %s countersigned here, all verified", rep.Witnessed, wv.Name())
+	} else {
+		line("cosigned", "%d of its checkpoints countersigned by the other zone and kept here, checked against this log only (give --witness-pubkey to check the other zone's signatures)", rep.Cosigned)
+		line("witnessed", "%d checkpoints of the other zone's log countersigned here, not checked (no --witness-pubkey)", rep.Witnessed)
+	}
 	if rep.Checkpoints == 0 {
 		line("newest", "none: no checkpoint signed yet")
 	} else {
@@ -252,6 +309,36 @@ func runAuditVerify(ctx context.Context, opts auditVerifyOptions, dir string, ou
 	}
 	line("uncommitted", "%d (entries after the newest checkpoint: their hashes verify, no signature covers them yet)", rep.Uncommitted)
 	return nil
+}
+
+// witnessCopies reads, from the other zone's audit log in dir, the
+// checkpoints of the log of v that it countersigned and kept; each must
+// carry both signatures (an *auditFailureJSON names the one that does
+// not).
+func witnessCopies(ctx context.Context, dir string, v, wv note.Verifier) ([]knownCheckpoint, *auditFailureJSON, error) {
+	file, err := auditDBFile(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := audit.OpenReader(ctx, file)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.Close()
+	msgs, err := r.Witnessed(ctx, v.Name())
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]knownCheckpoint, 0, len(msgs))
+	for i, msg := range msgs {
+		c, err := audit.OpenCosigned(msg, v, wv)
+		if err != nil {
+			return nil, &auditFailureJSON{File: file,
+				Message: fmt.Sprintf("the copy kept by the other zone (%s), number %d: %v (forged, or signed by another key)", file, i+1, err)}, nil
+		}
+		out = append(out, knownCheckpoint{file: file, msg: msg, size: c.Size, witness: true})
+	}
+	return out, nil, nil
 }
 
 // readLimited reads file, refusing one longer than max. Errors name the

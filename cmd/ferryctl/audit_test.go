@@ -472,3 +472,120 @@ func TestQuoteField(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditVerify_Witness: a DMZ log whose checkpoints the intranet
+// countersigned (through audit.Exchange, as the agents do) verifies with
+// --witness against the intranet's copies and reports them; the same log
+// rebuilt with the DMZ's key fails, naming the copy; a copy in the
+// witness's log that is not signed by both zones fails; --witness without
+// --witness-pubkey is a usage error.
+func TestAuditVerify_Witness(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	type zone struct {
+		name, dir, pub string
+		keys           *keys.Audit
+		log            *audit.Log
+		x              *audit.Exchange
+	}
+	zones := map[string]*zone{}
+	for _, name := range []string{"dmz", "intranet"} {
+		z := &zone{name: name, dir: filepath.Join(root, name)}
+		keyDir := filepath.Join(z.dir, "keys")
+		if err := keys.GenerateAudit(keyDir, name); err != nil {
+			t.Fatal(err)
+		}
+		ak, err := keys.LoadAudit(keyDir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z.keys, z.pub = ak, filepath.Join(keyDir, keys.AuditPubFile)
+		if z.log, err = audit.OpenLog(ctx, filepath.Join(z.dir, "state", audit.FileName), name, ak.Signer); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { z.log.Close() })
+		zones[name] = z
+	}
+	dmz, intra := zones["dmz"], zones["intranet"]
+	var err error
+	if dmz.x, err = audit.NewExchange(ctx, dmz.log, dmz.keys.Verifier, intra.keys.Verifier, nil); err != nil {
+		t.Fatal(err)
+	}
+	if intra.x, err = audit.NewExchange(ctx, intra.log, intra.keys.Verifier, dmz.keys.Verifier, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for round := range 3 {
+		for i := range 10 {
+			if _, err := dmz.log.Append(ctx, auditTestEntry(10*round+i, now)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, z := range zones {
+			if _, err := z.log.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		intra.x.Incoming(ctx, dmz.x.Outgoing(ctx))
+		dmz.x.Incoming(ctx, intra.x.Outgoing(ctx))
+	}
+	dmzState, inState := filepath.Join(dmz.dir, "state"), filepath.Join(intra.dir, "state")
+
+	stdout, _ := mustFerryctl(t, 0, "audit", "verify", dmzState, "--pubkey", dmz.pub, "--witness", inState, "--witness-pubkey", intra.pub)
+	for _, want := range []string{
+		"  checkpoints  3 stored, 3 known, all verified\n",
+		"  peer copies  3 of its checkpoints countersigned and kept by the other zone (" + inState + "), all verified\n",
+		"  cosigned     3 of its checkpoints countersigned by ferry.audit/intranet and kept here, all verified\n",
+		"  witnessed    3 checkpoints of ferry.audit/intranet countersigned here, all verified\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	out := verifyJSON(t, 0, dmzState, "--pubkey", dmz.pub, "--witness", inState, "--witness-pubkey", intra.pub)
+	if r := out.auditReportJSON; r == nil || r.Known != 3 || r.Cosigned != 3 || r.Witnessed != 3 || !r.WitnessChecked {
+		t.Errorf("--json: %+v", r)
+	}
+	stdout, _ = mustFerryctl(t, 0, "audit", "verify", dmzState, "--pubkey", dmz.pub)
+	if !strings.Contains(stdout, "  cosigned     3 of its checkpoints countersigned by the other zone and kept here, checked against this log only") {
+		t.Errorf("without --witness-pubkey:\n%s", stdout)
+	}
+	_, stderr := mustFerryctl(t, 2, "audit", "verify", dmzState, "--pubkey", dmz.pub, "--witness", inState)
+	if !strings.Contains(stderr, "--witness needs --witness-pubkey") {
+		t.Errorf("--witness alone: %s", stderr)
+	}
+	mustFerryctl(t, 2, "audit", "verify", dmzState, "--pubkey", dmz.pub, "--witness-pubkey", dmz.pub)
+
+	// The DMZ's log rebuilt with its own key: it verifies alone, and
+	// fails against the intranet's copies.
+	dmz.log.Close()
+	forgedFile := filepath.Join(t.TempDir(), audit.FileName)
+	forged, err := audit.OpenLog(ctx, forgedFile, "dmz", dmz.keys.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		e := auditTestEntry(i, now)
+		e.Decision = "refused"
+		if _, err := forged.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := forged.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	forged.Close()
+	mustFerryctl(t, 0, "audit", "verify", forgedFile, "--pubkey", dmz.pub)
+	stdout, _ = mustFerryctl(t, 1, "audit", "verify", forgedFile, "--pubkey", dmz.pub, "--witness", inState, "--witness-pubkey", intra.pub)
+	matches(t, "stdout", stdout, `^FAIL: checkpoint at size 10: known checkpoint: its root does not match .*\(the copy the other zone countersigned and kept, in `+filepath.Join(inState, audit.FileName)+`\)\n$`)
+
+	// A copy in the intranet's log replaced by the DMZ's own note, which
+	// lacks the intranet's signature.
+	intra.log.Close()
+	tamperAudit(t, filepath.Join(inState, audit.FileName),
+		`UPDATE audit_witnessed SET note = (SELECT note FROM audit_cosigned LIMIT 1) WHERE size = 10`)
+	stdout, _ = mustFerryctl(t, 1, "audit", "verify", dmzState, "--pubkey", dmz.pub, "--witness", inState, "--witness-pubkey", intra.pub)
+	if !strings.Contains(stdout, "FAIL: the copy kept by the other zone") {
+		t.Errorf("a copy without both signatures:\n%s", stdout)
+	}
+}

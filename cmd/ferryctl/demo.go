@@ -234,13 +234,14 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "  both agents stopped cleanly\n")
 
-	fmt.Fprintf(out, "\n== 6. the auditor's check: each zone's audit log, offline, with its public key alone, then the two against each other\n")
+	fmt.Fprintf(out, "\n== 6. the auditor's check: each zone's audit log, offline, with the public keys alone, against the copies the other zone countersigned; then the two logs against each other\n")
 	for _, zone := range []string{"dmz", "intranet"} {
-		dir := filepath.Join(dep.Dir, zone, "state")
-		pub := filepath.Join(dep.Dir, zone, "keys", keys.AuditPubFile)
-		fmt.Fprintf(out, "     $ ferryctl audit verify %s --pubkey %s\n", dir, pub)
+		other := map[string]string{"dmz": "intranet", "intranet": "dmz"}[zone]
+		dir, witness := filepath.Join(dep.Dir, zone, "state"), filepath.Join(dep.Dir, other, "state")
+		pub, witnessPub := filepath.Join(dep.Dir, zone, "keys", keys.AuditPubFile), filepath.Join(dep.Dir, other, "keys", keys.AuditPubFile)
+		fmt.Fprintf(out, "     $ ferryctl audit verify %s --pubkey %s \\\n         --witness %s --witness-pubkey %s\n", dir, pub, witness, witnessPub)
 		var buf bytes.Buffer
-		if err := runAuditVerify(ctx, auditVerifyOptions{PubKey: pub}, dir, &buf); err != nil {
+		if err := runAuditVerify(ctx, auditVerifyOptions{PubKey: pub, Witness: witness, WitnessPubKey: witnessPub}, dir, &buf); err != nil {
 			return fmt.Errorf("demo: audit log of zone %s: %w\n%s", zone, err, buf.String())
 		}
 		for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {

@@ -126,6 +126,13 @@ func runInit(ctx context.Context, opts initOptions, dir string, out io.Writer) (
 	if err != nil {
 		return nil, err
 	}
+	// Each zone witnesses the other's audit log with its audit.pub.
+	if err := keys.CopyAuditPub(filepath.Join(abs, "dmz", "keys"), defaultDMZZone, filepath.Join(abs, "intranet", "keys")); err != nil {
+		return nil, err
+	}
+	if err := keys.CopyAuditPub(filepath.Join(abs, "intranet", "keys"), defaultIntranetZone, filepath.Join(abs, "dmz", "keys")); err != nil {
+		return nil, err
+	}
 	for _, zone := range []string{"dmz", "intranet"} {
 		if err := os.WriteFile(filepath.Join(abs, zone, "policy.yaml"), sample.Policy(), 0o640); err != nil {
 			return nil, err
@@ -262,8 +269,8 @@ func writeAuditKeys(dir, zone string) (*keys.Audit, error) {
 
 // auditRow describes a zone's audit key files for init's summary.
 func auditRow(who string, a *keys.Audit) string {
-	return fmt.Sprintf("%s audit key %s+%s (%s for auditors; %s only for those who may search by ID number)",
-		who, a.Verifier.Name(), keys.KeyID(a.Verifier.KeyHash()), keys.AuditPubFile, keys.AuditHMACKeyFile)
+	return fmt.Sprintf("%s audit key %s+%s (%s for auditors and, as %s, the other zone; %s only for those who may search by ID number)",
+		who, a.Verifier.Name(), keys.KeyID(a.Verifier.KeyHash()), keys.AuditPubFile, keys.PeerAuditPubFile, keys.AuditHMACKeyFile)
 }
 
 func ensureEmptyDir(dir string) error {

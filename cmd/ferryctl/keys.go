@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,9 +80,13 @@ func runKeysShow(opts keysShowOptions, dir string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var peerAudit *keyInfo
 	if _, statErr := os.Stat(filepath.Join(dir, keys.PeerSignPubFile)); statErr == nil {
 		base, err := keys.LoadPeer(dir)
 		if err != nil {
+			return err
+		}
+		if peerAudit, err = peerAuditKeyInfo(dir, base.Name); err != nil {
 			return err
 		}
 		peers, err := keys.LoadPeerKeys(dir, base)
@@ -98,12 +103,26 @@ func runKeysShow(opts keysShowOptions, dir string, out io.Writer) error {
 		return err
 	}
 	infos = append(infos, auditInfo)
+	if peerAudit != nil {
+		infos = append(infos, *peerAudit)
+	}
 	if opts.JSON {
 		return writeJSON(out, infos)
 	}
 	for _, k := range infos {
-		if k.Role == "audit" {
+		switch k.Role {
+		case "audit":
 			writeAuditInfo(out, k)
+			continue
+		case "peer-audit":
+			fmt.Fprintf(out, "peer audit key of zone %q\n", k.Zone)
+			if k.Status == "missing" {
+				fmt.Fprintf(out, "  status        missing: no %s; copy the peer zone's %s here (the agent refuses to start without it)\n",
+					keys.PeerAuditPubFile, keys.AuditPubFile)
+				continue
+			}
+			fmt.Fprintf(out, "  signing key   %s (key id %s)\n", k.VerifierKey, k.KeyID)
+			fmt.Fprintf(out, "  public file   %s (checks the peer's audit checkpoints before countersigning them)\n", k.File)
 			continue
 		}
 		fmt.Fprintf(out, "%s zone %q\n", k.Role, k.Zone)
@@ -161,6 +180,22 @@ func auditKeyInfo(dir, zone string) (keyInfo, error) {
 	default:
 		return keyInfo{}, withHint(err, hint)
 	}
+	return info, nil
+}
+
+// peerAuditKeyInfo describes dir's peer-audit.pub, the audit key of zone
+// peer, or says it is missing.
+func peerAuditKeyInfo(dir, peer string) (*keyInfo, error) {
+	info := &keyInfo{Role: "peer-audit", Zone: peer, Status: "missing"}
+	file := filepath.Join(dir, keys.PeerAuditPubFile)
+	if _, err := os.Lstat(file); errors.Is(err, fs.ErrNotExist) {
+		return info, nil
+	}
+	v, err := keys.LoadPeerAudit(dir, peer)
+	if err != nil {
+		return nil, withHint(err, "peer-audit.pub must be a copy of the peer zone's audit.pub")
+	}
+	info.KeyID, info.VerifierKey, info.File, info.Status = keys.KeyID(v.KeyHash()), publicKeyLine(file), file, "valid"
 	return info, nil
 }
 
@@ -311,9 +346,10 @@ ferry.audit/ZONE), its public key audit.pub, and audit-hmac.key, the key of
 the keyed hashes of ID numbers in the audit log. Existing key files are
 never overwritten.
 
-Copy sign.pub and age.pub to the peer zone as peer-sign.pub and
-peer-age.pub. Give auditors audit.pub; give audit-hmac.key only to auditors
-who may search the audit log by ID number.`,
+Copy sign.pub, age.pub and audit.pub to the peer zone as peer-sign.pub,
+peer-age.pub and peer-audit.pub (the peer's agent countersigns this zone's
+audit checkpoints with it). Give auditors audit.pub; give audit-hmac.key
+only to auditors who may search the audit log by ID number.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runKeysGenerate(args[0], args[1], g.stdout)

@@ -31,6 +31,18 @@
 // and cosigned catches that ([Verify] with a known checkpoint, see
 // [VerifyOptions]).
 //
+// # Witnessing
+//
+// Each zone witnesses the other's log. An agent's [Exchange] puts the
+// zone's newest checkpoint, with a consistency proof from the largest
+// size the other zone countersigned, into every envelope it seals, and
+// takes the other zone's from every envelope it receives: [Log.Witness]
+// checks it against the last one countersigned, countersigns it and
+// keeps it, and the countersigned note goes back in the next envelope. A
+// rewritten log is refused with [ErrInconsistent] and recorded as
+// [EventInconsistent]; the kept copies are what `ferryctl audit verify
+// --witness` checks a log against.
+//
 // # Proofs
 //
 // [Log.Prove] writes an inclusion proof for one entry in the C2SP
@@ -97,6 +109,13 @@ const (
 	EventAck               = "ack"
 	EventGap               = "gap"
 	EventAdmin             = "admin"
+	// EventWitnessed: this zone checked a checkpoint of the other zone's
+	// audit log (Actor, its origin; Count, its size) and countersigned it.
+	EventWitnessed = "audit.witnessed"
+	// EventInconsistent: a checkpoint of the other zone's audit log that
+	// cannot be on the log witnessed before (a rewritten or truncated
+	// history); Detail says why.
+	EventInconsistent = "audit.inconsistent"
 )
 
 // MaxEntrySize bounds an entry's encoding; a longer Detail is cut.

@@ -38,6 +38,7 @@ const MinRetention = 180 * 24 * time.Hour
 // concurrent use; appends are serialized.
 type Log struct {
 	db     *sql.DB
+	zone   string
 	origin string
 	signer note.Signer
 
@@ -65,7 +66,7 @@ func OpenLog(ctx context.Context, file, zone string, signer note.Signer) (*Log, 
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	l := &Log{db: db, origin: origin, signer: signer}
+	l := &Log{db: db, zone: zone, origin: origin, signer: signer}
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_entries`).Scan(&l.size); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open audit log: %w", err)
@@ -112,6 +113,25 @@ func (l *Log) appendBodies(ctx context.Context, bodies [][]byte, times []int64, 
 		return 0, fmt.Errorf("audit append: %w", err)
 	}
 	defer tx.Rollback()
+	if err := l.appendTx(ctx, tx, bodies, times); err != nil {
+		return 0, err
+	}
+	if also != nil {
+		if err := also(tx); err != nil {
+			return 0, fmt.Errorf("audit append: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("audit append: %w", err)
+	}
+	l.size += int64(len(bodies))
+	return first, nil
+}
+
+// appendTx writes encoded entries after the l.size already in the log,
+// in tx; the caller holds l.mu and adds them to l.size once tx commits.
+func (l *Log) appendTx(ctx context.Context, tx *sql.Tx, bodies [][]byte, times []int64) error {
+	first := l.size
 	// The hashes a new entry builds on are mostly ones this batch just
 	// made: kept here, they are not read back. Only the first entries of
 	// a batch read the tree's frontier from the database.
@@ -139,7 +159,7 @@ func (l *Log) appendBodies(ctx context.Context, bodies [][]byte, times []int64, 
 		idx := first + int64(i)
 		hashes, err := tlog.StoredHashes(idx, body, r)
 		if err != nil {
-			return 0, fmt.Errorf("audit append: entry %d: %w", idx, err)
+			return fmt.Errorf("audit append: entry %d: %w", idx, err)
 		}
 		base := tlog.StoredHashIndex(0, idx)
 		for j, h := range hashes {
@@ -149,21 +169,12 @@ func (l *Log) appendBodies(ctx context.Context, bodies [][]byte, times []int64, 
 		entryArgs = append(entryArgs, idx, times[i], body)
 	}
 	if err := insertRows(ctx, tx, `INSERT INTO audit_hashes (id, hash) VALUES `, 2, hashArgs); err != nil {
-		return 0, fmt.Errorf("audit append: %w", err)
+		return fmt.Errorf("audit append: %w", err)
 	}
 	if err := insertRows(ctx, tx, `INSERT INTO audit_entries (idx, time, body) VALUES `, 3, entryArgs); err != nil {
-		return 0, fmt.Errorf("audit append: %w", err)
+		return fmt.Errorf("audit append: %w", err)
 	}
-	if also != nil {
-		if err := also(tx); err != nil {
-			return 0, fmt.Errorf("audit append: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("audit append: %w", err)
-	}
-	l.size += int64(len(bodies))
-	return first, nil
+	return nil
 }
 
 // Checkpoint signs the tree as it stands and stores the checkpoint,

@@ -157,7 +157,8 @@ type RunConfig struct {
 	Logger     *slog.Logger  // nil: slog.Default()
 }
 
-// Run drains the sources and signs checkpoints until ctx ends; then it
+// Run drains the sources and signs a checkpoint at once, then drains
+// every cfg.Drain and signs every cfg.Checkpoint until ctx ends; then it
 // drains and signs once more (with a few seconds' grace) and returns
 // ctx.Err(). Failures are logged and retried at the next tick: an outbox
 // keeps its entries until they are in the log.
@@ -191,6 +192,10 @@ func (l *Log) Run(ctx context.Context, cfg RunConfig) error {
 			log.Error("audit checkpoint failed", slog.String("error", err.Error()))
 		}
 	}
+	// A checkpoint at start commits to what the log holds, and is what
+	// the first envelope carries to the other zone to countersign.
+	drainAll(ctx)
+	sign(ctx)
 	drain := time.NewTicker(cfg.Drain)
 	defer drain.Stop()
 	checkpoint := time.NewTicker(cfg.Checkpoint)

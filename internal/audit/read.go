@@ -107,23 +107,22 @@ func (r *Reader) Entries(ctx context.Context, from, limit int64, fn func(idx int
 // Checkpoints returns the stored checkpoint notes, smallest tree first,
 // as stored: their signatures are not checked.
 func (r *Reader) Checkpoints(ctx context.Context) ([][]byte, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size`)
-	if err != nil {
-		return nil, fmt.Errorf("audit checkpoints: %w", err)
+	return readNotes(ctx, r.db, `SELECT note FROM audit_checkpoints ORDER BY size`)
+}
+
+// Witnessed returns the checkpoints of the log named origin (the other
+// zone's) that this zone countersigned and kept, smallest first, as
+// stored: for `audit verify` of that log as known checkpoints. A log
+// from before cross-zone witnessing has none.
+func (r *Reader) Witnessed(ctx context.Context, origin string) ([][]byte, error) {
+	var n int
+	if err := r.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'audit_witnessed'`).Scan(&n); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
 	}
-	defer rows.Close()
-	var out [][]byte
-	for rows.Next() {
-		var msg []byte
-		if err := rows.Scan(&msg); err != nil {
-			return nil, fmt.Errorf("audit checkpoints: %w", err)
-		}
-		out = append(out, msg)
+	if n == 0 {
+		return nil, nil
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("audit checkpoints: %w", err)
-	}
-	return out, nil
+	return readNotes(ctx, r.db, witnessedQuery, origin)
 }
 
 // Prove returns the inclusion proof of entry idx, as [Log.Prove] does,

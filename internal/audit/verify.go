@@ -46,16 +46,30 @@ type VerifyOptions struct {
 	// carry the log's signature and match the log's tree at its size; a
 	// log rebuilt from a forged history, or truncated below it, fails.
 	Known [][]byte
+	// Witness is the other zone's audit key. With it, the countersigned
+	// copies of this log's checkpoints that the other zone sent back must
+	// carry its signature too, and the checkpoints of the other zone's
+	// log kept here must carry both zones' signatures. Without it, the
+	// copies sent back are checked against this log's key only and the
+	// kept ones are counted, not checked.
+	Witness note.Verifier
 }
 
 // Report is what a verification found.
 type Report struct {
 	Origin      string
-	Entries     int64      // entries in the log
-	Pruned      int64      // entries whose body was pruned (their hashes remain)
-	Checkpoints int        // stored checkpoints, all verified
-	Known       int        // known checkpoints, all verified
-	Latest      Checkpoint // the newest stored checkpoint (Size 0 if none)
+	Entries     int64 // entries in the log
+	Pruned      int64 // entries whose body was pruned (their hashes remain)
+	Checkpoints int   // stored checkpoints, all verified
+	Known       int   // known checkpoints, all verified
+	// Cosigned counts this log's checkpoints countersigned by the other
+	// zone and sent back, all verified (their witness signature only
+	// with VerifyOptions.Witness).
+	Cosigned int
+	// Witnessed counts the other zone's checkpoints countersigned here,
+	// verified only with VerifyOptions.Witness.
+	Witnessed int
+	Latest    Checkpoint // the newest stored checkpoint (Size 0 if none)
 	// Uncommitted counts the entries after the newest checkpoint: sound
 	// as far as the hashes go, but no signature covers them yet.
 	Uncommitted int64
@@ -248,8 +262,74 @@ func Verify(ctx context.Context, file string, v note.Verifier, opts VerifyOption
 		}
 		rep.Known++
 	}
+	if err := verifyCosigning(ctx, tx, v, opts.Witness, check, rep); err != nil {
+		return nil, err
+	}
 	rep.Uncommitted = n - rep.Latest.Size
 	return rep, nil
+}
+
+// verifyCosigning checks the countersigned copies of the log's
+// checkpoints (with check, and the witness's signature when witness is
+// not nil) and the other zone's checkpoints kept (both signatures, when
+// witness is not nil), counting them in rep.
+func verifyCosigning(ctx context.Context, tx *sql.Tx, v, witness note.Verifier,
+	check func(int64, []byte) (Checkpoint, error), rep *Report) error {
+	var tables int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('audit_cosigned', 'audit_witnessed')`).Scan(&tables); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if tables < 2 {
+		return nil // a log from before cross-zone witnessing
+	}
+	each := func(query string, fn func(size int64, msg []byte) error) error {
+		rows, err := tx.QueryContext(ctx, query)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var size int64
+			var msg []byte
+			if err := rows.Scan(&size, &msg); err != nil {
+				return fmt.Errorf("verify: %w", err)
+			}
+			if err := fn(size, msg); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	err := each(`SELECT size, note FROM audit_cosigned ORDER BY size`, func(size int64, msg []byte) error {
+		if _, err := check(size, msg); err != nil {
+			var f *Failure
+			if errors.As(err, &f) {
+				f.Msg = "countersigned copy: " + f.Msg
+			}
+			return err
+		}
+		if witness != nil {
+			if _, err := OpenCosigned(msg, v, witness); err != nil {
+				return checkpointFailure(size, "countersigned copy: %v", err)
+			}
+		}
+		rep.Cosigned++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return each(`SELECT size, note FROM audit_witnessed ORDER BY origin, size`, func(size int64, msg []byte) error {
+		if witness != nil {
+			c, err := OpenCosigned(msg, witness, v)
+			if err != nil || c.Size != size {
+				return &Failure{Entry: -1, Checkpoint: -1,
+					Msg: fmt.Sprintf("the other zone's checkpoint of size %d kept here: not signed by both zones (%v)", size, err)}
+			}
+		}
+		rep.Witnessed++
+		return nil
+	})
 }
 
 // keepFrontier keeps, of the hashes in f, those of the complete subtrees

@@ -58,28 +58,45 @@ func (l *Log) ProveConsistency(ctx context.Context, from int64) ([]byte, tlog.Tr
 	return msg, p, nil
 }
 
+// ErrStale is returned by Witness for a checkpoint it cannot check now:
+// its proof starts from a size other than the last one witnessed (the
+// sender has not yet heard which one that is), or it is older than the
+// last one witnessed and was not itself witnessed (an envelope that
+// arrived late). Nothing is wrong; a later checkpoint will be witnessed.
+var ErrStale = errors.New("audit: checkpoint cannot be checked against the last one witnessed")
+
 // Witness checks a checkpoint of the other zone's log, signed by peer,
-// and the proof that its tree contains the tree of the last checkpoint of
-// that log witnessed here; then countersigns it with this log's key,
-// keeps it, and returns the note with both signatures. A checkpoint
-// witnessed before returns the kept note. A checkpoint no larger than the
-// last witnessed one must be one witnessed before (an older checkpoint
-// arriving late): any other fails with ErrInconsistent, as does a proof
-// that does not hold.
-func (l *Log) Witness(ctx context.Context, peer note.Verifier, msg []byte, proof tlog.TreeProof) ([]byte, error) {
+// and proof, which must show that its tree contains the tree of size
+// from: the last checkpoint of that log witnessed here. It then
+// countersigns the checkpoint with this log's key, keeps it, appends an
+// audit.witnessed entry to this log in the same transaction, and returns
+// the note with both signatures and true. A checkpoint witnessed before
+// returns the kept note and false.
+//
+// It returns ErrInconsistent for a checkpoint that cannot be on the same
+// log as those witnessed before: another root at a size already
+// witnessed, a proof that fails, or a from larger than the checkpoint
+// (the sender's log is smaller than what it says was countersigned). It
+// returns ErrStale for one it cannot check now (see ErrStale). The first
+// checkpoint of a log seen here is taken as it is.
+func (l *Log) Witness(ctx context.Context, peer note.Verifier, msg []byte, from int64, proof tlog.TreeProof) ([]byte, bool, error) {
 	origin := peer.Name()
 	c, err := OpenCheckpoint(msg, peer, origin)
 	if err != nil {
-		return nil, fmt.Errorf("witness: %w", err)
+		return nil, false, fmt.Errorf("witness: %w", err)
 	}
 	if len(proof) > MaxProofHashes {
-		return nil, fmt.Errorf("witness: a proof of %d hashes", len(proof))
+		return nil, false, fmt.Errorf("witness: a proof of %d hashes", len(proof))
+	}
+	if from > c.Size {
+		return nil, false, fmt.Errorf("witness %s: size %d, smaller than the %d it says was countersigned (truncated): %w",
+			origin, c.Size, from, ErrInconsistent)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("witness: %w", err)
+		return nil, false, fmt.Errorf("witness: %w", err)
 	}
 	defer tx.Rollback()
 	var kept []byte
@@ -87,14 +104,14 @@ func (l *Log) Witness(ctx context.Context, peer note.Verifier, msg []byte, proof
 	case err == nil:
 		old, err := OpenCheckpoint(kept, peer, origin)
 		if err != nil {
-			return nil, fmt.Errorf("witness: the kept checkpoint of size %d: %w", c.Size, err)
+			return nil, false, fmt.Errorf("witness: the kept checkpoint of size %d: %w", c.Size, err)
 		}
 		if old.Root != c.Root {
-			return nil, fmt.Errorf("witness %s at size %d: another root than the one witnessed: %w", origin, c.Size, ErrInconsistent)
+			return nil, false, fmt.Errorf("witness %s at size %d: another root than the one witnessed: %w", origin, c.Size, ErrInconsistent)
 		}
-		return kept, nil
+		return kept, false, nil
 	case !errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("witness: %w", err)
+		return nil, false, fmt.Errorf("witness: %w", err)
 	}
 	var lastMsg []byte
 	err = tx.QueryRowContext(ctx, `SELECT note FROM audit_witnessed WHERE origin = ? ORDER BY size DESC LIMIT 1`, origin).Scan(&lastMsg)
@@ -103,40 +120,52 @@ func (l *Log) Witness(ctx context.Context, peer note.Verifier, msg []byte, proof
 		// The first checkpoint of this log seen here: nothing to be
 		// consistent with.
 	case err != nil:
-		return nil, fmt.Errorf("witness: %w", err)
+		return nil, false, fmt.Errorf("witness: %w", err)
 	default:
 		last, err := OpenCheckpoint(lastMsg, peer, origin)
 		if err != nil {
-			return nil, fmt.Errorf("witness: the last kept checkpoint: %w", err)
+			return nil, false, fmt.Errorf("witness: the last kept checkpoint: %w", err)
 		}
-		if last.Size == 0 {
-			break // the empty tree is a prefix of every tree
-		}
-		if c.Size < last.Size {
-			return nil, fmt.Errorf("witness %s: size %d, smaller than the %d witnessed, and not witnessed before: %w",
-				origin, c.Size, last.Size, ErrInconsistent)
-		}
-		if err := tlog.CheckTree(proof, c.Size, c.Root, last.Size, last.Root); err != nil {
-			return nil, fmt.Errorf("witness %s: size %d does not contain the %d witnessed (%v): %w", origin, c.Size, last.Size, err, ErrInconsistent)
+		switch {
+		case c.Size < last.Size:
+			return nil, false, fmt.Errorf("witness %s: size %d, older than the %d witnessed: %w", origin, c.Size, last.Size, ErrStale)
+		case last.Size == 0:
+			// The empty tree is a prefix of every tree.
+		case from != last.Size:
+			return nil, false, fmt.Errorf("witness %s: a proof from size %d, the last witnessed is %d: %w", origin, from, last.Size, ErrStale)
+		default:
+			if err := tlog.CheckTree(proof, c.Size, c.Root, last.Size, last.Root); err != nil {
+				return nil, false, fmt.Errorf("witness %s: size %d does not contain the %d witnessed (%v): %w", origin, c.Size, last.Size, err, ErrInconsistent)
+			}
 		}
 	}
 	n, err := note.Open(msg, note.VerifierList(peer))
 	if err != nil {
-		return nil, fmt.Errorf("witness: %w", err)
+		return nil, false, fmt.Errorf("witness: %w", err)
 	}
 	n.UnverifiedSigs = nil // only the log's own signature is carried over
 	cosigned, err := note.Sign(n, l.signer)
 	if err != nil {
-		return nil, fmt.Errorf("witness: %w", err)
+		return nil, false, fmt.Errorf("witness: %w", err)
+	}
+	now := time.Now()
+	body, err := Entry{Time: now, Zone: l.zone, Event: EventWitnessed, Actor: origin, Count: c.Size,
+		Detail: "root " + c.Root.String()}.Encode()
+	if err != nil {
+		return nil, false, err
+	}
+	if err := l.appendTx(ctx, tx, [][]byte{body}, []int64{now.UnixMilli()}); err != nil {
+		return nil, false, fmt.Errorf("witness: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_witnessed (origin, size, time, note) VALUES (?, ?, ?, ?)`,
-		origin, c.Size, time.Now().UnixMilli(), cosigned); err != nil {
-		return nil, fmt.Errorf("witness: %w", err)
+		origin, c.Size, now.UnixMilli(), cosigned); err != nil {
+		return nil, false, fmt.Errorf("witness: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("witness: %w", err)
+		return nil, false, fmt.Errorf("witness: %w", err)
 	}
-	return cosigned, nil
+	l.size++
+	return cosigned, true, nil
 }
 
 // OpenCosigned checks a checkpoint of this zone's log (own) that the
@@ -188,7 +217,8 @@ func ParseProof(s string) (tlog.TreeProof, error) {
 	p := make(tlog.TreeProof, len(parts))
 	for i, part := range parts {
 		b, err := base64.StdEncoding.Strict().DecodeString(part)
-		if err != nil || len(b) != tlog.HashSize {
+		// The decoder skips '\r' and '\n' even when strict.
+		if err != nil || len(b) != tlog.HashSize || base64.StdEncoding.EncodeToString(b) != part {
 			return nil, fmt.Errorf("proof: hash %d is not base64 of %d bytes", i+1, tlog.HashSize)
 		}
 		p[i] = tlog.Hash(b)
@@ -196,22 +226,33 @@ func ParseProof(s string) (tlog.TreeProof, error) {
 	return p, nil
 }
 
+// witnessedQuery selects the kept checkpoints of one log.
+const witnessedQuery = `SELECT note FROM audit_witnessed WHERE origin = ? ORDER BY size`
+
 // Witnessed returns the checkpoints of the log named origin that this
 // zone witnessed, smallest first: for `audit verify` of that log as
 // known checkpoints.
 func (l *Log) Witnessed(ctx context.Context, origin string) ([][]byte, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT note FROM audit_witnessed WHERE origin = ? ORDER BY size`, origin)
+	return readNotes(ctx, l.db, witnessedQuery, origin)
+}
+
+// readNotes runs query on db, which selects one column of notes.
+func readNotes(ctx context.Context, db *sql.DB, query string, args ...any) ([][]byte, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("witnessed checkpoints: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	defer rows.Close()
 	var out [][]byte
 	for rows.Next() {
 		var msg []byte
 		if err := rows.Scan(&msg); err != nil {
-			return nil, fmt.Errorf("witnessed checkpoints: %w", err)
+			return nil, fmt.Errorf("audit: %w", err)
 		}
 		out = append(out, msg)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return out, nil
 }

@@ -13,11 +13,12 @@ import (
 // zoneLog is a log with its keys, for the witness tests.
 type zoneLog struct {
 	*Log
-	file string
-	v    note.Verifier
+	file   string
+	signer note.Signer
+	v      note.Verifier
 }
 
-func openZoneLog(t *testing.T, zone string, s note.Signer, v note.Verifier) *zoneLog {
+func openZoneLog(t testing.TB, zone string, s note.Signer, v note.Verifier) *zoneLog {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), FileName)
 	l, err := OpenLog(context.Background(), file, zone, s)
@@ -25,12 +26,12 @@ func openZoneLog(t *testing.T, zone string, s note.Signer, v note.Verifier) *zon
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return &zoneLog{Log: l, file: file, v: v}
+	return &zoneLog{Log: l, file: file, signer: s, v: v}
 }
 
 // grow appends n entries from entry(from) (with decision changed when
 // forge is set) and signs a checkpoint.
-func (z *zoneLog) grow(t *testing.T, from, n int, forge bool) {
+func (z *zoneLog) grow(t testing.TB, from, n int, forge bool) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
 		e := entry(i)
@@ -58,9 +59,10 @@ func (z *zoneLog) send(t *testing.T, from int64) ([]byte, string) {
 }
 
 // TestLog_Witness: the intranet countersigns the DMZ's checkpoints as the
-// DMZ's log grows; a rebuilt DMZ history, signed with the DMZ's own key,
-// is refused, and the countersigned copies the intranet kept make
-// `Verify` fail the rebuilt log.
+// DMZ's log grows, each in an audit.witnessed entry of its own log; a
+// rebuilt DMZ history, signed with the DMZ's own key, is refused, and the
+// countersigned copies the intranet kept make `Verify` fail the rebuilt
+// log.
 func TestLog_Witness(t *testing.T) {
 	ctx := context.Background()
 	ds, dv := testKeys(t, "dmz")
@@ -68,18 +70,18 @@ func TestLog_Witness(t *testing.T) {
 	dmz := openZoneLog(t, "dmz", ds, dv)
 	intra := openZoneLog(t, "intranet", is, iv)
 
-	witness := func(msg []byte, proof string) ([]byte, error) {
+	witness := func(msg []byte, from int64, proof string) ([]byte, bool, error) {
 		p, err := ParseProof(proof)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return intra.Witness(ctx, dv, msg, p)
+		return intra.Witness(ctx, dv, msg, from, p)
 	}
 	dmz.grow(t, 0, 10, false)
 	msg, proof := dmz.send(t, 0)
-	cosigned, err := witness(msg, proof)
-	if err != nil {
-		t.Fatalf("first checkpoint: %v", err)
+	cosigned, isNew, err := witness(msg, 0, proof)
+	if err != nil || !isNew {
+		t.Fatalf("first checkpoint: %v, new %v", err, isNew)
 	}
 	if c, err := OpenCosigned(cosigned, dv, iv); err != nil || c.Size != 10 {
 		t.Fatalf("OpenCosigned: %+v, %v", c, err)
@@ -87,41 +89,67 @@ func TestLog_Witness(t *testing.T) {
 	if _, err := OpenCosigned(msg, dv, iv); err == nil {
 		t.Error("OpenCosigned accepted a checkpoint without the witness's signature")
 	}
+	if got := intra.Size(); got != 1 {
+		t.Fatalf("the witness's log holds %d entries, want its audit.witnessed entry", got)
+	}
 	dmz.grow(t, 10, 13, false)
+	older := msg
 	msg, proof = dmz.send(t, 10)
-	if _, err := witness(msg, proof); err != nil {
-		t.Fatalf("a grown log: %v", err)
+	// A proof from a size the witness did not countersign last: stale,
+	// not an alarm; from the right size: witnessed.
+	if _, _, err := witness(msg, 0, ""); !errors.Is(err, ErrStale) {
+		t.Fatalf("a proof from another size: %v, want ErrStale", err)
 	}
-	if again, err := witness(msg, proof); err != nil || !strings.Contains(string(again), "intranet") {
-		t.Fatalf("the same checkpoint again: %v", err)
+	if _, isNew, err := witness(msg, 10, proof); err != nil || !isNew {
+		t.Fatalf("a grown log: %v, new %v", err, isNew)
 	}
-	// An older checkpoint arriving late, witnessed before: fine.
-	if _, err := witness(cosigned, ""); err != nil {
+	if again, isNew, err := witness(msg, 10, proof); err != nil || isNew || !strings.Contains(string(again), "intranet") {
+		t.Fatalf("the same checkpoint again: %v, new %v", err, isNew)
+	}
+	// An older checkpoint arriving late, witnessed before: fine; one
+	// never witnessed: stale.
+	if _, _, err := witness(older, 0, ""); err != nil {
 		t.Fatalf("an older, witnessed checkpoint: %v", err)
+	}
+	dmz.grow(t, 23, 2, false)
+	mid, _ := dmz.send(t, 0)
+	dmz.grow(t, 25, 2, false)
+	msg, proof = dmz.send(t, 23)
+	if _, _, err := witness(msg, 23, proof); err != nil {
+		t.Fatalf("size 27: %v", err)
+	}
+	if _, _, err := witness(mid, 0, ""); !errors.Is(err, ErrStale) {
+		t.Fatalf("an older checkpoint never witnessed: %v, want ErrStale", err)
 	}
 
 	// The DMZ rebuilds its history with its own key.
 	forged := openZoneLog(t, "dmz", ds, dv)
 	forged.grow(t, 0, 30, true)
-	msg, proof = forged.send(t, 23)
-	if _, err := witness(msg, proof); !errors.Is(err, ErrInconsistent) {
+	msg, proof = forged.send(t, 27)
+	if _, _, err := witness(msg, 27, proof); !errors.Is(err, ErrInconsistent) {
 		t.Fatalf("a rebuilt history: %v, want ErrInconsistent", err)
 	}
-	forged2 := openZoneLog(t, "dmz", ds, dv)
-	forged2.grow(t, 0, 5, true)
-	msg, proof = forged2.send(t, 0)
-	if _, err := witness(msg, proof); !errors.Is(err, ErrInconsistent) {
-		t.Fatalf("a smaller checkpoint never witnessed: %v, want ErrInconsistent", err)
+	same := openZoneLog(t, "dmz", ds, dv)
+	same.grow(t, 0, 27, true)
+	msg, _ = same.send(t, 0)
+	if _, _, err := witness(msg, 0, ""); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("another root at a size witnessed: %v, want ErrInconsistent", err)
+	}
+	small := openZoneLog(t, "dmz", ds, dv)
+	small.grow(t, 0, 5, true)
+	msg, _ = small.send(t, 0)
+	if _, _, err := witness(msg, 27, ""); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("a log smaller than it says was countersigned: %v, want ErrInconsistent", err)
 	}
 	// Another key, even of the same name: refused.
 	_, otherV := testKeys(t, "dmz")
-	if _, err := intra.Witness(ctx, otherV, msg, nil); err == nil {
+	if _, _, err := intra.Witness(ctx, otherV, msg, 0, nil); err == nil {
 		t.Fatal("Witness accepted a checkpoint under another key")
 	}
 
 	kept, err := intra.Witnessed(ctx, Origin("dmz"))
-	if err != nil || len(kept) != 2 {
-		t.Fatalf("Witnessed: %d, %v; want the two countersigned", len(kept), err)
+	if err != nil || len(kept) != 3 {
+		t.Fatalf("Witnessed: %d, %v; want the three countersigned", len(kept), err)
 	}
 	if _, err := Verify(ctx, forged.file, dv, VerifyOptions{}); err != nil {
 		t.Fatalf("the rebuilt log alone: %v (it verifies: only the witness's copies catch it)", err)
@@ -132,6 +160,9 @@ func TestLog_Witness(t *testing.T) {
 	}
 	if _, err := Verify(ctx, dmz.file, dv, VerifyOptions{Known: kept}); err != nil {
 		t.Fatalf("the honest log against the witnessed copies: %v", err)
+	}
+	if _, err := Verify(ctx, intra.file, iv, VerifyOptions{}); err != nil {
+		t.Fatalf("the witness's own log: %v", err)
 	}
 }
 

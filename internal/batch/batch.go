@@ -61,6 +61,15 @@
 // checks only that it is one JSON object of at most [MaxCatalogue] bytes;
 // the DMZ parses it with policy.ParseCatalogue. A results body may carry a
 // catalogue and no results or acknowledgements at all.
+//
+// # Audit
+//
+// Either body may carry an [Audit] part: each zone's audit log is
+// witnessed by the other (see package audit). The sender puts in its
+// newest audit checkpoint with a consistency proof, and the newest
+// checkpoint of the receiver's log that it has countersigned.
+// [DecodeRequests] and [DecodeResults] check only sizes; the receiver
+// checks the signatures and the proof (audit.Exchange).
 package batch
 
 import (
@@ -90,6 +99,12 @@ const (
 	// MaxCatalogue caps the operation catalogue a results body carries,
 	// in bytes of its JSON as sent.
 	MaxCatalogue = 1 << 20
+	// MaxAuditNote caps each signed checkpoint of an Audit part, in
+	// bytes; one with two signatures is about 300.
+	MaxAuditNote = 4096
+	// MaxAuditProof caps an Audit part's consistency proof, in bytes:
+	// 128 base64 hashes and the spaces between them.
+	MaxAuditProof = 128 * 45
 )
 
 // Request statuses as the DMZ reports them to clients, and result statuses.
@@ -138,6 +153,41 @@ type Requests struct {
 	// if it arrives later. It must be below the envelope's own sequence
 	// number.
 	Replaces uint64 `json:"replaces,omitempty"`
+	// Audit is the DMZ's part of the cross-zone audit witnessing.
+	Audit *Audit `json:"audit,omitempty"`
+}
+
+// Audit is one zone's part of the cross-zone witnessing of audit logs
+// (docs/audit.md): what it asks the other zone to countersign, and what
+// it countersigned of the other zone's log. Either half may be empty.
+type Audit struct {
+	// Checkpoint is the sender's newest audit checkpoint, a signed note
+	// (C2SP tlog-checkpoint).
+	Checkpoint string `json:"checkpoint,omitempty"`
+	// From is the size of the sender's log that Proof starts from: the
+	// largest the receiver has countersigned, as far as the sender knows.
+	From int64 `json:"from,omitempty"`
+	// Proof shows that Checkpoint's tree contains the tree of size From
+	// as a prefix: base64 hashes separated by spaces.
+	Proof string `json:"proof,omitempty"`
+	// Cosigned is the newest checkpoint of the receiver's log that the
+	// sender verified and countersigned, with both signatures.
+	Cosigned string `json:"cosigned,omitempty"`
+}
+
+// check validates a decoded Audit part's sizes.
+func (a *Audit) check() error {
+	switch {
+	case len(a.Checkpoint) > MaxAuditNote || len(a.Cosigned) > MaxAuditNote:
+		return fmt.Errorf("audit: a checkpoint of more than %d bytes", MaxAuditNote)
+	case len(a.Proof) > MaxAuditProof:
+		return fmt.Errorf("audit: a proof of more than %d bytes", MaxAuditProof)
+	case a.From < 0:
+		return errors.New("audit: negative from")
+	case a.Checkpoint == "" && (a.From != 0 || a.Proof != ""):
+		return errors.New("audit: a proof without a checkpoint")
+	}
+	return nil
 }
 
 // Received reports how much of a channel a zone has received from its
@@ -213,6 +263,8 @@ type Results struct {
 	// Received reports what the intranet has received of the requests
 	// channel.
 	Received *Received `json:"received,omitempty"`
+	// Audit is the intranet's part of the cross-zone audit witnessing.
+	Audit *Audit `json:"audit,omitempty"`
 }
 
 // ValidID reports whether s is 32 lowercase hex digits.
@@ -286,6 +338,11 @@ func DecodeRequests(data []byte) (*Requests, error) {
 			return nil, fmt.Errorf("requests batch: %w", err)
 		}
 	}
+	if b.Audit != nil {
+		if err := b.Audit.check(); err != nil {
+			return nil, fmt.Errorf("requests batch: %w", err)
+		}
+	}
 	asked := make(map[string]bool, len(b.Query))
 	for i, id := range b.Query {
 		if !ValidID(id) || asked[id] {
@@ -328,6 +385,11 @@ func DecodeResults(data []byte) (*Results, error) {
 	}
 	if b.Received != nil {
 		if err := b.Received.check(); err != nil {
+			return nil, fmt.Errorf("results batch: %w", err)
+		}
+	}
+	if b.Audit != nil {
+		if err := b.Audit.check(); err != nil {
 			return nil, fmt.Errorf("results batch: %w", err)
 		}
 	}

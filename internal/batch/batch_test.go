@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -245,6 +246,7 @@ func FuzzDecodeResults(f *testing.F) {
 		`{"acks":[],"results":[],"catalogue":[]}`,
 		`{"acks":[],"results":[],"catalogue":{"a":[{"b":"\u0000"}]}} `,
 		withCatalogue(64),
+		`{"acks":[],"results":[],"audit":{"checkpoint":"ferry.audit/intranet\n3\nAAAA\n\n— ferry.audit/intranet abcd\n","from":1,"proof":"AAAA"}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -330,5 +332,42 @@ func TestDecodeResults_received(t *testing.T) {
 	over := fmt.Sprintf(`{"requests":[],"received":{"contiguous":1,"through":1000,"missing":[%s]}}`, ranges(MaxMissing+1))
 	if _, err := DecodeRequests([]byte(over)); err == nil || !strings.Contains(err.Error(), "limit") {
 		t.Fatalf("too many ranges: got %v", err)
+	}
+}
+
+func TestDecode_audit(t *testing.T) {
+	note := "ferry.audit/dmz\n12\nAAAA\n\n— ferry.audit/dmz abcd\n"
+	for _, tc := range []struct {
+		name, audit, err string
+	}{
+		{"checkpoint and proof", `{"checkpoint":` + strconv.Quote(note) + `,"from":3,"proof":"AAAA BBBB"}`, ""},
+		{"cosigned alone", `{"cosigned":` + strconv.Quote(note) + `}`, ""},
+		{"empty", `{}`, ""},
+		{"proof without checkpoint", `{"from":3,"proof":"AAAA"}`, "a proof without a checkpoint"},
+		{"negative from", `{"checkpoint":"x","from":-1}`, "negative from"},
+		{"checkpoint too large", `{"checkpoint":"` + strings.Repeat("a", MaxAuditNote+1) + `"}`, "more than 4096 bytes"},
+		{"cosigned too large", `{"cosigned":"` + strings.Repeat("a", MaxAuditNote+1) + `"}`, "more than 4096 bytes"},
+		{"proof too large", `{"checkpoint":"x","proof":"` + strings.Repeat("a", MaxAuditProof+1) + `"}`, "a proof of more than"},
+		{"unknown field", `{"checkpoint":"x","witness":"y"}`, "unknown field"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, body := range []string{
+				`{"requests":[],"audit":` + tc.audit + `}`,
+				`{"acks":[],"results":[],"audit":` + tc.audit + `}`,
+			} {
+				var err error
+				if strings.HasPrefix(body, `{"requests"`) {
+					_, err = DecodeRequests([]byte(body))
+				} else {
+					_, err = DecodeResults([]byte(body))
+				}
+				if tc.err == "" && err != nil {
+					t.Fatalf("%s: %v", body[:12], err)
+				}
+				if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+					t.Fatalf("%s: got %v, want an error with %q", body[:12], err, tc.err)
+				}
+			}
+		})
 	}
 }

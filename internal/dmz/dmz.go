@@ -237,16 +237,19 @@ type Agent struct {
 	// auditLog is the zone's audit log; the spool stages entries that
 	// it drains, refused records API refusals off the request path.
 	auditLog *audit.Log
-	refused  *refusals
-	inbox    *medium.Inbox
-	recv     medium.Receiver
-	pub      medium.Publisher
-	media    []io.Closer // what releases recv and pub; closed by Close
-	ln       net.Listener
-	srv      *http.Server
-	handler  http.Handler
-	waiters  *waiters
-	now      func() time.Time
+	// auditX witnesses the intranet's audit log and has this one
+	// witnessed.
+	auditX  *audit.Exchange
+	refused *refusals
+	inbox   *medium.Inbox
+	recv    medium.Receiver
+	pub     medium.Publisher
+	media   []io.Closer // what releases recv and pub; closed by Close
+	ln      net.Listener
+	srv     *http.Server
+	handler http.Handler
+	waiters *waiters
+	now     func() time.Time
 	// gate refuses new requests while the spool is over its limits.
 	gate *gate
 	// peerWatch notices when no authentic envelope has come from the
@@ -338,12 +341,22 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		spool.Close()
 		return nil, err
 	}
+	peerAudit, err := keys.LoadPeerAudit(cfg.Keys, cfg.Peer)
+	if err != nil {
+		spool.Close()
+		return nil, err
+	}
 	auditLog, err := audit.OpenZone(ctx, cfg.AuditLog, cfg.Zone, ak.Signer, ak.HMACKey, spool.EnableAudit)
 	if err != nil {
 		spool.Close()
 		return nil, err
 	}
 	closeState := func() { auditLog.Close(); spool.Close() }
+	auditX, err := audit.NewExchange(ctx, auditLog, ak.Verifier, peerAudit, logger)
+	if err != nil {
+		closeState()
+		return nil, err
+	}
 	ck, err := initialChecker(ctx, cfg, spool, logger)
 	if err != nil {
 		closeState()
@@ -362,6 +375,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		clients:  clients,
 		spool:    spool,
 		auditLog: auditLog,
+		auditX:   auditX,
 		refused:  newRefusals(),
 		intake:   queue.NewIntake(spool, queue.IntakeConfig{}),
 		inbox:    inbox,

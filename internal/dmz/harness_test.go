@@ -79,6 +79,15 @@ func writeDeployment(t testing.TB, dir string, extra string) (string, *keys.Zone
 	if err := keys.GenerateAudit(kdir, "dmz"); err != nil {
 		t.Fatal(err)
 	}
+	// The intranet's audit key, which the agent witnesses the
+	// intranet's log with.
+	peerAudit := t.TempDir()
+	if err := keys.GenerateAudit(peerAudit, "intranet"); err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.CopyAuditPub(peerAudit, "intranet", kdir); err != nil {
+		t.Fatal(err)
+	}
 	if err := keys.WritePeer(kdir, in.Public()); err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,7 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 		a.quarantine(name, ReasonBadBody, err)
 		return
 	}
+	a.auditX.Incoming(ctx, res.Audit)
 	env := queue.ReceivedEnvelope{ID: h.ID, Channel: h.Channel, Seq: h.Seq, Prev: h.Prev, HeaderHash: opened.HeaderHash}
 	ck := a.parseCatalogue(&h, res)
 	if ck != nil {

@@ -292,7 +292,7 @@ func (a *Agent) sealNext(ctx context.Context, c *chain, sp sealSpec) (*queue.Env
 // stores it. A re-send keeps the expiry of the envelope it replaces: the
 // requests' deadline does not move.
 func (a *Agent) seal(ctx context.Context, sp sealSpec, seq uint64, prev [32]byte) (*queue.Envelope, error) {
-	body := batch.Requests{Requests: sp.reqs, Query: sp.query}
+	body := batch.Requests{Requests: sp.reqs, Query: sp.query, Audit: a.auditX.Outgoing(ctx)}
 	if body.Requests == nil {
 		body.Requests = []batch.Request{} // "requests": [], never null
 	}

@@ -62,6 +62,14 @@ func newTestEnv(t testing.TB) *testEnv {
 	if err := keys.GenerateAudit(kdir, "intranet"); err != nil {
 		t.Fatal(err)
 	}
+	// The DMZ's audit key, which the agent witnesses the DMZ's log with.
+	peerAudit := t.TempDir()
+	if err := keys.GenerateAudit(peerAudit, "dmz"); err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.CopyAuditPub(peerAudit, "dmz", kdir); err != nil {
+		t.Fatal(err)
+	}
 	if err := keys.WritePeer(kdir, dmz.Public()); err != nil {
 		t.Fatal(err)
 	}

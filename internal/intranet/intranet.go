@@ -174,11 +174,13 @@ type Agent struct {
 	// auditLog is the zone's audit log; the ledger stages the entries it
 	// drains.
 	auditLog *audit.Log
-	inbox    *medium.Inbox
-	recv     medium.Receiver
-	pub      medium.Publisher
-	media    []io.Closer // what releases recv and pub; closed by Close
-	now      func() time.Time
+	// auditX witnesses the DMZ's audit log and has this one witnessed.
+	auditX *audit.Exchange
+	inbox  *medium.Inbox
+	recv   medium.Receiver
+	pub    medium.Publisher
+	media  []io.Closer // what releases recv and pub; closed by Close
+	now    func() time.Time
 
 	// policy is the policy in force; Reload replaces it only with one
 	// that passed every check.
@@ -266,8 +268,19 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		db.Close()
 		return nil, err
 	}
+	peerAudit, err := keys.LoadPeerAudit(cfg.Keys, cfg.Peer)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	auditLog, err := audit.OpenZone(ctx, cfg.AuditLog, cfg.Zone, ak.Signer, ak.HMACKey, db.EnableAudit)
 	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	auditX, err := audit.NewExchange(ctx, auditLog, ak.Verifier, peerAudit, logger)
+	if err != nil {
+		auditLog.Close()
 		db.Close()
 		return nil, err
 	}
@@ -284,6 +297,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		peer:     &keys.Peer{Name: ring.Peer},
 		db:       db,
 		auditLog: auditLog,
+		auditX:   auditX,
 		inbox:    inbox,
 		recv:     recv,
 		pub:      pub,

@@ -81,7 +81,7 @@ func (a *Agent) openStage(ctx context.Context, in <-chan string, out chan<- *ope
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		o := a.open(name)
+		o := a.open(ctx, name)
 		if o == nil {
 			continue
 		}
@@ -95,7 +95,7 @@ func (a *Agent) openStage(ctx context.Context, in <-chan string, out chan<- *ope
 // quarantining (or skipping) a file that fails. Nothing past the
 // signature check is parsed before the signature holds: Opener.Open
 // verifies before it decrypts.
-func (a *Agent) open(name string) *openedEnvelope {
+func (a *Agent) open(ctx context.Context, name string) *openedEnvelope {
 	data, err := a.inbox.Read(name)
 	if err != nil {
 		var fe *medium.FileError
@@ -137,6 +137,7 @@ func (a *Agent) open(name string) *openedEnvelope {
 		a.quarantine(name, ReasonBadBody, fmt.Errorf("envelope %s: %w", h.ID, err))
 		return nil
 	}
+	a.auditX.Incoming(ctx, reqs.Audit)
 	return &openedEnvelope{
 		env: replica.Envelope{
 			ID: h.ID, From: h.From, Channel: h.Channel, Seq: h.Seq, Prev: h.Prev,
@@ -564,7 +565,8 @@ func (a *Agent) sealBody(ctx context.Context, group []sealItem, catalogue []byte
 	if err != nil {
 		return nil, fmt.Errorf("seal results: %w", err)
 	}
-	body := batch.Results{Acks: make([]string, 0, len(group)), Results: []batch.Result{}, Catalogue: catalogue, Received: received}
+	body := batch.Results{Acks: make([]string, 0, len(group)), Results: []batch.Result{}, Catalogue: catalogue, Received: received,
+		Audit: a.auditX.Outgoing(ctx)}
 	var decided []string
 	for _, it := range group {
 		if it.id != "" {

@@ -220,3 +220,34 @@ func ReadAuditPub(file, zone string) (note.Verifier, error) {
 	}
 	return v, nil
 }
+
+// PeerAuditPubFile is the other zone's audit.pub, installed in a zone's
+// key directory: the agent checks the other zone's audit checkpoints with
+// it before countersigning them.
+const PeerAuditPubFile = "peer-audit.pub"
+
+// CopyAuditPub installs the audit.pub in the key directory from, which
+// must be the audit key of zone, as peer-audit.pub in the key directory
+// to. It never overwrites a file.
+func CopyAuditPub(from, zone, to string) error {
+	file := filepath.Join(from, AuditPubFile)
+	if _, err := ReadAuditPub(file, zone); err != nil {
+		return err
+	}
+	vkey, err := readKeyLine(file)
+	if err != nil {
+		return err
+	}
+	return writeNew(filepath.Join(to, PeerAuditPubFile), []byte(vkey+"\n"), 0o644)
+}
+
+// LoadPeerAudit reads dir's peer-audit.pub, which must be the audit key
+// of the zone peer. A missing file is an error that says what to copy.
+func LoadPeerAudit(dir, peer string) (note.Verifier, error) {
+	file := filepath.Join(dir, PeerAuditPubFile)
+	if _, err := os.Lstat(file); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("key file %s is missing: copy the %s zone's %s there (the agent checks the other zone's audit log with it)",
+			file, peer, AuditPubFile)
+	}
+	return ReadAuditPub(file, peer)
+}

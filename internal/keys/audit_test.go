@@ -433,3 +433,39 @@ func TestMatchKeys(t *testing.T) {
 		t.Error("a verifier of another key with the same name and hash matches")
 	}
 }
+
+// TestCopyAuditPub: one zone's audit.pub installed as the other's
+// peer-audit.pub loads as that zone's key; a missing file says what to
+// copy; the wrong zone's key and an existing file are refused.
+func TestCopyAuditPub(t *testing.T) {
+	dmz, intra := t.TempDir(), t.TempDir()
+	if err := GenerateAudit(dmz, "dmz"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadPeerAudit(intra, "dmz"); err == nil || !strings.Contains(err.Error(), "copy the dmz zone's audit.pub") {
+		t.Fatalf("a missing peer-audit.pub: %v", err)
+	}
+	if err := CopyAuditPub(dmz, "intranet", intra); !errors.Is(err, ErrAuditZone) {
+		t.Fatalf("copying the dmz key as the intranet's: %v, want ErrAuditZone", err)
+	}
+	if err := CopyAuditPub(dmz, "dmz", intra); err != nil {
+		t.Fatal(err)
+	}
+	v, err := LoadPeerAudit(intra, "dmz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := LoadAudit(dmz, "dmz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.KeyHash() != own.Verifier.KeyHash() || v.Name() != own.Verifier.Name() {
+		t.Fatal("peer-audit.pub is not the dmz's audit key")
+	}
+	if _, err := LoadPeerAudit(intra, "intranet"); !errors.Is(err, ErrAuditZone) {
+		t.Fatalf("loading it as another zone's: %v, want ErrAuditZone", err)
+	}
+	if err := CopyAuditPub(dmz, "dmz", intra); err == nil {
+		t.Fatal("CopyAuditPub overwrote peer-audit.pub")
+	}
+}
