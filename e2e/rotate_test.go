@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrybridge/ferry/internal/audit"
+	"github.com/ferrybridge/ferry/internal/audit/audittest"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
@@ -133,6 +135,19 @@ func TestKeyRotation_midStream(t *testing.T) {
 	}
 	dz.stop(t)
 	in.stop(t)
+	// What ferryctl did offline is in each zone's audit log, with who did
+	// it: each agent took its admin journal in.
+	for zone, want := range map[string][]string{"dmz": {"keys.generate", "keys.rotate", "keys.accept"}, "intranet": {"keys.generate", "keys.accept", "keys.rotate", "keys.revoke"}} {
+		var got []string
+		for _, e := range audittest.Entries(t, filepath.Join(d.dir, zone, "state", audit.FileName)) {
+			if e.Event == audit.EventAdmin && strings.HasPrefix(e.Decision, "keys.") && e.Actor != "" {
+				got = append(got, e.Decision)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%s audit log: admin actions %v, want %v", zone, got, want)
+		}
+	}
 }
 
 // oldDMZUntil returns when the DMZ's first key stops being valid.

@@ -27,7 +27,8 @@ var auditEvents = []string{
 	audit.EventRequestAccepted, audit.EventRequestRefused, audit.EventEnvelopeSealed, audit.EventEnvelopePublished,
 	audit.EventEnvelopeClaimed, audit.EventEnvelopeVerified, audit.EventEnvelopeOpened, audit.EventEnvelopeExpired,
 	audit.EventQuarantined, audit.EventPolicyDecision, audit.EventResultSent, audit.EventResultReceived,
-	audit.EventAck, audit.EventGap, audit.EventAdmin,
+	audit.EventAck, audit.EventGap, audit.EventAdmin, audit.EventApprovalExpired,
+	audit.EventWitnessed, audit.EventInconsistent, audit.EventPruned, audit.EventJournal,
 }
 
 // maxHMACKeyFile bounds what is read of an audit-hmac.key file, whose
@@ -413,7 +414,8 @@ decisions per operation and decision (policy.decision, at the intranet),
 refusals per reason (request.refused at the API, counting a flood recorded
 as one entry by its count; policy.decision rejected), rate-limit hits (both
 with reason rate_limited), quarantines per reason, envelopes sealed,
-published, opened and expired, acks, gaps, admin actions per actor and
+published, opened and expired, acks, gaps opened and gaps abandoned (with
+the sequence numbers given up), admin actions per actor and
 action, and the subjects with the most entries (top 10, as keyed hashes:
 never ID numbers). Entries whose body was pruned are counted apart.
 
@@ -453,7 +455,9 @@ type auditSecurityReport struct {
 	Quarantined  map[string]int64            `json:"quarantined"` // envelope.quarantined per reason
 	Envelopes    auditReportEnvelopes        `json:"envelopes"`
 	Acks         int64                       `json:"acks"`
-	Gaps         int64                       `json:"gaps"`
+	Gaps         int64                       `json:"gaps"`           // gap entries opened (or without a decision)
+	Abandoned    int64                       `json:"gaps_abandoned"` // gap entries abandoned: gaps given up
+	LostSeqs     int64                       `json:"seqs_abandoned"` // the sequence numbers those gaps held
 	Admin        []auditReportAdmin          `json:"admin"`
 	Subjects     []auditReportSubject        `json:"subjects"` // top 10, most entries first
 }
@@ -584,7 +588,13 @@ func runAuditReport(ctx context.Context, opts auditReportOptions, dir string, ou
 		case audit.EventAck:
 			rep.Acks++
 		case audit.EventGap:
-			rep.Gaps++
+			switch e.Decision {
+			case audit.GapOpened, "":
+				rep.Gaps++
+			case audit.GapAbandoned:
+				rep.Abandoned++
+				rep.LostSeqs += e.Count
+			}
 		case audit.EventAdmin:
 			k := adminKey{or(e.Actor), or(e.Decision)}
 			a := admins[k]
@@ -699,6 +709,7 @@ func printAuditReport(out io.Writer, rep *auditSecurityReport) {
 	line("expired", "%d", rep.Envelopes.Expired)
 	line("acks", "%d", rep.Acks)
 	line("gaps", "%d", rep.Gaps)
+	line("abandoned", "%s, %s given up", plural(int(rep.Abandoned), "gap"), plural(int(rep.LostSeqs), "sequence number"))
 	section("admin actions")
 	if len(rep.Admin) == 0 {
 		fmt.Fprintln(out, "  none")

@@ -40,8 +40,9 @@ func auditTestEntry(i int, at time.Time) audit.Entry {
 }
 
 // newAuditFixture makes audit keys for zone dmz with keys.GenerateAudit
-// and a log of 32 entries: the first 3 dated 200 days ago and pruned,
-// checkpoints at sizes 20 and 30, and 2 entries after the newest.
+// and a log of 33 entries: the first 3 dated 200 days ago and pruned,
+// checkpoints at sizes 20 and 30, 2 entries after the newest, and the
+// audit.pruned entry the pruning appends.
 func newAuditFixture(t *testing.T) *auditFixture {
 	t.Helper()
 	ctx := context.Background()
@@ -132,9 +133,9 @@ func TestAuditVerify(t *testing.T) {
 			stdout, _ := mustFerryctl(t, 0, "audit", "verify", where, "--pubkey", f.pub)
 			for _, want := range []string{
 				"audit log ferry.audit/dmz: verified (" + f.file + ")\n",
-				"  entries      32, 3 pruned\n",
+				"  entries      33, 3 pruned\n",
 				"  checkpoints  2 stored, 0 known, all verified\n",
-				"  uncommitted  2 (",
+				"  uncommitted  3 (",
 			} {
 				if !strings.Contains(stdout, want) {
 					t.Errorf("output lacks %q:\n%s", want, stdout)
@@ -145,7 +146,7 @@ func TestAuditVerify(t *testing.T) {
 		out := verifyJSON(t, 0, f.dir, "--pubkey", f.pub, "--checkpoint", f.cp)
 		r := out.auditReportJSON
 		if !out.OK || out.Origin != "ferry.audit/dmz" || out.File != f.file || out.Failure != nil || r == nil ||
-			r.Entries != 32 || r.Pruned != 3 || r.Checkpoints != 2 || r.Known != 1 || r.LatestSize != 30 || len(r.LatestRoot) != 44 || r.Uncommitted != 2 {
+			r.Entries != 33 || r.Pruned != 3 || r.Checkpoints != 2 || r.Known != 1 || r.LatestSize != 30 || len(r.LatestRoot) != 44 || r.Uncommitted != 3 {
 			t.Errorf("--json: %+v %+v", out, r)
 		}
 	})
@@ -297,8 +298,8 @@ func TestAuditShow(t *testing.T) {
 	t.Run("text", func(t *testing.T) {
 		stdout, _ := mustFerryctl(t, 0, "audit", "show", f.dir)
 		lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-		if len(lines) != 33 {
-			t.Fatalf("%d lines, want 32 entries and the checkpoints:\n%s", len(lines), stdout)
+		if len(lines) != 34 {
+			t.Fatalf("%d lines, want 33 entries and the checkpoints:\n%s", len(lines), stdout)
 		}
 		matches(t, "pruned entry", lines[0], `^0  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z  \(pruned\)$`)
 		matches(t, "entry 3", lines[3], `^3  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z  request\.accepted zone=dmz actor=app-backend request=0{31}3 operation=violations\.query decision=accepted subject=0{29}3eb$`)
@@ -306,8 +307,9 @@ func TestAuditShow(t *testing.T) {
 		// fake a field or a line.
 		want := `4  ` + `.{24}` + `  request\.refused zone=dmz actor=app-backend request=0{31}4 operation=violations\.query decision=refused reason=rate_limited rows=1 subject=0{29}3ec detail="over the limit\\nfor=this client"$`
 		matches(t, "entry 4", lines[4], want)
-		if lines[32] != "checkpoints: 2 stored, at sizes 20, 30" {
-			t.Errorf("last line %q", lines[32])
+		matches(t, "entry 32", lines[32], `^32  \S+  audit\.pruned zone=dmz actor=agent count=3 detail="bodies of entries before \S+ dropped; their hashes remain"$`)
+		if lines[33] != "checkpoints: 2 stored, at sizes 20, 30" {
+			t.Errorf("last line %q", lines[33])
 		}
 		stdout, _ = mustFerryctl(t, 0, "audit", "show", f.file, "--from", "30", "--limit", "1")
 		matches(t, "--from 30 --limit 1", stdout, `^30  \S+  request\.accepted .*request=0{30}1e .*\ncheckpoints: 2 stored, at sizes 20, 30\n$`)

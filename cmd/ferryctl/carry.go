@@ -170,6 +170,11 @@ func runCarryExport(ctx context.Context, opts carryExportOptions, outDir string,
 	case err != nil:
 		return err
 	}
+	if err := journal(opts.Keys, "carry.export", fmt.Sprintf("carry set %s: %s, %d bytes, from %s to %s, into %s",
+		set.Manifest.ID, envelopes(len(set.Manifest.Files)), set.Manifest.Bytes, set.Manifest.From, set.Manifest.To, set.Dir),
+		int64(len(set.Manifest.Files))); err != nil {
+		return err
+	}
 	if opts.JSON {
 		j := carryExportJSON{Exported: true, Dir: set.Dir, Set: toCarrySetJSON(set.Manifest), Remaining: set.Remaining,
 			Ignored: nonNil(set.Ignored), Kept: nonNil(set.Kept)}
@@ -307,6 +312,11 @@ func runCarryImport(ctx context.Context, opts carryImportOptions, dir string, ou
 		return withHint(err, "nothing was imported; 'ferryctl carry export' writes the manifest last, so a set without one is unfinished")
 	case err != nil && r == nil:
 		return err
+	}
+	if jerr := journal(opts.Keys, "carry.import", fmt.Sprintf("carry set %s from %s: %d imported, %d already there, %d missing, %d corrupt, %d not in the manifest; from %s into %s",
+		r.Manifest.ID, r.Manifest.From, len(r.Imported), len(r.Skipped), len(r.Missing), len(r.Corrupt), len(r.Extra), dir, opts.To),
+		int64(len(r.Imported))); jerr != nil {
+		return jerr
 	}
 	if opts.JSON {
 		j := carryImportJSON{Dir: r.Dir, Set: toCarrySetJSON(r.Manifest), Complete: r.Complete(),

@@ -133,6 +133,17 @@ func runInit(ctx context.Context, opts initOptions, dir string, out io.Writer) (
 	if err := keys.CopyAuditPub(filepath.Join(abs, "intranet", "keys"), defaultIntranetZone, filepath.Join(abs, "dmz", "keys")); err != nil {
 		return nil, err
 	}
+	for _, z := range []struct {
+		zone  string
+		own   *keys.Zone
+		audit *keys.Audit
+	}{{defaultDMZZone, dmzKeys, dmzAudit}, {defaultIntranetZone, inKeys, inAudit}} {
+		dir := filepath.Join(abs, z.zone, "keys")
+		if err := journal(dir, "keys.generate", fmt.Sprintf("ferryctl init: zone %s: signing key %s, age key %s, audit key %s",
+			z.zone, keys.KeyID(z.own.Verifier.KeyHash()), keys.Fingerprint(z.own.Recipient), keys.KeyID(z.audit.Verifier.KeyHash())), 0); err != nil {
+			return nil, err
+		}
+	}
 	for _, zone := range []string{"dmz", "intranet"} {
 		if err := os.WriteFile(filepath.Join(abs, zone, "policy.yaml"), sample.Policy(), 0o640); err != nil {
 			return nil, err

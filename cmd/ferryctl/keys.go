@@ -379,6 +379,14 @@ func runKeysGenerate(zone, dir string, out io.Writer) error {
 		}
 		return withHint(err, hint)
 	}
+	ak, err := keys.LoadAudit(dir, zone)
+	if err != nil {
+		return err
+	}
+	if err := journal(dir, "keys.generate", fmt.Sprintf("zone %s: signing key %s, age key %s, audit key %s",
+		zone, keys.KeyID(z.Verifier.KeyHash()), keys.Fingerprint(z.Recipient), keys.KeyID(ak.Verifier.KeyHash())), 0); err != nil {
+		return err
+	}
 	return runKeysShow(keysShowOptions{}, dir, out)
 }
 
@@ -463,6 +471,10 @@ func runKeysRotate(opts keysRotateOptions, dir string, now time.Time, out io.Wri
 	if err != nil {
 		return withHint(err, "KEYDIR is the zone's key directory, such as DEPLOYMENT/dmz/keys")
 	}
+	if err := journal(dir, "keys.rotate", fmt.Sprintf("zone %s: new key %s signs from %s; old key %s valid until %s; statement %s",
+		s.Zone, s.KeyID(), stamp(s.From), s.Old, stamp(s.Until), path), 0); err != nil {
+		return err
+	}
 	if opts.JSON {
 		return writeJSON(out, statementJSON(s, path))
 	}
@@ -531,6 +543,12 @@ func runKeysAccept(opts keysAcceptOptions, path string, out io.Writer) error {
 	case err != nil:
 		return err
 	}
+	if !already {
+		if err := journal(opts.Keys, "keys.accept", fmt.Sprintf("peer zone %s: key %s accepted for envelopes created from %s; old key %s until %s",
+			s.Zone, s.KeyID(), stamp(s.From), s.Old, stamp(s.Until)), 0); err != nil {
+			return err
+		}
+	}
 	if opts.JSON {
 		j := statementJSON(s, "")
 		j.Already = already
@@ -594,6 +612,13 @@ func runKeysRevoke(opts keysRevokeOptions, id string, now time.Time, out io.Writ
 	if already {
 		fmt.Fprintf(out, "key %s was already revoked at %s; nothing changed\n", k.ID(), stamp(k.Revoked))
 		return nil
+	}
+	detail := fmt.Sprintf("peer zone %s: key %s revoked at %s", k.Verifier.Name(), k.ID(), stamp(k.Revoked))
+	if opts.Force {
+		detail += " (--force)"
+	}
+	if err := journal(opts.Keys, "keys.revoke", detail, 0); err != nil {
+		return err
 	}
 	fmt.Fprintf(out, "revoked key %s of zone %q at %s\n", k.ID(), k.Verifier.Name(), stamp(k.Revoked))
 	fmt.Fprintf(out, "next: reload the agent (SIGHUP) to refuse it\n")

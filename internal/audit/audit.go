@@ -116,6 +116,12 @@ const (
 	// cannot be on the log witnessed before (a rewritten or truncated
 	// history); Detail says why.
 	EventInconsistent = "audit.inconsistent"
+	// EventPruned: the agent dropped the bodies of entries older than the
+	// retention period (Count, how many); their hashes stay.
+	EventPruned = "audit.pruned"
+	// EventJournal: a line of the admin journal that could not be taken
+	// in, or a journal found shorter than what was taken in (replaced).
+	EventJournal = "audit.journal"
 )
 
 // MaxEntrySize bounds an entry's encoding; a longer Detail is cut.

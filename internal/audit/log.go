@@ -221,16 +221,42 @@ func (l *Log) LatestCheckpoint(ctx context.Context) ([]byte, error) {
 
 // Prune drops the bodies of entries older than before, keeping their
 // hashes, so the tree and every checkpoint stay verifiable. before must
-// be at least MinRetention ago. It returns how many bodies it dropped.
+// be at least MinRetention ago. When it drops any, it appends an
+// audit.pruned entry saying how many and up to when, in the same
+// transaction. It returns how many bodies it dropped.
 func (l *Log) Prune(ctx context.Context, before time.Time) (int64, error) {
 	if time.Since(before) < MinRetention {
 		return 0, fmt.Errorf("audit prune: entries must be kept at least %v; %v is too recent", MinRetention, before.UTC().Format(time.RFC3339))
 	}
-	res, err := l.db.ExecContext(ctx, `UPDATE audit_entries SET body = NULL WHERE time < ? AND body IS NOT NULL`, before.UnixMilli())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("audit prune: %w", err)
 	}
-	return res.RowsAffected()
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE audit_entries SET body = NULL WHERE time < ? AND body IS NOT NULL`, before.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("audit prune: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	now := time.Now()
+	body, err := Entry{Time: now, Zone: l.zone, Event: EventPruned, Actor: "agent", Count: n,
+		Detail: "bodies of entries before " + before.UTC().Format(time.RFC3339) + " dropped; their hashes remain"}.Encode()
+	if err != nil {
+		return 0, err
+	}
+	if err := l.appendTx(ctx, tx, [][]byte{body}, []int64{now.UnixMilli()}); err != nil {
+		return 0, fmt.Errorf("audit prune: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("audit prune: %w", err)
+	}
+	l.size++
+	return n, nil
 }
 
 // insertRows runs insert (ending in "VALUES ") over args, k values a row,

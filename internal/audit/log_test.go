@@ -283,9 +283,16 @@ func TestLog_Prune(t *testing.T) {
 	if err != nil || n != 6 {
 		t.Fatalf("Prune: %d, %v; want 6", n, err)
 	}
+	// The pruning itself is the eleventh entry.
 	rep, err := Verify(context.Background(), file, v, VerifyOptions{})
-	if err != nil || rep.Pruned != 6 || rep.Entries != 10 {
+	if err != nil || rep.Pruned != 6 || rep.Entries != 11 {
 		t.Fatalf("Verify after pruning: %+v, %v", rep, err)
+	}
+	if es := entriesOf(t, file); es[10].Event != EventPruned || es[10].Count != 6 {
+		t.Fatalf("entry 10: %+v, want audit.pruned of 6", es[10])
+	}
+	if n, err := l.Prune(context.Background(), time.Now().Add(-190*24*time.Hour)); err != nil || n != 0 || l.Size() != 11 {
+		t.Fatalf("Prune again: %d, %v, size %d; want nothing pruned and no entry", n, err, l.Size())
 	}
 	if _, err := l.Prove(context.Background(), 2); err == nil {
 		t.Error("Prove of a pruned entry succeeded")
@@ -302,4 +309,23 @@ func TestOpenLog_KeyName(t *testing.T) {
 	if _, err := OpenLog(context.Background(), filepath.Join(t.TempDir(), FileName), "dmz", s); err == nil {
 		t.Fatal("OpenLog accepted a key named for another zone")
 	}
+}
+
+// entriesOf reads every entry of the log at file, pruned ones as zero
+// entries.
+func entriesOf(t *testing.T, file string) []Entry {
+	t.Helper()
+	r, err := OpenReader(context.Background(), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out []Entry
+	if err := r.Entries(context.Background(), 0, 0, func(_ int64, e Entry, _ bool) error {
+		out = append(out, e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

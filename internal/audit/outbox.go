@@ -154,15 +154,26 @@ type RunConfig struct {
 	Sources    []Source
 	Drain      time.Duration // how often to drain every source; 0: 1s
 	Checkpoint time.Duration // how often to sign a checkpoint if the log grew; 0: 10s
-	Logger     *slog.Logger  // nil: slog.Default()
+	// Journal is the zone's admin journal (JournalFile in its key
+	// directory), taken in at every drain; "" for none.
+	Journal string
+	// Retention is how long entry bodies are kept: Run prunes older ones
+	// at start and once a day. 0 keeps them forever; otherwise it must be
+	// at least MinRetention.
+	Retention time.Duration
+	Logger    *slog.Logger // nil: slog.Default()
 }
 
-// Run drains the sources and signs a checkpoint at once, then drains
-// every cfg.Drain and signs every cfg.Checkpoint until ctx ends; then it
+// Run drains the sources (and takes in the admin journal) and signs a
+// checkpoint at once, then drains every cfg.Drain, signs every
+// cfg.Checkpoint and prunes daily until ctx ends; then it
 // drains and signs once more (with a few seconds' grace) and returns
 // ctx.Err(). Failures are logged and retried at the next tick: an outbox
 // keeps its entries until they are in the log.
 func (l *Log) Run(ctx context.Context, cfg RunConfig) error {
+	if cfg.Retention != 0 && cfg.Retention < MinRetention {
+		return fmt.Errorf("audit log: retention %v, less than the %v the rules demand", cfg.Retention, MinRetention)
+	}
 	if cfg.Drain <= 0 {
 		cfg.Drain = time.Second
 	}
@@ -173,6 +184,7 @@ func (l *Log) Run(ctx context.Context, cfg RunConfig) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	var journalErr string
 	drainAll := func(ctx context.Context) {
 		for _, s := range cfg.Sources {
 			for {
@@ -186,6 +198,30 @@ func (l *Log) Run(ctx context.Context, cfg RunConfig) error {
 				}
 			}
 		}
+		if cfg.Journal != "" {
+			// Said once for as long as the same error lasts: the journal
+			// is read every drain.
+			_, err := l.IngestJournal(ctx, cfg.Journal)
+			switch {
+			case err != nil && err.Error() != journalErr:
+				log.Error("audit admin journal failed", slog.String("error", err.Error()))
+				journalErr = err.Error()
+			case err == nil && journalErr != "":
+				log.Info("audit admin journal read again")
+				journalErr = ""
+			}
+		}
+	}
+	prune := func(ctx context.Context) {
+		if cfg.Retention == 0 {
+			return
+		}
+		n, err := l.Prune(ctx, time.Now().Add(-cfg.Retention))
+		if err != nil {
+			log.Error("audit prune failed", slog.String("error", err.Error()))
+		} else if n > 0 {
+			log.Info("audit entries pruned", slog.Int64("entries", n), slog.Duration("retention", cfg.Retention))
+		}
 	}
 	sign := func(ctx context.Context) {
 		if _, err := l.Checkpoint(ctx); err != nil {
@@ -196,8 +232,11 @@ func (l *Log) Run(ctx context.Context, cfg RunConfig) error {
 	// the first envelope carries to the other zone to countersign.
 	drainAll(ctx)
 	sign(ctx)
+	prune(ctx)
 	drain := time.NewTicker(cfg.Drain)
 	defer drain.Stop()
+	daily := time.NewTicker(24 * time.Hour)
+	defer daily.Stop()
 	checkpoint := time.NewTicker(cfg.Checkpoint)
 	defer checkpoint.Stop()
 	for {
@@ -212,6 +251,8 @@ func (l *Log) Run(ctx context.Context, cfg RunConfig) error {
 			drainAll(ctx)
 		case <-checkpoint.C:
 			sign(ctx)
+		case <-daily.C:
+			prune(ctx)
 		}
 	}
 }

@@ -107,7 +107,7 @@ func TestReader_EntriesPruned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(es) != 4 || !pruned[0] || !pruned[1] || pruned[2] || pruned[3] {
+	if len(es) != 5 || !pruned[0] || !pruned[1] || pruned[2] || pruned[3] || pruned[4] || es[4].Event != EventPruned {
 		t.Fatalf("pruned flags %v", pruned)
 	}
 	if !es[0].Time.Equal(old) || es[0].Event != "" || es[2].Event != EventRequestAccepted {

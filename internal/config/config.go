@@ -279,7 +279,8 @@ func Line(root *yaml.Node, path ...string) int {
 }
 
 // Duration is a time.Duration written in YAML as a Go duration string
-// ("5ms", "24h").
+// ("5ms", "24h"), or as a whole number of days ("180d") for the long
+// periods of retention rules.
 type Duration time.Duration
 
 // UnmarshalYAML implements yaml.Unmarshaler.
@@ -287,12 +288,29 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("line %d: want a duration such as \"5s\"", n.Line)
 	}
-	v, err := time.ParseDuration(n.Value)
+	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: invalid duration %q (want a number with a unit, such as \"500ms\" or \"5s\")", n.Line, n.Value)
+		return fmt.Errorf("line %d: invalid duration %q (want a number with a unit, such as \"500ms\", \"5s\" or \"180d\")", n.Line, n.Value)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// maxDays bounds a duration in days: about 100 years, far inside int64
+// nanoseconds.
+const maxDays = 36600
+
+// ParseDuration parses a Go duration string, or a whole number of days
+// written with the suffix "d" ("180d").
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > maxDays || strconv.Itoa(n) != days {
+			return 0, fmt.Errorf("invalid duration %q: want a whole number of days, at most %d", s, maxDays)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }
 
 // MarshalYAML implements yaml.Marshaler.

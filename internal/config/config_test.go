@@ -101,3 +101,27 @@ func TestFieldError(t *testing.T) {
 		t.Fatalf("got %q (field %q, line %d)", e, e.Field, e.Line)
 	}
 }
+
+func TestParseDuration(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"180d", 180 * 24 * time.Hour, true},
+		{"0d", 0, true},
+		{"4320h", 180 * 24 * time.Hour, true},
+		{"1.5d", 0, false},
+		{"-1d", 0, false},
+		{"+5d", 0, false},
+		{"05d", 0, false},
+		{"d", 0, false},
+		{"99999999999d", 0, false},
+		{"5", 0, false},
+	} {
+		got, err := ParseDuration(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}

@@ -75,6 +75,7 @@ const (
 //	spool: state/spool.db
 //	audit_log: state/audit.db   # optional: the zone's audit log (keys: audit.key, audit-hmac.key)
 //	audit_checkpoint: 10s       # optional: how often the audit log signs its checkpoint
+//	audit_retention: 180d       # optional: how long audit entries are kept (at least 180d; 0: for ever)
 //	send: {type: dir, dir: ../exchange/requests}
 //	receive: {type: dir, dir: ../exchange/results}
 //	inbox: state/inbox
@@ -110,21 +111,24 @@ type Config struct {
 	// AuditCheckpoint is how often the audit log signs a checkpoint when
 	// it grew.
 	AuditCheckpoint config.Duration `yaml:"audit_checkpoint"`
-	Send            MediumConfig    `yaml:"send"`
-	Receive         MediumConfig    `yaml:"receive"`
-	Inbox           string          `yaml:"inbox"`
-	Quarantine      string          `yaml:"quarantine"`
-	Batch           BatchConfig     `yaml:"batch"`
-	EnvelopeTTL     config.Duration `yaml:"envelope_ttl"`
-	DrainTimeout    config.Duration `yaml:"drain_timeout"`
-	ResendAfter     config.Duration `yaml:"resend_after"`
-	ResendMax       config.Duration `yaml:"resend_max"`
-	MaxResends      int             `yaml:"max_resends"`
-	PeerSilence     config.Duration `yaml:"peer_silence"`
-	Heartbeat       config.Duration `yaml:"heartbeat"`
-	MaxSeqJump      uint64          `yaml:"max_seq_jump"`
-	Limits          LimitsConfig    `yaml:"limits"`
-	Clients         []ClientConfig  `yaml:"clients"`
+	// AuditRetention is how long audit entry bodies are kept (their
+	// hashes stay): at least audit.MinRetention, or 0 for ever.
+	AuditRetention config.Duration `yaml:"audit_retention"`
+	Send           MediumConfig    `yaml:"send"`
+	Receive        MediumConfig    `yaml:"receive"`
+	Inbox          string          `yaml:"inbox"`
+	Quarantine     string          `yaml:"quarantine"`
+	Batch          BatchConfig     `yaml:"batch"`
+	EnvelopeTTL    config.Duration `yaml:"envelope_ttl"`
+	DrainTimeout   config.Duration `yaml:"drain_timeout"`
+	ResendAfter    config.Duration `yaml:"resend_after"`
+	ResendMax      config.Duration `yaml:"resend_max"`
+	MaxResends     int             `yaml:"max_resends"`
+	PeerSilence    config.Duration `yaml:"peer_silence"`
+	Heartbeat      config.Duration `yaml:"heartbeat"`
+	MaxSeqJump     uint64          `yaml:"max_seq_jump"`
+	Limits         LimitsConfig    `yaml:"limits"`
+	Clients        []ClientConfig  `yaml:"clients"`
 
 	file string     // the config file, for errors
 	root *yaml.Node // its node tree, for line numbers
@@ -173,6 +177,7 @@ func DefaultConfig() Config {
 		Spool:           "state/spool.db",
 		AuditLog:        "state/" + audit.FileName,
 		AuditCheckpoint: config.Duration(DefaultAuditCheckpoint),
+		AuditRetention:  config.Duration(audit.MinRetention),
 		Send:            MediumConfig{Type: MediumDir},
 		Receive:         MediumConfig{Type: MediumDir},
 		Inbox:           "state/inbox",
@@ -246,6 +251,8 @@ func (c *Config) Validate() error {
 		return fail("must differ from spool", "audit_log")
 	case c.AuditCheckpoint < config.Duration(time.Second) || c.AuditCheckpoint > config.Duration(time.Hour):
 		return fail("must be between 1s and 1h", "audit_checkpoint")
+	case c.AuditRetention != 0 && c.AuditRetention < config.Duration(audit.MinRetention):
+		return fail("must be at least 180d (the operating rules keep audit entries six months), or 0 to keep them for ever", "audit_retention")
 	case c.Inbox == "":
 		return fail("required: the inbox directory", "inbox")
 	case c.Quarantine == "":

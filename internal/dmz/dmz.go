@@ -169,6 +169,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -497,7 +498,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	start(&refusalsWG, "audit refusals", func() error { return a.refused.run(refusalsCtx, a.spool.Audit, a.log) })
 	start(&auditWG, "audit log", func() error {
 		err := a.auditLog.Run(auditCtx, audit.RunConfig{Sources: []audit.Source{a.spool.AuditSource()},
-			Checkpoint: time.Duration(a.cfg.AuditCheckpoint), Logger: a.log})
+			Checkpoint: time.Duration(a.cfg.AuditCheckpoint), Retention: time.Duration(a.cfg.AuditRetention),
+			Journal: filepath.Join(a.cfg.Keys, audit.JournalFile), Logger: a.log})
 		if errors.Is(err, context.Canceled) && auditCtx.Err() != nil {
 			return nil
 		}

@@ -241,6 +241,7 @@ func TestLoadConfig_Errors(t *testing.T) {
 		{"zero batch", func(s string) string { return strings.Replace(s, "max_requests: 256", "max_requests: 0", 1) }, "batch.max_requests", 17},
 		{"bad token hash", func(s string) string { return strings.Replace(s, "token_sha256: ", "token_sha256: zz", 1) }, "clients[0].token_sha256", 23},
 		{"bad duration", func(s string) string { return strings.Replace(s, "envelope_ttl: 1h", "envelope_ttl: soon", 1) }, "envelope_ttl", 19},
+		{"audit retention too short", func(s string) string { return s + "audit_retention: 179d\n" }, "audit_retention", 26},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

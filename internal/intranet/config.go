@@ -61,6 +61,7 @@ const (
 //	replica: replica.db        # must exist
 //	audit_log: state/audit.db  # optional: the zone's audit log (keys: audit.key, audit-hmac.key)
 //	audit_checkpoint: 10s      # optional: how often the audit log signs its checkpoint
+//	audit_retention: 180d      # optional: how long audit entries are kept (at least 180d; 0: for ever)
 //	receive: {type: dir, dir: ../exchange/requests}
 //	send: {type: dir, dir: ../exchange/results}
 //	inbox: state/inbox
@@ -87,16 +88,19 @@ type Config struct {
 	// AuditCheckpoint is how often the audit log signs a checkpoint when
 	// it grew.
 	AuditCheckpoint config.Duration `yaml:"audit_checkpoint"`
-	Receive         MediumConfig    `yaml:"receive"`
-	Send            MediumConfig    `yaml:"send"`
-	Inbox           string          `yaml:"inbox"`
-	Quarantine      string          `yaml:"quarantine"`
-	Batch           BatchConfig     `yaml:"batch"`
-	EnvelopeTTL     config.Duration `yaml:"envelope_ttl"`
-	DrainTimeout    config.Duration `yaml:"drain_timeout"`
-	Heartbeat       config.Duration `yaml:"heartbeat"`
-	PeerSilence     config.Duration `yaml:"peer_silence"`
-	MaxSeqJump      uint64          `yaml:"max_seq_jump"`
+	// AuditRetention is how long audit entry bodies are kept (their
+	// hashes stay): at least audit.MinRetention, or 0 for ever.
+	AuditRetention config.Duration `yaml:"audit_retention"`
+	Receive        MediumConfig    `yaml:"receive"`
+	Send           MediumConfig    `yaml:"send"`
+	Inbox          string          `yaml:"inbox"`
+	Quarantine     string          `yaml:"quarantine"`
+	Batch          BatchConfig     `yaml:"batch"`
+	EnvelopeTTL    config.Duration `yaml:"envelope_ttl"`
+	DrainTimeout   config.Duration `yaml:"drain_timeout"`
+	Heartbeat      config.Duration `yaml:"heartbeat"`
+	PeerSilence    config.Duration `yaml:"peer_silence"`
+	MaxSeqJump     uint64          `yaml:"max_seq_jump"`
 
 	file string     // the config file, for errors
 	root *yaml.Node // its node tree, for line numbers
@@ -126,6 +130,7 @@ func DefaultConfig() Config {
 		Replica:         "replica.db",
 		AuditLog:        "state/" + audit.FileName,
 		AuditCheckpoint: config.Duration(DefaultAuditCheckpoint),
+		AuditRetention:  config.Duration(audit.MinRetention),
 		Receive:         MediumConfig{Type: MediumDir},
 		Send:            MediumConfig{Type: MediumDir},
 		Inbox:           "state/inbox",
@@ -199,6 +204,8 @@ func (c *Config) Validate() error {
 		return fail("must differ from replica", "audit_log")
 	case c.AuditCheckpoint < config.Duration(time.Second) || c.AuditCheckpoint > config.Duration(time.Hour):
 		return fail("must be between 1s and 1h", "audit_checkpoint")
+	case c.AuditRetention != 0 && c.AuditRetention < config.Duration(audit.MinRetention):
+		return fail("must be at least 180d (the operating rules keep audit entries six months), or 0 to keep them for ever", "audit_retention")
 	case c.Inbox == "":
 		return fail("required: the inbox directory", "inbox")
 	case c.Quarantine == "":

@@ -91,6 +91,8 @@ func TestLoadConfig_errors(t *testing.T) {
 		{"heartbeat", "inbox: state/inbox", "inbox: state/inbox\nheartbeat: 10ms", 13, "heartbeat", "between 100ms and 1h"},
 		{"approval poll", "inbox: state/inbox", "inbox: state/inbox\napproval_poll: 10ms", 13, "approval_poll", "between 100ms and 1m"},
 		{"no approvals dir", "inbox: state/inbox", "inbox: state/inbox\napprovals: ''", 13, "approvals", "required"},
+		{"audit retention too short", "inbox: state/inbox", "inbox: state/inbox\naudit_retention: 90d", 13, "audit_retention", "at least 180d"},
+		{"audit retention not a duration", "inbox: state/inbox", "inbox: state/inbox\naudit_retention: 6 months", 13, "audit_retention", "invalid duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

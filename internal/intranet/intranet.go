@@ -495,7 +495,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	auditDone := make(chan error, 1)
 	go func() {
 		auditDone <- a.auditLog.Run(auditCtx, audit.RunConfig{Sources: []audit.Source{a.db.AuditSource()},
-			Checkpoint: time.Duration(a.cfg.AuditCheckpoint), Logger: a.log})
+			Checkpoint: time.Duration(a.cfg.AuditCheckpoint), Retention: time.Duration(a.cfg.AuditRetention),
+			Journal: filepath.Join(a.cfg.Keys, audit.JournalFile), Logger: a.log})
 	}()
 	a.readyOnce.Do(func() { close(a.ready) })
 

@@ -551,7 +551,8 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 	case !errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
-	if err := s.recordReceived(ctx, tx, env, now); err != nil {
+	gaps, err := s.recordReceived(ctx, tx, env, now)
+	if err != nil {
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
 	final, err := tx.PrepareContext(ctx, `UPDATE requests SET status = ?, result = ?, rows_affected = ?,
@@ -657,8 +658,8 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 	}
 	trail = append(trail, audit.Entry{Time: now, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel, Seq: env.Seq,
 		Count: int64(len(res.Results)), Detail: fmt.Sprintf("%d results, %d acknowledgements", len(res.Results), len(res.Acks))})
-	// The envelope's audit entries, in one statement.
-	if err := s.audit.Stage(ctx, tx, trail...); err != nil {
+	// The envelope's audit entries, its channel's gaps last, in one statement.
+	if err := s.audit.Stage(ctx, tx, append(trail, gaps...)...); err != nil {
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 )
 
@@ -75,82 +77,103 @@ func receivedHash(ctx context.Context, tx *sql.Tx, col, channel string, seq uint
 // Received above the highest, env opens a gap for the sequence numbers it
 // skips; below, it closes its place in the gap that held it. Gaps that
 // fall more than the jump bound below the highest are forgotten, which
-// keeps the table small whatever is lost.
-func (s *Spool) recordReceived(ctx context.Context, tx *sql.Tx, env ReceivedEnvelope, now time.Time) error {
+// keeps the table small whatever is lost. It returns the audit entries of
+// what became of the gaps (see audit.GapEntry), for the caller to stage
+// in the same transaction.
+func (s *Spool) recordReceived(ctx context.Context, tx *sql.Tx, env ReceivedEnvelope, now time.Time) ([]audit.Entry, error) {
 	if env.Seq == 0 {
-		return fmt.Errorf("%w: seq 0 of results channel %q", ErrBadSeq, env.Channel)
+		return nil, fmt.Errorf("%w: seq 0 of results channel %q", ErrBadSeq, env.Channel)
 	}
 	bound := s.jumpBound()
 	h, err := receivedHighest(ctx, tx, env.Channel)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if env.Seq > h && env.Seq-h > bound {
-		return fmt.Errorf("%w: seq %d of results channel %q is %d above the highest received, %d (bound %d)",
+		return nil, fmt.Errorf("%w: seq %d of results channel %q is %d above the highest received, %d (bound %d)",
 			ErrSeqJump, env.Seq, env.Channel, env.Seq-h, h, bound)
 	}
 	if env.Seq == 1 && env.Prev != ([32]byte{}) {
-		return fmt.Errorf("%w: seq 1 of results channel %q names a previous envelope", ErrChainBroken, env.Channel)
+		return nil, fmt.Errorf("%w: seq 1 of results channel %q names a previous envelope", ErrChainBroken, env.Channel)
 	}
 	if env.Seq > 1 {
 		hash, ok, err := receivedHash(ctx, tx, "header_hash", env.Channel, env.Seq-1)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if ok && string(hash) != string(env.Prev[:]) {
-			return fmt.Errorf("%w: prev of seq %d of results channel %q is not the header hash of seq %d",
+			return nil, fmt.Errorf("%w: prev of seq %d of results channel %q is not the header hash of seq %d",
 				ErrChainBroken, env.Seq, env.Channel, env.Seq-1)
 		}
 	}
 	next, ok, err := receivedHash(ctx, tx, "prev", env.Channel, env.Seq+1)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if ok && string(next) != string(env.HeaderHash[:]) {
-		return fmt.Errorf("%w: seq %d of results channel %q does not name seq %d as previous",
+		return nil, fmt.Errorf("%w: seq %d of results channel %q does not name seq %d as previous",
 			ErrChainBroken, env.Seq+1, env.Channel, env.Seq)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO received (id, channel, seq, applied, prev, header_hash)
 		VALUES (?, ?, ?, ?, ?, ?)`,
 		env.ID, env.Channel, int64(env.Seq), ms(now), env.Prev[:], env.HeaderHash[:]); err != nil {
-		return fmt.Errorf("record seq %d of results channel %q: %w", env.Seq, env.Channel, err)
+		return nil, fmt.Errorf("record seq %d of results channel %q: %w", env.Seq, env.Channel, err)
 	}
-	return recordGaps(ctx, tx, env.Channel, env.Seq, h, bound)
+	gaps, err := recordGaps(ctx, tx, env.Channel, env.Seq, h, bound)
+	if err != nil {
+		return nil, err
+	}
+	for i := range gaps {
+		gaps[i].Time, gaps[i].Envelope = now, env.ID
+	}
+	return gaps, nil
 }
 
 // recordGaps records seq as received on channel, whose highest sequence
-// number so far is h.
-func recordGaps(ctx context.Context, tx *sql.Tx, channel string, seq, h, bound uint64) error {
+// number so far is h, and returns the audit entries of the gaps it
+// opened, filled or abandoned (without time or envelope).
+func recordGaps(ctx context.Context, tx *sql.Tx, channel string, seq, h, bound uint64) ([]audit.Entry, error) {
+	var trail []audit.Entry
 	if seq > h {
 		if seq > h+1 {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO received_gaps (channel, first, last) VALUES (?, ?, ?)`,
 				channel, int64(h+1), int64(seq-1)); err != nil {
-				return fmt.Errorf("record gap before seq %d of results channel %q: %w", seq, channel, err)
+				return nil, fmt.Errorf("record gap before seq %d of results channel %q: %w", seq, channel, err)
 			}
+			trail = append(trail, audit.GapEntry(channel, seq, audit.GapOpened, h+1, seq-1, ""))
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO received_channels (channel, highest) VALUES (?, ?)
 			ON CONFLICT (channel) DO UPDATE SET highest = excluded.highest`, channel, int64(seq)); err != nil {
-			return fmt.Errorf("record seq %d of results channel %q: %w", seq, channel, err)
+			return nil, fmt.Errorf("record seq %d of results channel %q: %w", seq, channel, err)
 		}
 		if seq > bound {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM received_gaps WHERE channel = ? AND last < ?`,
-				channel, int64(seq-bound)); err != nil {
-				return fmt.Errorf("forget old gaps of results channel %q: %w", channel, err)
+			rows, err := tx.QueryContext(ctx, `DELETE FROM received_gaps WHERE channel = ? AND last < ? RETURNING first, last`,
+				channel, int64(seq-bound))
+			if err != nil {
+				return nil, fmt.Errorf("forget old gaps of results channel %q: %w", channel, err)
+			}
+			gone, err := scanRanges(rows)
+			if err != nil {
+				return nil, fmt.Errorf("forget old gaps of results channel %q: %w", channel, err)
+			}
+			for _, r := range gone {
+				trail = append(trail, audit.GapEntry(channel, seq, audit.GapAbandoned, r[0], r[1],
+					fmt.Sprintf("more than %d behind the highest received, %d", bound, seq)))
 			}
 		}
-		return nil
+		return trail, nil
 	}
 	var first, last int64
 	err := tx.QueryRowContext(ctx, `SELECT first, last FROM received_gaps WHERE channel = ? AND first <= ? AND last >= ?`,
 		channel, int64(seq), int64(seq)).Scan(&first, &last)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil // a gap forgotten, or one from before migration 0008
+		return nil, nil // a gap forgotten, or one from before migration 0008
 	case err != nil:
-		return fmt.Errorf("look up gap of seq %d of results channel %q: %w", seq, channel, err)
+		return nil, fmt.Errorf("look up gap of seq %d of results channel %q: %w", seq, channel, err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM received_gaps WHERE channel = ? AND first = ?`, channel, first); err != nil {
-		return fmt.Errorf("close gap of seq %d of results channel %q: %w", seq, channel, err)
+		return nil, fmt.Errorf("close gap of seq %d of results channel %q: %w", seq, channel, err)
 	}
 	for _, r := range [][2]int64{{first, int64(seq) - 1}, {int64(seq) + 1, last}} {
 		if r[0] > r[1] {
@@ -158,10 +181,29 @@ func recordGaps(ctx context.Context, tx *sql.Tx, channel string, seq, h, bound u
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO received_gaps (channel, first, last) VALUES (?, ?, ?)`,
 			channel, r[0], r[1]); err != nil {
-			return fmt.Errorf("split gap of seq %d of results channel %q: %w", seq, channel, err)
+			return nil, fmt.Errorf("split gap of seq %d of results channel %q: %w", seq, channel, err)
 		}
 	}
-	return nil
+	return []audit.Entry{audit.GapEntry(channel, seq, audit.GapFilled, seq, seq, "received late")}, nil
+}
+
+// scanRanges returns the (first, last) pairs of rows, lowest first, and
+// closes rows.
+func scanRanges(rows *sql.Rows) ([][2]uint64, error) {
+	defer rows.Close()
+	var out [][2]uint64
+	for rows.Next() {
+		var first, last int64
+		if err := rows.Scan(&first, &last); err != nil {
+			return nil, err
+		}
+		out = append(out, [2]uint64{uint64(first), uint64(last)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+	return out, nil
 }
 
 // Received reports what has been received of a results channel: the

@@ -1,12 +1,15 @@
 package replica
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
+	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 )
 
@@ -97,51 +100,92 @@ func (db *DB) checkOrder(ctx context.Context, tx *sql.Tx, env Envelope) error {
 // a gap for the sequence numbers skipped; below, it closes its place in
 // the gap that held it. Gaps that fall more than the jump bound below the
 // highest are forgotten, which keeps the table small whatever is lost.
-func (db *DB) recordInbound(ctx context.Context, tx *sql.Tx, env Envelope) error {
+// It returns the audit entries, at now, of what became of the gaps (see
+// audit.GapEntry), for the caller to stage in the same transaction.
+func (db *DB) recordInbound(ctx context.Context, tx *sql.Tx, env Envelope, now time.Time) ([]audit.Entry, error) {
 	h, err := highest(ctx, tx, env.From, env.Channel)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s := env.Seq
+	var trail []audit.Entry
 	switch {
 	case s > h:
 		if s > h+1 {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_gaps (sender, channel, first, last) VALUES (?, ?, ?, ?)`,
 				env.From, env.Channel, int64(h+1), int64(s-1)); err != nil {
-				return fmt.Errorf("record gap before seq %d: %w", s, err)
+				return nil, fmt.Errorf("record gap before seq %d: %w", s, err)
 			}
+			trail = append(trail, audit.GapEntry(env.Channel, s, audit.GapOpened, h+1, s-1, ""))
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_inbound (sender, channel, highest) VALUES (?, ?, ?)
 			ON CONFLICT (sender, channel) DO UPDATE SET highest = excluded.highest`, env.From, env.Channel, int64(s)); err != nil {
-			return fmt.Errorf("record seq %d: %w", s, err)
+			return nil, fmt.Errorf("record seq %d: %w", s, err)
 		}
 		if s > db.maxJump {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM ferry_gaps WHERE sender = ? AND channel = ? AND last < ?`,
-				env.From, env.Channel, int64(s-db.maxJump)); err != nil {
-				return fmt.Errorf("forget old gaps: %w", err)
+			rows, err := tx.QueryContext(ctx, `DELETE FROM ferry_gaps WHERE sender = ? AND channel = ? AND last < ?
+				RETURNING first, last`, env.From, env.Channel, int64(s-db.maxJump))
+			if err != nil {
+				return nil, fmt.Errorf("forget old gaps: %w", err)
+			}
+			gone, err := scanRanges(rows)
+			if err != nil {
+				return nil, fmt.Errorf("forget old gaps: %w", err)
+			}
+			for _, r := range gone {
+				trail = append(trail, audit.GapEntry(env.Channel, s, audit.GapAbandoned, r[0], r[1],
+					fmt.Sprintf("more than %d behind the highest received, %d", db.maxJump, s)))
 			}
 		}
 	default:
-		return fillGap(ctx, tx, env.From, env.Channel, s)
+		trail, err = fillGap(ctx, tx, env.From, env.Channel, s, s, "received late")
+		if err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	for i := range trail {
+		trail[i].Time, trail[i].Envelope = now, env.ID
+	}
+	return trail, nil
+}
+
+// scanRanges returns the (first, last) pairs of rows, lowest first, and
+// closes rows.
+func scanRanges(rows *sql.Rows) ([][2]uint64, error) {
+	defer rows.Close()
+	var out [][2]uint64
+	for rows.Next() {
+		var first, last int64
+		if err := rows.Scan(&first, &last); err != nil {
+			return nil, err
+		}
+		out = append(out, [2]uint64{uint64(first), uint64(last)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+	return out, nil
 }
 
 // fillGap takes seq, below the highest received, out of the gap that
-// holds it, if any: the gap closes, shrinks or splits in two.
-func fillGap(ctx context.Context, tx *sql.Tx, sender, channel string, seq uint64) error {
+// holds it, if any: the gap closes, shrinks or splits in two. It returns
+// the audit entry of the filled seq (none if no gap held it), naming the
+// envelope at by as what filled it, with detail (without time or
+// envelope id).
+func fillGap(ctx context.Context, tx *sql.Tx, sender, channel string, seq, by uint64, detail string) ([]audit.Entry, error) {
 	var first, last int64
 	err := tx.QueryRowContext(ctx, `SELECT first, last FROM ferry_gaps WHERE sender = ? AND channel = ? AND first <= ? AND last >= ?`,
 		sender, channel, int64(seq), int64(seq)).Scan(&first, &last)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil // a gap forgotten, or a migrated ledger's
+		return nil, nil // a gap forgotten, or a migrated ledger's
 	case err != nil:
-		return fmt.Errorf("look up gap of seq %d: %w", seq, err)
+		return nil, fmt.Errorf("look up gap of seq %d: %w", seq, err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM ferry_gaps WHERE sender = ? AND channel = ? AND first = ?`,
 		sender, channel, first); err != nil {
-		return fmt.Errorf("close gap of seq %d: %w", seq, err)
+		return nil, fmt.Errorf("close gap of seq %d: %w", seq, err)
 	}
 	for _, r := range [][2]int64{{first, int64(seq) - 1}, {int64(seq) + 1, last}} {
 		if r[0] > r[1] {
@@ -149,10 +193,10 @@ func fillGap(ctx context.Context, tx *sql.Tx, sender, channel string, seq uint64
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO ferry_gaps (sender, channel, first, last) VALUES (?, ?, ?, ?)`,
 			sender, channel, r[0], r[1]); err != nil {
-			return fmt.Errorf("split gap of seq %d: %w", seq, err)
+			return nil, fmt.Errorf("split gap of seq %d: %w", seq, err)
 		}
 	}
-	return nil
+	return []audit.Entry{audit.GapEntry(channel, by, audit.GapFilled, seq, seq, detail)}, nil
 }
 
 // withdrawn refuses, with ErrReplay, an envelope whose place in its
@@ -174,28 +218,37 @@ func withdrawn(ctx context.Context, tx *sql.Tx, env Envelope) error {
 // withdraw records that env, a re-send, replaces the envelope at
 // env.Replaces: unless that envelope was applied, its place is withdrawn
 // and its gap filled, so the channel does not wait for it, and it is
-// refused should it arrive later. Its requests came in env.
-func withdraw(ctx context.Context, tx *sql.Tx, env Envelope) error {
+// refused should it arrive later. Its requests came in env. It returns
+// the audit entry, at now, of the gap filled, if any.
+func withdraw(ctx context.Context, tx *sql.Tx, env Envelope, now time.Time) ([]audit.Entry, error) {
 	if env.Replaces == 0 {
-		return nil
+		return nil, nil
 	}
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM ferry_envelopes WHERE sender = ? AND channel = ? AND seq = ?`,
 		env.From, env.Channel, int64(env.Replaces)).Scan(&n); err != nil {
-		return fmt.Errorf("look up replaced seq %d: %w", env.Replaces, err)
+		return nil, fmt.Errorf("look up replaced seq %d: %w", env.Replaces, err)
 	}
 	if n > 0 {
-		return nil // it came first; env only asks again
+		return nil, nil // it came first; env only asks again
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO ferry_withdrawn (sender, channel, seq, by_id) VALUES (?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`, env.From, env.Channel, int64(env.Replaces), env.ID)
 	if err != nil {
-		return fmt.Errorf("withdraw seq %d: %w", env.Replaces, err)
+		return nil, fmt.Errorf("withdraw seq %d: %w", env.Replaces, err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return err // withdrawn before: a forged or repeated claim changes nothing
+		return nil, err // withdrawn before: a forged or repeated claim changes nothing
 	}
-	return fillGap(ctx, tx, env.From, env.Channel, env.Replaces)
+	trail, err := fillGap(ctx, tx, env.From, env.Channel, env.Replaces, env.Seq,
+		fmt.Sprintf("withdrawn by the re-send at seq %d", env.Seq))
+	if err != nil {
+		return nil, err
+	}
+	for i := range trail {
+		trail[i].Time, trail[i].Envelope = now, env.ID
+	}
+	return trail, nil
 }
 
 // Received reports what has been applied of a sender's channel: the

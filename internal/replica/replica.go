@@ -313,12 +313,15 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 		env.ID, env.From, env.Channel, int64(env.Seq), env.Prev[:], env.HeaderHash[:], env.File, string(idsJSON), now); err != nil {
 		return nil, fmt.Errorf("apply envelope %s: record envelope: %w", env.ID, err)
 	}
-	if err := db.recordInbound(ctx, tx, env); err != nil {
+	gaps, err := db.recordInbound(ctx, tx, env, clock)
+	if err != nil {
 		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
-	if err := withdraw(ctx, tx, env); err != nil {
+	filled, err := withdraw(ctx, tx, env, clock)
+	if err != nil {
 		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
+	gaps = append(gaps, filled...)
 
 	lookup, err := tx.PrepareContext(ctx, `SELECT result FROM ferry_requests WHERE id = ?`)
 	if err != nil {
@@ -382,10 +385,10 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 			Envelope: env.ID, Operation: r.Operation, Decision: res.Status, Reason: res.Reason,
 			Rows: max(res.RowsAffected, int64(len(res.Rows))), Subject: db.audit.Subject(r.Subject), Params: db.audit.Params(r.Params)})
 	}
-	// The envelope's audit entries, in one statement.
+	// The envelope's audit entries, its channel's gaps last, in one statement.
 	trail = append(trail, audit.Entry{Time: clock, Event: audit.EventEnvelopeOpened, Envelope: env.ID, Channel: env.Channel,
 		Seq: env.Seq, Count: int64(len(reqs))})
-	if err := db.audit.Stage(ctx, tx, trail...); err != nil {
+	if err := db.audit.Stage(ctx, tx, append(trail, gaps...)...); err != nil {
 		return nil, fmt.Errorf("apply envelope %s: %w", env.ID, err)
 	}
 	if db.applies++; db.applies >= purgeEvery {
