@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,4 +183,59 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// TestDemo_NoPersonalDataInLogs runs `ferryctl demo` and then searches
+// every file of the deployment it leaves, but the replica (which is the
+// data), for the personal data of the citizens the demo served: their ID
+// numbers, names, mobile numbers and plates. The agents' logs, both audit
+// logs, the admin journals, the spool, the quarantine and the envelopes
+// on the media must hold none of it in clear.
+func TestDemo_NoPersonalDataInLogs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	out, err := exec.Command(filepath.Join(binDir, "ferryctl"), "demo", "--dir", dir, "--bin", binDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ferryctl demo: %v\n%s", err, out)
+	}
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "intranet", "replica.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var values []string
+	for _, c := range sample.Citizens() {
+		var name, mobile string
+		if err := db.QueryRow(`SELECT name, mobile FROM drivers WHERE id_number = ?`, c.IDNumber).Scan(&name, &mobile); err != nil {
+			t.Fatalf("citizen %s: %v", c.Plate, err)
+		}
+		values = append(values, c.IDNumber, name, mobile, c.Plate)
+	}
+	var files int
+	err = filepath.WalkDir(dir, func(path string, de os.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		if strings.HasPrefix(de.Name(), "replica.db") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		for _, v := range values {
+			if strings.Contains(string(data), v) {
+				rel, _ := filepath.Rel(dir, path)
+				t.Errorf("%s holds %q in clear", rel, v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 10 {
+		t.Fatalf("searched only %d files: the demo left less than expected", files)
+	}
+	t.Logf("searched %d files for %d values", files, len(values))
 }
