@@ -101,7 +101,9 @@ type agent struct {
 	err  error
 }
 
-func (d *deployment) start(t testing.TB, name string) *agent {
+// start starts the agent name of the deployment, with env added to the
+// test's environment.
+func (d *deployment) start(t testing.TB, name string, env ...string) *agent {
 	t.Helper()
 	zone := map[string]string{"dmz-agent": "dmz", "intranet-agent": "intranet"}[name]
 	logPath := filepath.Join(d.dir, zone, "agent.log")
@@ -110,6 +112,9 @@ func (d *deployment) start(t testing.TB, name string) *agent {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(binDir, name), "-config", filepath.Join(d.dir, zone, zone+".yaml"), "-log-format", "json")
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

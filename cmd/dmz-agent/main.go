@@ -15,7 +15,7 @@ import (
 func main() {
 	os.Exit(daemon.Main(daemon.Spec{
 		Name:          "dmz-agent",
-		DefaultConfig: "/etc/ferry/dmz.yaml",
+		DefaultConfig: "/etc/ferry/dmz/dmz.yaml",
 		Build: func(path string, logger *slog.Logger) (daemon.Agent, error) {
 			cfg, err := dmz.LoadConfig(path)
 			if err != nil {

@@ -15,7 +15,7 @@ import (
 func main() {
 	os.Exit(daemon.Main(daemon.Spec{
 		Name:          "intranet-agent",
-		DefaultConfig: "/etc/ferry/intranet.yaml",
+		DefaultConfig: "/etc/ferry/intranet/intranet.yaml",
 		Build: func(path string, logger *slog.Logger) (daemon.Agent, error) {
 			cfg, err := intranet.LoadConfig(path)
 			if err != nil {

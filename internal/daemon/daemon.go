@@ -13,6 +13,16 @@
 // logged and the agent goes on with what it had; it never stops the agent.
 // An agent that cannot reload logs that SIGHUP was ignored.
 //
+// # systemd
+//
+// Under a unit with Type=notify ($NOTIFY_SOCKET set), the daemon says
+// READY=1 when an agent that implements [Readier] is ready (at once for
+// one that does not), RELOADING=1 and READY=1 around a SIGHUP reload, and
+// STOPPING=1 at the first stop signal. With WatchdogSec ($WATCHDOG_USEC),
+// it sends WATCHDOG=1 at half the interval while an agent that implements
+// [Checker] says its state answers. Outside systemd all of it is silent.
+// It uses github.com/coreos/go-systemd/v22/daemon.
+//
 // # Exit codes
 //
 //	0   clean stop
@@ -32,7 +42,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Exit codes.
@@ -111,10 +124,13 @@ func Main(spec Spec, args []string, stderr io.Writer) int {
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)
-	go reloadOnHUP(ctx, agent, hups, logger)
+	sdn := notifier{logger: logger}
+	go reloadOnHUP(ctx, agent, hups, logger, sdn)
+	go sdn.run(ctx, agent)
 	go func() {
 		sig := <-sigs
 		logger.Info("stopping: draining in-flight work", slog.String("signal", sig.String()))
+		sdn.send("STOPPING=1\nSTATUS=draining")
 		cancel()
 		sig = <-sigs
 		logger.Error("second signal: exiting now", slog.String("signal", sig.String()))
@@ -130,8 +146,17 @@ func Main(spec Spec, args []string, stderr io.Writer) int {
 	return ExitOK
 }
 
+// reloading is the notification that a reload begins: systemd wants the
+// monotonic time with it (Type=notify-reload, and it is harmless for
+// Type=notify).
+func reloading() string {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return "RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(ts.Nano()/1000, 10)
+}
+
 // reloadOnHUP calls the agent's Reload for every SIGHUP until ctx ends.
-func reloadOnHUP(ctx context.Context, agent Agent, hups <-chan os.Signal, logger *slog.Logger) {
+func reloadOnHUP(ctx context.Context, agent Agent, hups <-chan os.Signal, logger *slog.Logger, sdn notifier) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -144,11 +169,15 @@ func reloadOnHUP(ctx context.Context, agent Agent, hups <-chan os.Signal, logger
 			continue
 		}
 		logger.Info("SIGHUP: reloading")
-		if err := r.Reload(); err != nil {
+		sdn.send(reloading())
+		err := r.Reload()
+		if err != nil {
 			logger.Error("reload failed; still running on the previous configuration", slog.String("error", err.Error()))
+			sdn.send("READY=1\nSTATUS=serving; the last reload failed, see the log")
 			continue
 		}
 		logger.Info("reloaded")
+		sdn.send("READY=1\nSTATUS=serving")
 	}
 }
 

@@ -92,7 +92,7 @@ func TestReloadOnHUP(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		reloadOnHUP(ctx, agent, hups, logger)
+		reloadOnHUP(ctx, agent, hups, logger, notifier{logger: logger})
 	}()
 	for want := 1; want <= 2; want++ {
 		hups <- syscall.SIGHUP
@@ -113,7 +113,7 @@ func TestReloadOnHUP(t *testing.T) {
 	done = make(chan struct{})
 	go func() {
 		defer close(done)
-		reloadOnHUP(ctx, &fakeAgent{}, hups, logger)
+		reloadOnHUP(ctx, &fakeAgent{}, hups, logger, notifier{logger: logger})
 	}()
 	hups <- syscall.SIGHUP
 	hups <- syscall.SIGHUP // accepted only once the first was handled

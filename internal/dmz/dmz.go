@@ -261,12 +261,15 @@ type Agent struct {
 	// one is known.
 	checker atomic.Pointer[checker]
 
-	started   atomic.Bool
-	ready     atomic.Bool
-	stopping  chan struct{} // closed when draining starts
-	stopOnce  sync.Once
-	closeOnce sync.Once
-	closeErr  error
+	started atomic.Bool
+	ready   atomic.Bool
+	// serving is closed once Run serves the API (Ready).
+	serving     chan struct{}
+	servingOnce sync.Once
+	stopping    chan struct{} // closed when draining starts
+	stopOnce    sync.Once
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 // client is an API client with its token hash.
@@ -384,6 +387,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		pub:      pub,
 		ln:       ln,
 		waiters:  newWaiters(),
+		serving:  make(chan struct{}),
 		now:      time.Now,
 		stopping: make(chan struct{}),
 		media:    []io.Closer{recvCloser, pubCloser},
@@ -508,6 +512,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- a.srv.Serve(a.ln) }()
 	a.ready.Store(true)
+	a.servingOnce.Do(func() { close(a.serving) })
 	a.log.Info("dmz agent running", slog.String(logAddr, a.ln.Addr().String()))
 
 	var runErr error
@@ -545,6 +550,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		runErr = errors.Join(runErr, err)
 	}
 	return runErr
+}
+
+// Ready returns a channel that is closed once Run serves the API.
+func (a *Agent) Ready() <-chan struct{} { return a.serving }
+
+// Alive reports whether the agent's state answers: the spool, within a
+// second. The service watchdog is fed only while it does.
+func (a *Agent) Alive(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return a.spool.Ping(ctx)
 }
 
 // Close releases the listener, the spool and the media. Call it once Run has

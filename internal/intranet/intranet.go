@@ -391,6 +391,14 @@ func (a *Agent) Stats() Stats {
 // work and started its stages.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
+// Alive reports whether the agent's state answers: the replica, within a
+// second. The service watchdog is fed only while it does.
+func (a *Agent) Alive(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return a.db.Ping(ctx)
+}
+
 // Close releases the replica database and the media. Call it once Run
 // has returned.
 func (a *Agent) Close() error {

@@ -234,6 +234,12 @@ func Open(ctx context.Context, path string) (*DB, error) {
 // Path returns the database file's path.
 func (db *DB) Path() string { return db.path }
 
+// Ping checks that the replica answers a read.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	return db.ro.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+}
+
 // Close closes both handles.
 func (db *DB) Close() error {
 	return errors.Join(db.ro.Close(), db.w.Close())
