@@ -94,3 +94,49 @@ func TestSystemdNotify(t *testing.T) {
 	in.stop(t)
 	inN.await(t, "STOPPING=1", 5*time.Second)
 }
+
+// TestSignals_underLoad: while 16 clients submit writes, both agents are
+// reloaded (SIGHUP) and each is stopped (SIGTERM) and started again, as
+// `systemctl reload` and `systemctl restart` would. Every stop drains and
+// exits 0, every reload succeeds, and every request is accepted (clients
+// retry through the restart as docs/api.md says), reaches done and takes
+// effect exactly once; both audit logs then verify and reconcile.
+func TestSignals_underLoad(t *testing.T) {
+	d := effectsDeployment(t)
+	in := d.start(t, "intranet-agent")
+	dz := d.start(t, "dmz-agent")
+	d.waitReady(t, dz)
+	hup := func(a *agent) {
+		if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := submitEffects(t, d, effectsTotal, time.Minute, map[int]func(){
+		effectsTotal / 5: func() { hup(in); hup(dz) },
+		2 * effectsTotal / 5: func() {
+			dz.stop(t)
+			dz = d.start(t, "dmz-agent")
+		},
+		3 * effectsTotal / 5: func() {
+			in.stop(t)
+			in = d.start(t, "intranet-agent")
+			// The next SIGHUP must not come before the process has even
+			// set up its signal handling (the instant after exec): wait
+			// for its first line, which it writes after.
+			waitFor(t, 30*time.Second, func() bool { return logCount(t, in, `"msg":"policy in force"`) == 2 })
+		},
+		4 * effectsTotal / 5: func() { hup(in); hup(dz) },
+	})
+	checkEffects(t, d, ids)
+	dz.stop(t)
+	in.stop(t)
+	for _, a := range []*agent{dz, in} {
+		if n := logCount(t, a, `"msg":"reloaded"`); n != 2 {
+			t.Errorf("%s: %d reloads logged, want 2", a.name, n)
+		}
+		if n := logCount(t, a, `"msg":"reload failed`); n != 0 {
+			t.Errorf("%s: %d failed reloads", a.name, n)
+		}
+	}
+	checkAudit(t, d, ids)
+}

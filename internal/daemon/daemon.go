@@ -13,6 +13,10 @@
 // logged and the agent goes on with what it had; it never stops the agent.
 // An agent that cannot reload logs that SIGHUP was ignored.
 //
+// Signals are taken before the agent is built: one that arrives while the
+// agent loads its state waits and is handled once it runs (a SIGHUP at
+// that moment used to kill the process).
+//
 // # systemd
 //
 // Under a unit with Type=notify ($NOTIFY_SOCKET set), the daemon says
@@ -110,6 +114,17 @@ func Main(spec Spec, args []string, stderr io.Writer) int {
 	}
 	logger = logger.With(slog.String("agent", spec.Name))
 
+	// Signals are taken from here on, before the agent is built: a SIGHUP
+	// while it loads its state (a reload or a log rotation right after a
+	// start) would otherwise kill it. One that arrives meanwhile waits,
+	// and is handled once the agent runs.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+
 	agent, err := spec.Build(*configPath, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %s\n", spec.Name, err)
@@ -118,12 +133,6 @@ func Main(spec Spec, args []string, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	hups := make(chan os.Signal, 1)
-	signal.Notify(hups, syscall.SIGHUP)
-	defer signal.Stop(hups)
 	sdn := notifier{logger: logger}
 	go reloadOnHUP(ctx, agent, hups, logger, sdn)
 	go sdn.run(ctx, agent)
