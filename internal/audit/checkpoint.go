@@ -41,16 +41,11 @@ func ParseCheckpoint(text string) (Checkpoint, error) {
 	if err != nil || size < 0 || strconv.FormatInt(size, 10) != sizeText {
 		return Checkpoint{}, fmt.Errorf("checkpoint: bad size %q", sizeText)
 	}
-	rootText := strings.TrimSuffix(lines[2], "\n")
-	root, err := base64.StdEncoding.Strict().DecodeString(rootText)
-	// The decoder skips '\r' and '\n' even when strict: only the one
-	// encoding of the hash is accepted.
-	if err != nil || len(root) != tlog.HashSize || base64.StdEncoding.EncodeToString(root) != rootText {
+	root, ok := decodeHash(strings.TrimSuffix(lines[2], "\n"))
+	if !ok {
 		return Checkpoint{}, errors.New("checkpoint: bad root hash")
 	}
-	c := Checkpoint{Origin: origin, Size: size}
-	copy(c.Root[:], root)
-	return c, nil
+	return Checkpoint{Origin: origin, Size: size, Root: root}, nil
 }
 
 // OpenCheckpoint checks a signed checkpoint note against the log's
@@ -70,6 +65,16 @@ func OpenCheckpoint(msg []byte, v note.Verifier, want string) (Checkpoint, error
 		return Checkpoint{}, fmt.Errorf("checkpoint: origin %q, want %q", c.Origin, want)
 	}
 	return c, nil
+}
+
+// decodeHash decodes the base64 of a hash, accepting only its one
+// encoding: the standard decoder skips '\r' and '\n' even when strict.
+func decodeHash(s string) (tlog.Hash, bool) {
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil || len(b) != tlog.HashSize || base64.StdEncoding.EncodeToString(b) != s {
+		return tlog.Hash{}, false
+	}
+	return tlog.Hash(b), true
 }
 
 // Origin returns the origin line of a zone's audit log.

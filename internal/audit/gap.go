@@ -1,8 +1,11 @@
 package audit
 
 import (
+	"cmp"
+	"database/sql"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Decisions of an [EventGap] entry: what became of a range of sequence
@@ -54,4 +57,30 @@ func GapEntry(channel string, seq uint64, decision string, first, last uint64, d
 		count = int64(n) + 1
 	}
 	return Entry{Event: EventGap, Channel: channel, Seq: seq, Decision: decision, Count: count, Detail: text}
+}
+
+// AbandonedGaps reads the ranges of the gaps a receiver gave up (rows of
+// its DELETE ... RETURNING first, last), closes rows, and returns their
+// GapAbandoned entries, lowest range first: seq is the envelope whose
+// arrival moved the highest received past them, bound the receiver's
+// jump bound.
+func AbandonedGaps(rows *sql.Rows, channel string, seq, bound uint64) ([]Entry, error) {
+	defer rows.Close()
+	var gone [][2]uint64
+	for rows.Next() {
+		var first, last int64
+		if err := rows.Scan(&first, &last); err != nil {
+			return nil, err
+		}
+		gone = append(gone, [2]uint64{uint64(first), uint64(last)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(gone, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+	out := make([]Entry, len(gone))
+	for i, r := range gone {
+		out[i] = GapEntry(channel, seq, GapAbandoned, r[0], r[1], fmt.Sprintf("more than %d behind the highest received, %d", bound, seq))
+	}
+	return out, nil
 }

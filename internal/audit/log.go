@@ -42,8 +42,9 @@ type Log struct {
 	origin string
 	signer note.Signer
 
-	mu   sync.Mutex
-	size int64 // entries in the log
+	mu     sync.Mutex
+	size   int64  // entries in the log
+	latest []byte // the newest checkpoint, nil before the first
 }
 
 // OpenLog opens (creating if needed) the audit database at file for the
@@ -68,6 +69,11 @@ func OpenLog(ctx context.Context, file, zone string, signer note.Signer) (*Log, 
 	}
 	l := &Log{db: db, zone: zone, origin: origin, signer: signer}
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_entries`).Scan(&l.size); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	err = db.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&l.latest)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		db.Close()
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
@@ -202,21 +208,17 @@ func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
 		l.size, time.Now().UnixMilli(), msg); err != nil {
 		return nil, fmt.Errorf("audit checkpoint: %w", err)
 	}
+	l.latest = msg
 	return msg, nil
 }
 
 // LatestCheckpoint returns the newest stored checkpoint note, or nil if
-// there is none.
-func (l *Log) LatestCheckpoint(ctx context.Context) ([]byte, error) {
-	var msg []byte
-	err := l.db.QueryRowContext(ctx, `SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&msg)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("audit: latest checkpoint: %w", err)
-	}
-	return msg, nil
+// there is none. The log keeps it in memory: an agent asks at every
+// envelope it seals. The caller must not change it.
+func (l *Log) LatestCheckpoint() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.latest
 }
 
 // Prune drops the bodies of entries older than before, keeping their

@@ -48,12 +48,12 @@ func OpenReader(ctx context.Context, file string) (*Reader, error) {
 	// A database with the audit application id but no log tables (one
 	// that failed its first migration) is not readable as a log: say so
 	// now rather than at the first query.
-	var n int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('audit_entries', 'audit_hashes', 'audit_checkpoints')`).Scan(&n); err != nil {
+	ok, err := hasTables(ctx, db, "audit_entries", "audit_hashes", "audit_checkpoints")
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open audit log %s: %w", file, err)
 	}
-	if n != 3 {
+	if !ok {
 		db.Close()
 		return nil, fmt.Errorf("open audit log %s: the log's tables are missing", file)
 	}
@@ -115,12 +115,9 @@ func (r *Reader) Checkpoints(ctx context.Context) ([][]byte, error) {
 // stored: for `audit verify` of that log as known checkpoints. A log
 // from before cross-zone witnessing has none.
 func (r *Reader) Witnessed(ctx context.Context, origin string) ([][]byte, error) {
-	var n int
-	if err := r.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'audit_witnessed'`).Scan(&n); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	if n == 0 {
-		return nil, nil
+	ok, err := hasTables(ctx, r.db, "audit_witnessed")
+	if err != nil || !ok {
+		return nil, err
 	}
 	return readNotes(ctx, r.db, witnessedQuery, origin)
 }
@@ -135,4 +132,19 @@ func (r *Reader) Prove(ctx context.Context, idx int64) ([]byte, error) {
 		return nil, fmt.Errorf("prove entry %d: missing from %s (the entry or its hashes were deleted): %w", idx, r.file, err)
 	}
 	return p, err
+}
+
+// hasTables reports whether the database q reads holds every one of the
+// tables named: a log from an older version lacks the newer ones.
+func hasTables(ctx context.Context, q queryRower, names ...string) (bool, error) {
+	for _, name := range names {
+		var n int
+		if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = ?`, name).Scan(&n); err != nil {
+			return false, fmt.Errorf("audit: %w", err)
+		}
+		if n == 0 {
+			return false, nil
+		}
+	}
+	return true, nil
 }

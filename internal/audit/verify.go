@@ -275,11 +275,11 @@ func Verify(ctx context.Context, file string, v note.Verifier, opts VerifyOption
 // witness is not nil), counting them in rep.
 func verifyCosigning(ctx context.Context, tx *sql.Tx, v, witness note.Verifier,
 	check func(int64, []byte) (Checkpoint, error), rep *Report) error {
-	var tables int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('audit_cosigned', 'audit_witnessed')`).Scan(&tables); err != nil {
+	ok, err := hasTables(ctx, tx, "audit_cosigned", "audit_witnessed")
+	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
-	if tables < 2 {
+	if !ok {
 		return nil // a log from before cross-zone witnessing
 	}
 	each := func(query string, fn func(size int64, msg []byte) error) error {
@@ -300,7 +300,7 @@ func verifyCosigning(ctx context.Context, tx *sql.Tx, v, witness note.Verifier,
 		}
 		return rows.Err()
 	}
-	err := each(`SELECT size, note FROM audit_cosigned ORDER BY size`, func(size int64, msg []byte) error {
+	err = each(`SELECT size, note FROM audit_cosigned ORDER BY size`, func(size int64, msg []byte) error {
 		if _, err := check(size, msg); err != nil {
 			var f *Failure
 			if errors.As(err, &f) {

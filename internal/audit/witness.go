@@ -216,12 +216,11 @@ func ParseProof(s string) (tlog.TreeProof, error) {
 	}
 	p := make(tlog.TreeProof, len(parts))
 	for i, part := range parts {
-		b, err := base64.StdEncoding.Strict().DecodeString(part)
-		// The decoder skips '\r' and '\n' even when strict.
-		if err != nil || len(b) != tlog.HashSize || base64.StdEncoding.EncodeToString(b) != part {
+		h, ok := decodeHash(part)
+		if !ok {
 			return nil, fmt.Errorf("proof: hash %d is not base64 of %d bytes", i+1, tlog.HashSize)
 		}
-		p[i] = tlog.Hash(b)
+		p[i] = h
 	}
 	return p, nil
 }

@@ -2,14 +2,11 @@ package queue
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/audit/audittest"
@@ -64,26 +61,7 @@ func TestSpool_Audit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	skey, vkey, _ := note.GenerateKey(rand.Reader, audit.Origin("dmz"))
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
-	file := filepath.Join(dir, audit.FileName)
-	l, err := audit.OpenLog(ctx, file, "dmz", signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	src := s.AuditSource()
-	if _, err := l.Drain(ctx, src.Name, src.DB); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Checkpoint(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := audit.Verify(ctx, file, verifier, audit.VerifyOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	entries := audittest.Entries(t, file)
+	file, entries := audittest.Drain(t, "dmz", s.AuditSource())
 	events := audittest.Events(entries)
 	var accepted []audit.Entry
 	for _, e := range entries {
@@ -125,20 +103,9 @@ func TestSpool_Audit_noResult(t *testing.T) {
 		&batch.Results{Acks: []string{env.ID}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	skey, _, _ := note.GenerateKey(rand.Reader, audit.Origin("dmz"))
-	signer, _ := note.NewSigner(skey)
-	file := filepath.Join(dir, audit.FileName)
-	l, err := audit.OpenLog(ctx, file, "dmz", signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	src := s.AuditSource()
-	if _, err := l.Drain(ctx, src.Name, src.DB); err != nil {
-		t.Fatal(err)
-	}
+	_, entries := audittest.Drain(t, "dmz", s.AuditSource())
 	n := 0
-	for _, e := range audittest.Entries(t, file) {
+	for _, e := range entries {
 		if e.Event == audit.EventResultReceived {
 			n++
 			if e.Request != acc.ID || e.Decision != batch.StatusFailed || e.Reason != ReasonNoResult {

@@ -2,14 +2,11 @@ package queue
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/audit/audittest"
@@ -20,30 +17,8 @@ import (
 // checks that the log verifies, and returns its entries.
 func drainSpool(t *testing.T, s *Spool) []audit.Entry {
 	t.Helper()
-	ctx := ctxT(t)
-	skey, vkey, err := note.GenerateKey(rand.Reader, audit.Origin("dmz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
-	file := filepath.Join(t.TempDir(), audit.FileName)
-	l, err := audit.OpenLog(ctx, file, "dmz", signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	src := s.AuditSource()
-	if _, err := l.Drain(ctx, src.Name, src.DB); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Checkpoint(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := audit.Verify(ctx, file, verifier, audit.VerifyOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return audittest.Entries(t, file)
+	_, entries := audittest.Drain(t, "dmz", s.AuditSource())
+	return entries
 }
 
 // gapEntries returns the gap entries of entries, in order, with the time

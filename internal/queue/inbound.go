@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -152,14 +151,11 @@ func recordGaps(ctx context.Context, tx *sql.Tx, channel string, seq, h, bound u
 			if err != nil {
 				return nil, fmt.Errorf("forget old gaps of results channel %q: %w", channel, err)
 			}
-			gone, err := scanRanges(rows)
+			gone, err := audit.AbandonedGaps(rows, channel, seq, bound)
 			if err != nil {
 				return nil, fmt.Errorf("forget old gaps of results channel %q: %w", channel, err)
 			}
-			for _, r := range gone {
-				trail = append(trail, audit.GapEntry(channel, seq, audit.GapAbandoned, r[0], r[1],
-					fmt.Sprintf("more than %d behind the highest received, %d", bound, seq)))
-			}
+			trail = append(trail, gone...)
 		}
 		return trail, nil
 	}
@@ -185,25 +181,6 @@ func recordGaps(ctx context.Context, tx *sql.Tx, channel string, seq, h, bound u
 		}
 	}
 	return []audit.Entry{audit.GapEntry(channel, seq, audit.GapFilled, seq, seq, "received late")}, nil
-}
-
-// scanRanges returns the (first, last) pairs of rows, lowest first, and
-// closes rows.
-func scanRanges(rows *sql.Rows) ([][2]uint64, error) {
-	defer rows.Close()
-	var out [][2]uint64
-	for rows.Next() {
-		var first, last int64
-		if err := rows.Scan(&first, &last); err != nil {
-			return nil, err
-		}
-		out = append(out, [2]uint64{uint64(first), uint64(last)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(out, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
-	return out, nil
 }
 
 // Received reports what has been received of a results channel: the

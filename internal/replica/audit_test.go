@@ -3,12 +3,8 @@ package replica
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/audit/audittest"
@@ -19,22 +15,8 @@ import (
 // its entries.
 func drainTo(t *testing.T, db *DB) []audit.Entry {
 	t.Helper()
-	skey, _, err := note.GenerateKey(rand.Reader, audit.Origin("intranet"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := note.NewSigner(skey)
-	file := filepath.Join(t.TempDir(), audit.FileName)
-	l, err := audit.OpenLog(context.Background(), file, "intranet", signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	src := db.AuditSource()
-	if _, err := l.Drain(context.Background(), src.Name, src.DB); err != nil {
-		t.Fatal(err)
-	}
-	return audittest.Entries(t, file)
+	_, entries := audittest.Drain(t, "intranet", db.AuditSource())
+	return entries
 }
 
 // TestDB_Audit_held: an admin's approval of a held request is recorded

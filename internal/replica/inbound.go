@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -128,14 +127,11 @@ func (db *DB) recordInbound(ctx context.Context, tx *sql.Tx, env Envelope, now t
 			if err != nil {
 				return nil, fmt.Errorf("forget old gaps: %w", err)
 			}
-			gone, err := scanRanges(rows)
+			gone, err := audit.AbandonedGaps(rows, env.Channel, s, db.maxJump)
 			if err != nil {
 				return nil, fmt.Errorf("forget old gaps: %w", err)
 			}
-			for _, r := range gone {
-				trail = append(trail, audit.GapEntry(env.Channel, s, audit.GapAbandoned, r[0], r[1],
-					fmt.Sprintf("more than %d behind the highest received, %d", db.maxJump, s)))
-			}
+			trail = append(trail, gone...)
 		}
 	default:
 		trail, err = fillGap(ctx, tx, env.From, env.Channel, s, s, "received late")
@@ -147,25 +143,6 @@ func (db *DB) recordInbound(ctx context.Context, tx *sql.Tx, env Envelope, now t
 		trail[i].Time, trail[i].Envelope = now, env.ID
 	}
 	return trail, nil
-}
-
-// scanRanges returns the (first, last) pairs of rows, lowest first, and
-// closes rows.
-func scanRanges(rows *sql.Rows) ([][2]uint64, error) {
-	defer rows.Close()
-	var out [][2]uint64
-	for rows.Next() {
-		var first, last int64
-		if err := rows.Scan(&first, &last); err != nil {
-			return nil, err
-		}
-		out = append(out, [2]uint64{uint64(first), uint64(last)})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(out, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
-	return out, nil
 }
 
 // fillGap takes seq, below the highest received, out of the gap that

@@ -5,6 +5,7 @@ package audittest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"testing"
@@ -81,4 +82,40 @@ func VerifyStopped(t testing.TB, file, pubFile string) *audit.Report {
 		t.Errorf("%d entries not under a checkpoint after a clean stop", rep.Uncommitted)
 	}
 	return rep
+}
+
+// Drain drains src, a component's audit outbox, into a fresh audit log of
+// zone in a temporary directory, signs a checkpoint, verifies the log, and
+// returns the log's file and its entries.
+func Drain(t testing.TB, zone string, src audit.Source) (string, []audit.Entry) {
+	t.Helper()
+	ctx := context.Background()
+	skey, vkey, err := note.GenerateKey(rand.Reader, audit.Origin(zone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), audit.FileName)
+	l, err := audit.OpenLog(ctx, file, zone, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Drain(ctx, src.Name, src.DB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Verify(ctx, file, verifier, audit.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return file, Entries(t, file)
 }
