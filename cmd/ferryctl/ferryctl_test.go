@@ -7,11 +7,19 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/ferrybridge/ferry/internal/daemon"
+	"github.com/ferrybridge/ferry/internal/dmz"
+	"github.com/ferrybridge/ferry/internal/intranet"
 )
 
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"ferryctl": func() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) },
+		// The agents, for scripts that check ferryctl against running
+		// ones (status, check daily).
+		"dmz-agent":      func() { os.Exit(daemon.Main(dmz.Daemon, os.Args[1:], os.Stderr)) },
+		"intranet-agent": func() { os.Exit(daemon.Main(intranet.Daemon, os.Args[1:], os.Stderr)) },
 	})
 }
 

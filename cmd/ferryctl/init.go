@@ -333,6 +333,8 @@ receive:               # result medium: the DMZ only reads here
   dir: ../exchange/results
 inbox: state/inbox
 quarantine: state/quarantine
+admin:
+  socket: state/admin.sock   # 'ferryctl status' asks the agent here (mode 0660)
 batch:
   max_requests: 256
   max_delay: 5ms
@@ -359,6 +361,8 @@ send:                  # result medium: the intranet only writes here
   dir: ../exchange/results
 inbox: state/inbox
 quarantine: state/quarantine
+admin:
+  socket: state/admin.sock   # 'ferryctl status' asks the agent here (mode 0660)
 batch:
   max_results: 1024
   max_delay: 5ms

@@ -11,11 +11,13 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ferrybridge/ferry/internal/alarm"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/dmz"
 	"github.com/ferrybridge/ferry/internal/intranet"
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/media"
+	"github.com/ferrybridge/ferry/internal/status"
 )
 
 // defaultMaxAge is how long a file may wait on a medium before the check
@@ -88,42 +90,53 @@ found (or a medium could not be checked), 2 on a usage error.`,
 	return cmd
 }
 
-// agentMedia is what a medium check needs of an agent config: which
-// agent it is and its two media.
-type agentMedia struct {
+// agentConfig is what ferryctl's operator commands need of an agent
+// config: which agent it is, its two media and its admin socket.
+type agentConfig struct {
 	Agent   string // "dmz" or "intranet"
+	Zone    string
 	Send    medium.Config
 	Receive medium.Config
+	Admin   status.Config
+	Alarms  alarm.Config
+	// Keys, AuditLog and Quarantine are the paths the config names.
+	Keys, AuditLog, Quarantine string
 }
 
 // channelOf names what a direction of an agent carries.
-func (a agentMedia) channelOf(direction string) string {
+func (a agentConfig) channelOf(direction string) string {
 	if (a.Agent == "dmz") == (direction == directionSend) {
 		return "requests"
 	}
 	return "results"
 }
 
-// loadAgentMedia loads the DMZ or the intranet agent config at path. A
+// loadAgentConfig loads the DMZ or the intranet agent config at path. A
 // file with a key only the intranet's config has is the intranet's; any
 // other is loaded as the DMZ's first. (A config with neither agent's own
 // keys loads as both, and then its media are the same either way.)
-func loadAgentMedia(path string) (agentMedia, error) {
+func loadAgentConfig(path string) (agentConfig, error) {
 	if looksIntranet(path) {
 		ic, err := intranet.LoadConfig(path)
 		if err != nil {
-			return agentMedia{}, err
+			return agentConfig{}, err
 		}
-		return agentMedia{Agent: "intranet", Send: ic.Send, Receive: ic.Receive}, nil
+		return intranetAgentConfig(ic), nil
 	}
 	dc, derr := dmz.LoadConfig(path)
 	if derr == nil {
-		return agentMedia{Agent: "dmz", Send: dc.Send, Receive: dc.Receive}, nil
+		return agentConfig{Agent: "dmz", Zone: dc.Zone, Send: dc.Send, Receive: dc.Receive, Admin: dc.Admin,
+			Alarms: dc.Alarms, Keys: dc.Keys, AuditLog: dc.AuditLog, Quarantine: dc.Quarantine}, nil
 	}
 	if ic, err := intranet.LoadConfig(path); err == nil {
-		return agentMedia{Agent: "intranet", Send: ic.Send, Receive: ic.Receive}, nil
+		return intranetAgentConfig(ic), nil
 	}
-	return agentMedia{}, derr
+	return agentConfig{}, derr
+}
+
+func intranetAgentConfig(ic *intranet.Config) agentConfig {
+	return agentConfig{Agent: "intranet", Zone: ic.Zone, Send: ic.Send, Receive: ic.Receive, Admin: ic.Admin,
+		Alarms: ic.Alarms, Keys: ic.Keys, AuditLog: ic.AuditLog, Quarantine: ic.Quarantine}
 }
 
 // intranetKeys are top-level keys of the intranet agent's config that
@@ -192,7 +205,7 @@ func runMediumCheck(ctx context.Context, opts mediumCheckOptions, out io.Writer,
 	if opts.MaxAge < 0 {
 		return &usageError{fmt.Errorf("--max-age %v: must not be negative", opts.MaxAge)}
 	}
-	am, err := loadAgentMedia(opts.Config)
+	am, err := loadAgentConfig(opts.Config)
 	if err != nil {
 		return err
 	}

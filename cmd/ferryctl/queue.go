@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -62,7 +63,7 @@ spool, and the agent re-sends a retried envelope at its next maintenance
 tick (at most 30s later). ferryctl never writes to the medium.`,
 	}
 	cmd.PersistentFlags().StringVar(&opts.Config, "config", "", queueConfigHelp)
-	cmd.AddCommand(newQueueListCmd(g, &opts), newQueueRetryCmd(g, &opts), newQueueDropCmd(g, &opts), newQueueLogCmd(g, &opts))
+	cmd.AddCommand(newQueueListCmd(g, &opts), newQueueShowCmd(g, &opts), newQueueRetryCmd(g, &opts), newQueueDropCmd(g, &opts), newQueueLogCmd(g, &opts))
 	return cmd
 }
 
@@ -72,7 +73,9 @@ func newQueueListCmd(g *globals, opts *queueOptions) *cobra.Command {
 		Short: "List request envelopes and count requests by status",
 		Long: `List the request envelopes in sequence order, with their state, requests,
 publications (attempts), last publication, next re-send and expiry, and
-count the spool's requests by status.
+count the spool's requests by status. Given the intranet agent's config,
+it lists the held write requests waiting for approval instead, as
+'ferryctl approve list' does.
 
 --state is open (the default: sealed, published and dead), all, or one of
 sealed, published, dead, dropped, acked, expired.`,
@@ -86,6 +89,22 @@ sealed, published, dead, dropped, acked, expired.`,
 	return cmd
 }
 
+func newQueueShowCmd(g *globals, opts *queueOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "show --config FILE [--json] ENVELOPE",
+		Short: "Show one request envelope and the status of each of its requests",
+		Long: `Show one request envelope of the DMZ spool: its channel, sequence number,
+state, publications, next re-send and expiry, and each request it carried
+with its client, operation and status (no parameters, subjects or results).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runQueueShow(cmd.Context(), *opts, args[0], g.stdout)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	return cmd
+}
+
 func newQueueRetryCmd(g *globals, opts *queueOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "retry --config FILE [--actor NAME] (ENVELOPE | --all-dead)",
@@ -94,14 +113,14 @@ func newQueueRetryCmd(g *globals, opts *queueOptions) *cobra.Command {
 its attempts reset: at its next maintenance tick the running agent seals
 the envelope's requests still unanswered into a new envelope that replaces
 it, and the re-send backoff starts over. With --all-dead,
-every dead envelope. Each envelope retried is recorded with --actor (default
-$USER).`,
+every dead envelope. Each envelope retried is recorded with the user
+ferryctl runs as (and who ran sudo); --actor adds a name.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runQueueRetry(cmd.Context(), *opts, args, g.stdout)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Actor, "actor", "", "who acts, for the record (default $USER)")
+	cmd.Flags().StringVar(&opts.Actor, "actor", "", "a name to record with the user ferryctl runs as")
 	cmd.Flags().BoolVar(&opts.AllDead, "all-dead", false, "retry every dead envelope")
 	return cmd
 }
@@ -117,13 +136,14 @@ sent are not failed here: the agent asks the intranet about them at once. The
 intranet answers the stored result of each one it applied, and settles each
 one it never received as expired (reason not_received): it will not apply it
 even if the envelope arrives later. Held requests stay held. The drop is
-recorded with --actor (default $USER) and --reason.`,
+recorded with the user ferryctl runs as (and who ran sudo; --actor adds a
+name) and --reason.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runQueueDrop(cmd.Context(), *opts, args[0], g.stdout)
 		},
 	}
-	cmd.Flags().StringVar(&opts.Actor, "actor", "", "who acts, for the record (default $USER)")
+	cmd.Flags().StringVar(&opts.Actor, "actor", "", "a name to record with the user ferryctl runs as")
 	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why, for the record (required)")
 	return cmd
 }
@@ -163,16 +183,34 @@ func openQueueSpool(ctx context.Context, path string) (*queue.Spool, error) {
 	return queue.Open(ctx, cfg.Spool)
 }
 
-// queueActor is --actor, or else $USER.
+// queueActor is who acts, for the record: the user ferryctl runs as (and
+// who ran sudo, as the admin journal names them); with --actor, that name
+// followed by "(by USER)", so the record names the account that acted
+// whatever --actor says.
 func queueActor(opts queueOptions) (string, error) {
+	who := operator()
 	actor := strings.TrimSpace(opts.Actor)
 	if actor == "" {
-		actor = os.Getenv("USER")
+		return who, nil
 	}
-	if actor == "" {
-		return "", &usageError{errors.New("--actor is required when $USER is not set")}
+	if !printableText(actor) {
+		return "", &usageError{errors.New("--actor must be printable text")}
 	}
-	return actor, nil
+	return actor + " (by " + who + ")", nil
+}
+
+// printableText reports whether s is non-empty printable text of at most
+// 64 characters.
+func printableText(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // queueEnvelopeJSON is a request envelope as ferryctl prints it.
@@ -223,6 +261,10 @@ func queueTime(t time.Time) string {
 }
 
 func runQueueList(ctx context.Context, opts queueOptions, out io.Writer) error {
+	// The intranet's queue is its held writes, waiting for approval.
+	if opts.Config != "" && looksIntranet(opts.Config) {
+		return runApproveList(ctx, approveOptions{Config: opts.Config, JSON: opts.JSON}, out)
+	}
 	var states []string
 	switch st := opts.State; {
 	case st == "open" || st == "":
@@ -303,6 +345,79 @@ func validEnvelopeID(id string) error {
 		return &usageError{fmt.Errorf("invalid envelope id %q: want 32 lowercase hex digits", id)}
 	}
 	return nil
+}
+
+// queueShowJSON is the output of queue show --json.
+type queueShowJSON struct {
+	queueEnvelopeJSON
+	Kind        string             `json:"kind"`
+	Created     time.Time          `json:"created"`
+	RequestList []queueRequestJSON `json:"request_list"`
+}
+
+// queueRequestJSON is one request of an envelope, without its content.
+type queueRequestJSON struct {
+	ID        string `json:"id"`
+	Client    string `json:"client"`
+	Operation string `json:"operation"`
+	Status    string `json:"status"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func runQueueShow(ctx context.Context, opts queueOptions, id string, out io.Writer) error {
+	if err := validEnvelopeID(id); err != nil {
+		return err
+	}
+	s, err := openQueueSpool(ctx, opts.Config)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	e, err := s.EnvelopeByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	reqs, err := s.EnvelopeRequests(ctx, id)
+	if err != nil {
+		return err
+	}
+	res := queueShowJSON{
+		queueEnvelopeJSON: queueEnvelopeJSON{ID: e.ID, Channel: e.Channel, Seq: e.Seq, State: e.State, Requests: e.Requests,
+			Attempts: e.Attempts, Published: queueOptTime(e.Published), NextResend: queueOptTime(e.ResendAt), Expires: e.Expires},
+		Kind: e.Kind, Created: e.Created, RequestList: []queueRequestJSON{},
+	}
+	for _, r := range reqs {
+		res.RequestList = append(res.RequestList, queueRequestJSON{ID: r.ID, Client: r.Client, Operation: r.Op, Status: r.Status, Reason: r.Reason})
+	}
+	if opts.JSON {
+		return writeJSON(out, res)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "envelope\t%s\n", e.ID)
+	fmt.Fprintf(tw, "kind\t%s\n", e.Kind)
+	fmt.Fprintf(tw, "channel\t%s %d\n", e.Channel, e.Seq)
+	fmt.Fprintf(tw, "state\t%s\n", e.State)
+	fmt.Fprintf(tw, "created\t%s\n", queueTime(e.Created))
+	fmt.Fprintf(tw, "published\t%s (%d times since stored or retried)\n", queueTime(e.Published), e.Attempts)
+	fmt.Fprintf(tw, "next re-send\t%s\n", queueTime(e.ResendAt))
+	fmt.Fprintf(tw, "expires\t%s\n", queueTime(e.Expires))
+	fmt.Fprintf(tw, "requests\t%d\n", len(reqs))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(reqs) == 0 {
+		return nil
+	}
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  REQUEST\tCLIENT\tOPERATION\tSTATUS\tREASON")
+	for _, r := range reqs {
+		reason := r.Reason
+		if reason == "" {
+			reason = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.ID, r.Client, r.Op, r.Status, reason)
+	}
+	return tw.Flush()
 }
 
 func runQueueRetry(ctx context.Context, opts queueOptions, args []string, out io.Writer) error {

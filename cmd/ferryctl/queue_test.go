@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -120,7 +121,9 @@ func (q *queueSpool) status(t *testing.T, id string) *queue.Status {
 // TestQueue runs list, retry, drop and log against a spool the test holds
 // open as the running agent would.
 func TestQueue(t *testing.T) {
+	// $USER does not name the actor: the account ferryctl runs as does.
 	t.Setenv("USER", "bob")
+	me := operator()
 	q := newQueueSpool(t)
 
 	out, _ := mustFerryctl(t, 0, "queue", "list", "--config", q.cfg)
@@ -197,12 +200,12 @@ func TestQueue(t *testing.T) {
 
 	out, _ = mustFerryctl(t, 0, "queue", "log", "--config", q.cfg)
 	matches(t, "log", out, `(?m)^TIME +ACTOR +ACTION +ENVELOPE +REQUESTS +REASON$`)
-	matches(t, "log", out, `(?m)^\S+ +alice +retry +`+q.dead+` +2 +-$`)
-	matches(t, "log", out, `(?m)^\S+ +bob +drop +`+q.pub+` +1 +"intranet restored from backup; ticket 7"$`)
+	matches(t, "log", out, `(?m)^\S+ +alice \(by [^)]+\) +retry +`+q.dead+` +2 +-$`)
+	matches(t, "log", out, `(?m)^\S+ +`+regexp.QuoteMeta(me)+` +drop +`+q.pub+` +1 +"intranet restored from backup; ticket 7"$`)
 	out, _ = mustFerryctl(t, 0, "queue", "log", "--config", q.cfg, "--json", "--limit", "1")
 	var actions []queueActionJSON
 	if err := json.Unmarshal([]byte(out), &actions); err != nil || len(actions) != 1 || actions[0].Action != queue.ActionDrop ||
-		actions[0].Actor != "bob" || actions[0].Envelope != q.pub || actions[0].Requests != 1 {
+		actions[0].Actor != me || me == "bob" || actions[0].Envelope != q.pub || actions[0].Requests != 1 {
 		t.Fatalf("log --json --limit 1: %v\n%s", err, out)
 	}
 }
@@ -256,4 +259,25 @@ func TestQueue_NoSpool(t *testing.T) {
 	_, errOut = mustFerryctl(t, 1, "queue", "list", "--config", cfg)
 	matches(t, "no spool, twice", errOut, `does not exist`)
 	mustFerryctl(t, 2, "queue", "list")
+}
+
+// TestQueue_Show prints one envelope and its requests' statuses, never
+// their content.
+func TestQueue_Show(t *testing.T) {
+	q := newQueueSpool(t)
+	out, _ := mustFerryctl(t, 0, "queue", "show", "--config", q.cfg, q.dead)
+	matches(t, "show", out, `(?m)^envelope +`+q.dead+`$`)
+	matches(t, "show", out, `(?m)^state +dead$`)
+	matches(t, "show", out, `(?m)^requests +2$`)
+	for _, id := range q.deadReqs {
+		matches(t, "show", out, `(?m)^  `+id+` +\S+ +\S+ +sent +-$`)
+	}
+	out, _ = mustFerryctl(t, 0, "queue", "show", "--config", q.cfg, "--json", q.dead)
+	var got queueShowJSON
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got.State != queue.EnvDead || len(got.RequestList) != 2 {
+		t.Fatalf("show --json: %v\n%s", err, out)
+	}
+	_, errOut := mustFerryctl(t, 1, "queue", "show", "--config", q.cfg, strings.Repeat("0", 32))
+	matches(t, "unknown envelope", errOut, `not found`)
+	mustFerryctl(t, 2, "queue", "show", "--config", q.cfg)
 }

@@ -5,7 +5,6 @@
 package main
 
 import (
-	"log/slog"
 	"os"
 
 	"github.com/ferrybridge/ferry/internal/daemon"
@@ -13,15 +12,5 @@ import (
 )
 
 func main() {
-	os.Exit(daemon.Main(daemon.Spec{
-		Name:          "intranet-agent",
-		DefaultConfig: "/etc/ferry/intranet/intranet.yaml",
-		Build: func(path string, logger *slog.Logger) (daemon.Agent, error) {
-			cfg, err := intranet.LoadConfig(path)
-			if err != nil {
-				return nil, err
-			}
-			return intranet.New(cfg, logger)
-		},
-	}, os.Args[1:], os.Stderr))
+	os.Exit(daemon.Main(intranet.Daemon, os.Args[1:], os.Stderr))
 }

@@ -47,6 +47,26 @@ type Exchange struct {
 	outMsg   []byte
 	outFrom  int64
 	outProof string
+	// state is what Health reports.
+	state ExchangeHealth
+}
+
+// ExchangeHealth is how the witnessing goes, since the agent started.
+type ExchangeHealth struct {
+	// Witnessed is when a new checkpoint of the other zone's log was
+	// last countersigned here; Cosigned when a countersigned checkpoint
+	// of this log last came back. Zero: not since start.
+	Witnessed, Cosigned time.Time
+	// Inconsistent is the last inconsistency found (in either log), ""
+	// for none.
+	Inconsistent string
+}
+
+// Health returns how the witnessing goes.
+func (x *Exchange) Health() ExchangeHealth {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.state
 }
 
 // NewExchange returns the exchange of log l, whose key is own, with the
@@ -189,6 +209,7 @@ func (x *Exchange) witness(ctx context.Context, in *batch.Audit) error {
 	}
 	if isNew {
 		x.witnessed = cosigned
+		x.state.Witnessed = time.Now()
 	}
 	return nil
 }
@@ -222,11 +243,13 @@ func (x *Exchange) keepCosigned(ctx context.Context, msg []byte) error {
 		c.Size, time.Now().UnixMilli(), msg); err != nil {
 		return fmt.Errorf("keep a countersigned checkpoint: %w", err)
 	}
+	x.state.Cosigned = time.Now()
 	return nil
 }
 
 // record appends an audit.inconsistent entry about the log named origin.
 func (x *Exchange) record(ctx context.Context, origin string, why error) {
+	x.state.Inconsistent = why.Error()
 	e := Entry{Time: time.Now(), Zone: x.log.zone, Event: EventInconsistent, Actor: origin, Decision: "refused", Detail: why.Error()}
 	if _, err := x.log.Append(ctx, e); err != nil {
 		x.logger.Error("audit of an inconsistent checkpoint failed", slog.String("error", err.Error()))

@@ -84,3 +84,14 @@ func AbandonedGaps(rows *sql.Rows, channel string, seq, bound uint64) ([]Entry, 
 	}
 	return out, nil
 }
+
+// CountGaps counts the gap entries among entries with the given decision.
+func CountGaps(entries []Entry, decision string) int {
+	n := 0
+	for _, e := range entries {
+		if e.Event == EventGap && e.Decision == decision {
+			n++
+		}
+	}
+	return n
+}

@@ -151,12 +151,22 @@ func newGate(lim LimitsConfig, spool *queue.Spool, log *slog.Logger, now func() 
 
 // transition is a change of the overloaded state, logged outside the lock.
 type transition struct {
-	entered, left bool
-	limit         string
-	backlog       int
-	unacked       int
-	refused       uint64
-	lasted        time.Duration
+	entered, left          bool
+	limit                  string
+	backlog                int
+	unacked                int
+	maxBacklog, maxUnacked int
+	refused                uint64
+	lasted                 time.Duration
+}
+
+// setLimits puts new limits in force (a reload); the next request and
+// the next count are judged by them.
+func (g *gate) setLimits(lim LimitsConfig) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.maxBacklog, g.maxUnacked = lim.MaxBacklog, lim.MaxUnacked
+	g.lowBacklog, g.lowUnacked = lowWater(lim.MaxBacklog), lowWater(lim.MaxUnacked)
 }
 
 // backlogLocked returns the estimate of the backlog.
@@ -188,7 +198,7 @@ func (g *gate) updateLocked(backlog int) transition {
 			limit = LimitUnacked
 		}
 	}
-	tr := transition{limit: limit, backlog: backlog, unacked: unacked}
+	tr := transition{limit: limit, backlog: backlog, unacked: unacked, maxBacklog: g.maxBacklog, maxUnacked: g.maxUnacked}
 	switch {
 	case g.over == "" && limit != "":
 		g.since, g.refused = g.now(), 0
@@ -204,8 +214,8 @@ func (g *gate) logTransition(tr transition) {
 	switch {
 	case tr.entered:
 		g.log.Warn("limit reached: refusing new requests", slog.String(logLimit, tr.limit),
-			slog.Int(logBacklog, tr.backlog), slog.Int(logMaxBacklog, g.maxBacklog),
-			slog.Int(logUnackedN, tr.unacked), slog.Int(logMaxUnacked, g.maxUnacked))
+			slog.Int(logBacklog, tr.backlog), slog.Int(logMaxBacklog, tr.maxBacklog),
+			slog.Int(logUnackedN, tr.unacked), slog.Int(logMaxUnacked, tr.maxUnacked))
 	case tr.left:
 		g.log.Info("back under the limits: accepting new requests", slog.String(logLimit, tr.limit),
 			slog.Int(logBacklog, tr.backlog), slog.Int(logUnackedN, tr.unacked),
@@ -349,7 +359,7 @@ func (a *Agent) Backpressure() BackpressureStats { return a.gate.stats() }
 // retryAfterSeconds is the Retry-After value of a 503 overloaded: the
 // config's limits.retry_after in whole seconds, rounded up.
 func (a *Agent) retryAfterSeconds() string {
-	s := math.Ceil(time.Duration(a.cfg.Limits.RetryAfter).Seconds())
+	s := math.Ceil(time.Duration(a.limits.Load().RetryAfter).Seconds())
 	return strconv.FormatInt(max(int64(s), 1), 10)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -95,6 +96,16 @@ func initialChecker(ctx context.Context, cfg *Config, spool *queue.Spool, log *s
 }
 
 // current returns the checker in force, or nil before any.
+// known reports whether op is one of the catalogue's operations.
+func (ck *checker) known(op string) bool {
+	for i := range ck.ops {
+		if ck.ops[i].Name == op {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *Agent) current() *checker { return a.checker.Load() }
 
 // install puts ck in force and logs it.
@@ -110,14 +121,24 @@ func (a *Agent) warnClientOps(ck *checker) {
 	if ck == nil {
 		return
 	}
-	for i, cl := range a.cfg.Clients {
-		for _, op := range cl.Operations {
+	for _, cl := range *a.clients.Load() {
+		for _, op := range sortedOps(cl.ops) {
 			if _, ok := ck.pol.Operation(op); !ok {
-				a.log.Warn("a client's operation is not in the catalogue", slog.String(logClient, a.clients[i].name),
+				a.log.Warn("a client's operation is not in the catalogue", slog.String(logClient, cl.name),
 					slog.String(logOp, op), slog.String(logSource, ck.source))
 			}
 		}
 	}
+}
+
+// sortedOps returns the operations of a client's set in order.
+func sortedOps(ops map[string]bool) []string {
+	out := make([]string, 0, len(ops))
+	for op := range ops {
+		out = append(out, op)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // truncate bounds an error text for the log.

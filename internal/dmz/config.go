@@ -10,11 +10,13 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ferrybridge/ferry/internal/alarm"
 	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/status"
 )
 
 // Defaults for a Config.
@@ -130,6 +132,11 @@ type Config struct {
 	Limits         LimitsConfig    `yaml:"limits"`
 	Clients        []ClientConfig  `yaml:"clients"`
 
+	// Admin is the admin socket and metrics listener (package status).
+	Admin status.Config `yaml:"admin"`
+	// Alarms holds the thresholds of the alarms (package alarm).
+	Alarms alarm.Config `yaml:"alarms"`
+
 	file string     // the config file, for errors
 	root *yaml.Node // its node tree, for line numbers
 }
@@ -191,6 +198,7 @@ func DefaultConfig() Config {
 		PeerSilence:     config.Duration(DefaultPeerSilence),
 		Heartbeat:       config.Duration(DefaultHeartbeat),
 		MaxSeqJump:      DefaultMaxSeqJump,
+		Alarms:          alarm.DefaultConfig(),
 		Limits: LimitsConfig{
 			MaxBacklog: DefaultMaxBacklog,
 			MaxUnacked: DefaultMaxUnacked,
@@ -222,84 +230,127 @@ func LoadConfig(path string) (*Config, error) {
 	// A directory medium's dir is local; an SFTP drop's dir is on the
 	// server and stays as written, while its key files are local.
 	c.Send, c.Receive = c.Send.Resolve(path), c.Receive.Resolve(path)
+	c.Admin, c.Alarms = c.Admin.Resolve(path), c.Alarms.Resolve(path)
 	return &c, nil
 }
 
-// Validate checks the configuration and returns a *config.Error for the
-// first problem found.
+// Validate checks the configuration and returns every problem it finds,
+// each a *config.Error naming file, line and field, joined with
+// errors.Join (errors.As finds the first). A check that depends on
+// another value (resend_max on resend_after, say) is skipped when that
+// value is itself wrong.
 func (c *Config) Validate() error {
-	fail := func(msg string, path ...string) error {
-		file := c.file
-		if file == "" {
-			file = "dmz config"
-		}
-		return config.FieldError(file, c.root, msg, path...)
+	file := c.file
+	if file == "" {
+		file = "dmz config"
 	}
+	p := config.Problems{File: file, Root: c.root}
 	if msg, key := keys.CheckZonePair(c.Zone, c.Peer); msg != "" {
-		return fail(msg, key)
+		p.Add(msg, key)
+	}
+	if c.Listen == "" {
+		p.Add("required: the HTTP API's host:port", "listen")
+	}
+	if c.Keys == "" {
+		p.Add("required: the zone's key directory", "keys")
+	}
+	if c.Spool == "" {
+		p.Add("required: the spool database file", "spool")
 	}
 	switch {
-	case c.Listen == "":
-		return fail("required: the HTTP API's host:port", "listen")
-	case c.Keys == "":
-		return fail("required: the zone's key directory", "keys")
-	case c.Spool == "":
-		return fail("required: the spool database file", "spool")
 	case c.AuditLog == "":
-		return fail("required: the audit log database file", "audit_log")
+		p.Add("required: the audit log database file", "audit_log")
 	case c.AuditLog == c.Spool:
-		return fail("must differ from spool", "audit_log")
-	case c.AuditCheckpoint < config.Duration(time.Second) || c.AuditCheckpoint > config.Duration(time.Hour):
-		return fail("must be between 1s and 1h", "audit_checkpoint")
-	case c.AuditRetention != 0 && c.AuditRetention < config.Duration(audit.MinRetention):
-		return fail("must be at least 180d (the operating rules keep audit entries six months), or 0 to keep them for ever", "audit_retention")
-	case c.Inbox == "":
-		return fail("required: the inbox directory", "inbox")
+		p.Add("must differ from spool", "audit_log")
+	}
+	if c.AuditCheckpoint < config.Duration(time.Second) || c.AuditCheckpoint > config.Duration(time.Hour) {
+		p.Add("must be between 1s and 1h", "audit_checkpoint")
+	}
+	if c.AuditRetention != 0 && c.AuditRetention < config.Duration(audit.MinRetention) {
+		p.Add("must be at least 180d (the operating rules keep audit entries six months), or 0 to keep them for ever", "audit_retention")
+	}
+	if c.Inbox == "" {
+		p.Add("required: the inbox directory", "inbox")
+	}
+	switch {
 	case c.Quarantine == "":
-		return fail("required: the quarantine directory", "quarantine")
+		p.Add("required: the quarantine directory", "quarantine")
 	case c.Inbox == c.Quarantine:
-		return fail("must differ from inbox", "quarantine")
-	case c.Batch.MaxRequests < 1 || c.Batch.MaxRequests > batch.MaxRequests:
-		return fail(fmt.Sprintf("must be between 1 and %d", batch.MaxRequests), "batch", "max_requests")
-	case c.Batch.MaxDelay <= 0 || time.Duration(c.Batch.MaxDelay) > time.Minute:
-		return fail("must be above 0 and at most 1m", "batch", "max_delay")
-	case time.Duration(c.EnvelopeTTL) < time.Minute:
-		return fail("must be at least 1m", "envelope_ttl")
-	case c.DrainTimeout < 0:
-		return fail("must not be negative", "drain_timeout")
+		p.Add("must differ from inbox", "quarantine")
+	}
+	if c.Batch.MaxRequests < 1 || c.Batch.MaxRequests > batch.MaxRequests {
+		p.Add(fmt.Sprintf("must be between 1 and %d", batch.MaxRequests), "batch", "max_requests")
+	}
+	if c.Batch.MaxDelay <= 0 || time.Duration(c.Batch.MaxDelay) > time.Minute {
+		p.Add("must be above 0 and at most 1m", "batch", "max_delay")
+	}
+	if time.Duration(c.EnvelopeTTL) < time.Minute {
+		p.Add("must be at least 1m", "envelope_ttl")
+	}
+	if c.DrainTimeout < 0 {
+		p.Add("must not be negative", "drain_timeout")
+	}
+	switch {
 	case time.Duration(c.ResendAfter) < time.Second:
-		return fail("must be at least 1s", "resend_after")
+		p.Add("must be at least 1s", "resend_after")
 	case c.ResendMax < c.ResendAfter:
-		return fail("must be at least resend_after", "resend_max")
-	case c.MaxResends < 1 || c.MaxResends > 1000:
-		return fail("must be between 1 and 1000", "max_resends")
-	case c.PeerSilence < config.Duration(time.Second):
-		return fail("must be at least 1s", "peer_silence")
-	case c.Heartbeat < config.Duration(100*time.Millisecond) || c.Heartbeat > config.Duration(time.Hour):
-		return fail("must be between 100ms and 1h", "heartbeat")
-	case c.MaxSeqJump < 1 || c.MaxSeqJump > MaxSeqJumpLimit:
-		return fail(fmt.Sprintf("must be between 1 and %d", uint64(MaxSeqJumpLimit)), "max_seq_jump")
-	case c.Limits.MaxBacklog < 1:
-		return fail("must be at least 1", "limits", "max_backlog")
-	case c.Limits.MaxUnacked < 1:
-		return fail("must be at least 1", "limits", "max_unacked")
-	case c.Limits.RetryAfter < config.Duration(time.Second) || c.Limits.RetryAfter > config.Duration(time.Hour):
-		return fail("must be between 1s and 1h", "limits", "retry_after")
+		p.Add("must be at least resend_after", "resend_max")
 	}
-	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
-		return fail(fmt.Sprintf("invalid address %q: want host:port", c.Listen), "listen")
+	if c.MaxResends < 1 || c.MaxResends > 1000 {
+		p.Add("must be between 1 and 1000", "max_resends")
 	}
-	if msg, key := c.Send.Check(true); msg != "" {
-		return fail(msg, "send", key)
+	if c.PeerSilence < config.Duration(time.Second) {
+		p.Add("must be at least 1s", "peer_silence")
 	}
-	if msg, key := c.Receive.Check(false); msg != "" {
-		return fail(msg, "receive", key)
+	if c.Heartbeat < config.Duration(100*time.Millisecond) || c.Heartbeat > config.Duration(time.Hour) {
+		p.Add("must be between 100ms and 1h", "heartbeat")
 	}
-	if c.Receive.SameDrop(c.Send) {
-		return fail("must differ from send.dir: each direction has its own medium", "receive", "dir")
+	if c.MaxSeqJump < 1 || c.MaxSeqJump > MaxSeqJumpLimit {
+		p.Add(fmt.Sprintf("must be between 1 and %d", uint64(MaxSeqJumpLimit)), "max_seq_jump")
 	}
+	if c.Limits.MaxBacklog < 1 {
+		p.Add("must be at least 1", "limits", "max_backlog")
+	}
+	if c.Limits.MaxUnacked < 1 {
+		p.Add("must be at least 1", "limits", "max_unacked")
+	}
+	if c.Limits.RetryAfter < config.Duration(time.Second) || c.Limits.RetryAfter > config.Duration(time.Hour) {
+		p.Add("must be between 1s and 1h", "limits", "retry_after")
+	}
+	if c.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+			p.Add(fmt.Sprintf("invalid address %q: want host:port", c.Listen), "listen")
+		}
+	}
+	sendMsg, key := c.Send.Check(true)
+	if sendMsg != "" {
+		p.Add(sendMsg, "send", key)
+	}
+	recvMsg, key := c.Receive.Check(false)
+	if recvMsg != "" {
+		p.Add(recvMsg, "receive", key)
+	}
+	// Two media are compared only when each is valid on its own.
+	if sendMsg == "" && recvMsg == "" && c.Receive.SameDrop(c.Send) {
+		p.Add("must differ from send.dir: each direction has its own medium", "receive", "dir")
+	}
+	c.validateClients(&p)
+	if msg, key := c.Admin.Check(c.Listen); msg != "" {
+		p.Add(msg, "admin", key)
+	}
+	if msg, path := c.Alarms.Check(); msg != "" {
+		p.Add(msg, append([]string{"alarms"}, path...)...)
+	}
+	return p.Err()
+}
+
+// validateClients adds the problems of the clients list to p: every
+// client's every field, and names or tokens that repeat an earlier
+// client's valid one.
+func (c *Config) validateClients(p *config.Problems) {
 	if len(c.Clients) == 0 {
-		return fail("required: at least one API client", "clients")
+		p.Add("required: at least one API client", "clients")
+		return
 	}
 	names := map[string]bool{}
 	hashes := map[string]bool{}
@@ -307,22 +358,26 @@ func (c *Config) Validate() error {
 		idx := strconv.Itoa(i)
 		switch {
 		case cl.Name == "" || len(cl.Name) > batch.MaxClientName || !printable(cl.Name):
-			return fail(fmt.Sprintf("want 1 to %d printable ASCII characters", batch.MaxClientName), "clients", idx, "name")
+			p.Add(fmt.Sprintf("want 1 to %d printable ASCII characters", batch.MaxClientName), "clients", idx, "name")
 		case names[cl.Name]:
-			return fail(fmt.Sprintf("duplicate client name %q", cl.Name), "clients", idx, "name")
+			p.Add(fmt.Sprintf("duplicate client name %q", cl.Name), "clients", idx, "name")
+		default:
+			names[cl.Name] = true
+		}
+		switch {
 		case !validTokenHash(cl.TokenSHA256):
-			return fail("want 64 lowercase hex digits: the SHA-256 of the bearer token", "clients", idx, "token_sha256")
+			p.Add("want 64 lowercase hex digits: the SHA-256 of the bearer token", "clients", idx, "token_sha256")
 		case hashes[cl.TokenSHA256]:
-			return fail("another client has the same token", "clients", idx, "token_sha256")
+			p.Add("another client has the same token", "clients", idx, "token_sha256")
+		default:
+			hashes[cl.TokenSHA256] = true
 		}
 		for j, op := range cl.Operations {
 			if op == "" || len(op) > batch.MaxOpName {
-				return fail("invalid operation name", "clients", idx, "operations", strconv.Itoa(j))
+				p.Add("invalid operation name", "clients", idx, "operations", strconv.Itoa(j))
 			}
 		}
-		names[cl.Name], hashes[cl.TokenSHA256] = true, true
 	}
-	return nil
 }
 
 func validTokenHash(s string) bool {

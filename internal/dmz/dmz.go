@@ -178,12 +178,16 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/ferrybridge/ferry/internal/audit"
+	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/media"
+	"github.com/ferrybridge/ferry/internal/metrics"
+	"github.com/ferrybridge/ferry/internal/ops"
 	"github.com/ferrybridge/ferry/internal/queue"
 	"github.com/ferrybridge/ferry/internal/silence"
+	"github.com/ferrybridge/ferry/internal/status"
 )
 
 // openTimeout bounds opening the spool in New.
@@ -231,8 +235,11 @@ type Agent struct {
 	peer *keys.Peer
 	// ring holds the keys in force: New loads it, Reload replaces it
 	// whole, openEnvelope and sealKeys read it.
-	ring    atomic.Pointer[keys.Ring]
-	clients []client
+	ring atomic.Pointer[keys.Ring]
+	// clients and limits are the API clients and the limits in force;
+	// Reload replaces them.
+	clients atomic.Pointer[[]client]
+	limits  atomic.Pointer[LimitsConfig]
 	spool   *queue.Spool
 	intake  *queue.Intake
 	// auditLog is the zone's audit log; the spool stages entries that
@@ -257,6 +264,10 @@ type Agent struct {
 	// intranet for peer_silence.
 	peerWatch *silence.Watch
 
+	// ops is what operators watch the agent through: metrics, status,
+	// alarms (ops.go).
+	ops *ops.Ops
+
 	// checker is the catalogue requests are checked against; nil until
 	// one is known.
 	checker atomic.Pointer[checker]
@@ -279,6 +290,27 @@ type client struct {
 	ops  map[string]bool // nil: every operation of the catalogue
 }
 
+// newClients makes the API clients of a config.
+func newClients(cfgs []ClientConfig) ([]client, error) {
+	clients := make([]client, 0, len(cfgs))
+	for i, c := range cfgs {
+		cl := client{name: c.Name}
+		if _, err := hex.Decode(cl.hash[:], []byte(c.TokenSHA256)); err != nil {
+			return nil, fmt.Errorf("clients[%d].token_sha256: %w", i, err)
+		}
+		if len(c.Operations) > 0 {
+			// Checked against each catalogue as it comes into force
+			// (warnClientOps): the catalogue is not known yet.
+			cl.ops = map[string]bool{}
+			for _, op := range c.Operations {
+				cl.ops[op] = true
+			}
+		}
+		clients = append(clients, cl)
+	}
+	return clients, nil
+}
+
 // New validates cfg, loads the zone's keys (refusing private key files with
 // loose permissions), opens the spool, the inbox and the media, loads the
 // stored catalogue or else the policy file cfg names (if any), and opens
@@ -297,23 +329,34 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	clients := make([]client, 0, len(cfg.Clients))
-	for i, c := range cfg.Clients {
-		cl := client{name: c.Name}
-		if _, err := hex.Decode(cl.hash[:], []byte(c.TokenSHA256)); err != nil {
-			return nil, fmt.Errorf("clients[%d].token_sha256: %w", i, err)
-		}
-		if len(c.Operations) > 0 {
-			// Checked against each catalogue as it comes into force
-			// (warnClientOps): the catalogue is not known yet.
-			cl.ops = map[string]bool{}
-			for _, op := range c.Operations {
-				cl.ops[op] = true
-			}
-		}
-		clients = append(clients, cl)
+	clients, err := newClients(cfg.Clients)
+	if err != nil {
+		return nil, err
 	}
-	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger})
+	ak, err := keys.LoadAudit(cfg.Keys, cfg.Zone)
+	if err != nil {
+		return nil, err
+	}
+	peerAudit, err := keys.LoadPeerAudit(cfg.Keys, cfg.Peer)
+	if err != nil {
+		return nil, err
+	}
+	// a is made below; the snapshots are only taken once Run runs.
+	var a *Agent
+	o, err := ops.New(ops.Config{Agent: metrics.DMZ, Zone: cfg.Zone, Peer: cfg.Peer, Admin: cfg.Admin, Alarms: cfg.Alarms,
+		StateDir: filepath.Dir(cfg.Spool), Quarantine: cfg.Quarantine, Audit: ak, PeerAudit: peerAudit, Logger: logger,
+		Collect: func(ctx context.Context, s *status.Snapshot) error { return a.collect(ctx, s) }})
+	if err != nil {
+		return nil, err
+	}
+	made := false
+	defer func() {
+		if !made {
+			o.Close()
+		}
+	}()
+	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger,
+		OnQuarantine: o.Quarantined})
 	if err != nil {
 		return nil, fmt.Errorf("open inbox: %w", err)
 	}
@@ -326,7 +369,6 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		recvCloser.Close()
 		return nil, fmt.Errorf("open request medium: %w", err)
 	}
-	made := false
 	defer func() {
 		if !made {
 			recvCloser.Close()
@@ -340,16 +382,6 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	spool.SetMaxSeqJump(cfg.MaxSeqJump)
-	ak, err := keys.LoadAudit(cfg.Keys, cfg.Zone)
-	if err != nil {
-		spool.Close()
-		return nil, err
-	}
-	peerAudit, err := keys.LoadPeerAudit(cfg.Keys, cfg.Peer)
-	if err != nil {
-		spool.Close()
-		return nil, err
-	}
 	auditLog, err := audit.OpenZone(ctx, cfg.AuditLog, cfg.Zone, ak.Signer, ak.HMACKey, spool.EnableAudit)
 	if err != nil {
 		spool.Close()
@@ -371,12 +403,12 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		closeState()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	a := &Agent{
+	a = &Agent{
+		ops:      o,
 		cfg:      cfg,
 		log:      logger,
 		zone:     &keys.Zone{Name: ring.Zone},
 		peer:     &keys.Peer{Name: ring.Peer},
-		clients:  clients,
 		spool:    spool,
 		auditLog: auditLog,
 		auditX:   auditX,
@@ -402,6 +434,8 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	a.setRing(ring)
+	a.clients.Store(&clients)
+	a.limits.Store(&cfg.Limits)
 	if ck != nil {
 		a.checker.Store(ck)
 		a.warnClientOps(ck)
@@ -420,21 +454,58 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	return a, nil
 }
 
-// Reload reads the key directory again and puts its keys in force if
-// they load with every check New made (private key permissions, zone
-// names, rotation statements, the peer-keys file, an unrevoked peer key);
-// otherwise it logs and returns the reason and the keys in force stay.
-// Envelopes being opened or sealed finish with the keys they started
-// with. SIGHUP calls it (see package daemon).
+// Reload reads the config file and the key directory again. It puts in
+// force, all together, the keys (if they load with every check New made:
+// private key permissions, zone names, rotation statements, the
+// peer-keys file, an unrevoked peer key), the API clients and their
+// tokens, the limits and the alarms' thresholds. If the config or the
+// keys do not load, it logs and returns the reason and everything in
+// force stays. A change to any other setting is logged as needing a
+// restart, and the running value stays. Envelopes being opened or sealed
+// finish with the keys they started with; a request being checked, with
+// the client it was authenticated as. SIGHUP calls it (see package
+// daemon).
 func (a *Agent) Reload() error {
+	cfg := a.cfg
+	if a.cfg.file != "" {
+		c, err := LoadConfig(a.cfg.file)
+		if err != nil {
+			a.log.Error("config reload refused; the previous configuration stays in force", slog.String(logError, err.Error()))
+			return err
+		}
+		cfg = c
+	}
 	r, err := keys.LoadAgentRing(a.cfg.Keys, a.cfg.Zone, a.cfg.Peer)
 	if err != nil {
 		a.log.Error("key reload refused; the previous keys stay in force", slog.String(logError, err.Error()))
 		return err
 	}
+	clients, err := newClients(cfg.Clients)
+	if err != nil {
+		a.log.Error("config reload refused; the previous configuration stays in force", slog.String(logError, err.Error()))
+		return err
+	}
+	if restart := config.Changed(a.cfg, cfg, reloadable...); len(restart) > 0 {
+		a.log.Warn("changed settings take effect at the next restart", slog.Any(logSettings, restart))
+	}
 	a.setRing(r)
+	a.clients.Store(&clients)
+	a.limits.Store(&cfg.Limits)
+	a.gate.setLimits(cfg.Limits)
+	a.ops.SetAlarms(cfg.Alarms)
+	a.warnClientOps(a.current())
+	a.log.Info("configuration reloaded", slog.Int(logClients, len(clients)))
 	return nil
 }
+
+// reloadable are the config's settings Reload puts in force.
+var reloadable = []string{"clients", "limits", "alarms"}
+
+// Log attribute keys of Reload.
+const (
+	logSettings = "settings"
+	logClients  = "clients"
+)
 
 // Addr returns the address the API listens on.
 func (a *Agent) Addr() net.Addr { return a.ln.Addr() }
@@ -492,6 +563,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	// drain.
 	start(&ingestWG, "backlog", func() error { return a.gate.run(ingestCtx) })
 	start(&ingestWG, "silence", func() error { return a.peerWatch.Run(ingestCtx, a.now) })
+	// The admin socket and the alarms, until the very end too.
+	opsCtx, stopOps := context.WithCancel(base)
+	defer stopOps()
+	var opsWG sync.WaitGroup
+	start(&opsWG, "admin", func() error { return a.ops.Run(opsCtx) })
 	// The audit side stops last, and drains and signs once more as it
 	// does: everything the others decided is in the log.
 	refusalsCtx, stopRefusals := context.WithCancel(base)
@@ -545,6 +621,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	refusalsWG.Wait()
 	stopAudit()
 	auditWG.Wait()
+	stopOps()
+	opsWG.Wait()
 	close(errc)
 	for err := range errc {
 		runErr = errors.Join(runErr, err)
@@ -571,6 +649,7 @@ func (a *Agent) Close() error {
 		if errors.Is(lnErr, net.ErrClosed) {
 			lnErr = nil
 		}
+		a.ops.Close()
 		errs := []error{lnErr, a.auditLog.Close(), a.spool.Close()}
 		for _, c := range a.media {
 			errs = append(errs, c.Close())

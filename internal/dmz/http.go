@@ -104,6 +104,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeError(w http.ResponseWriter, code int, reason, msg, param string) {
+	setOutcome(w, reason)
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ferry"`)
 	}
@@ -123,9 +124,10 @@ func (a *Agent) authenticate(w http.ResponseWriter, r *http.Request) *client {
 	var found *client
 	// Compare against every client in constant time, without stopping at
 	// the first match, so timing says nothing about which hash matched.
-	for i := range a.clients {
-		if subtle.ConstantTimeCompare(sum[:], a.clients[i].hash[:]) == 1 {
-			found = &a.clients[i]
+	clients := *a.clients.Load()
+	for i := range clients {
+		if subtle.ConstantTimeCompare(sum[:], clients[i].hash[:]) == 1 {
+			found = &clients[i]
 		}
 	}
 	if found == nil {
@@ -151,7 +153,15 @@ type submitReply struct {
 }
 
 func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
-	cl := a.authenticate(w, r)
+	start := time.Now()
+	o := &observed{ResponseWriter: w}
+	w = o
+	var (
+		cl      *client
+		subject string
+	)
+	defer func() { a.observeSubmit(o, cl, subject, start) }()
+	cl = a.authenticate(w, r)
 	if cl == nil {
 		return
 	}
@@ -173,7 +183,7 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 			"Idempotency-Key must be 1 to 128 printable ASCII characters without spaces", "")
 		return
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
+	data, err := io.ReadAll(http.MaxBytesReader(o.ResponseWriter, r.Body, MaxBodySize))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -190,7 +200,11 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, ReasonBadJSON, msg, param)
 		return
 	}
-	subject, ok := parseSubject(body.Subject)
+	if ck.known(body.Operation) {
+		o.op = body.Operation
+	}
+	var ok bool
+	subject, ok = parseSubject(body.Subject)
 	if !ok {
 		// The message never quotes the value: it is personal data.
 		a.refuse(cl, body.Operation, ReasonBadSubject)
@@ -279,6 +293,11 @@ func (a *Agent) refuse(cl *client, op, reason string) {
 
 // answerAccepted writes the 202 of a request stored now or before.
 func (a *Agent) answerAccepted(w http.ResponseWriter, acc queue.Accepted) {
+	if acc.Existing {
+		setOutcome(w, outcomeDuplicate)
+	} else {
+		setOutcome(w, outcomeAccepted)
+	}
 	w.Header().Set("Location", "/v1/requests/"+acc.ID)
 	writeJSON(w, http.StatusAccepted, submitReply{ID: acc.ID, Status: acc.Status})
 }

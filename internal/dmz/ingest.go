@@ -120,6 +120,7 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 	case ck != nil:
 		a.log.Info("operation catalogue older than the stored one ignored", slog.String(logEnvelope, h.ID), slog.Uint64(logSeq, h.Seq))
 	}
+	a.ops.Received(now, applied.GapsOpened)
 	if res.Received != nil && len(res.Received.Missing) > 0 {
 		a.resendMissing(ctx, res.Received.Missing, now)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/metrics"
 	"github.com/ferrybridge/ferry/internal/queue"
 )
 
@@ -338,6 +339,7 @@ func (a *Agent) seal(ctx context.Context, sp sealSpec, seq uint64, prev [32]byte
 		if err := a.spool.StoreResend(ctx, env, sp.replaces.ID, sp.query, now); err != nil {
 			return nil, err
 		}
+		a.ops.Metrics.Retransmission(1)
 		a.log.Info("envelope not acknowledged; sent again as a new envelope",
 			slog.String(logEnvelope, sp.replaces.ID), slog.Uint64(logSeq, sp.replaces.Seq), slog.String(logKind, env.Kind),
 			slog.String(logResend, env.ID), slog.Uint64(logResendSeq, seq),
@@ -446,12 +448,14 @@ func (a *Agent) publish(ctx context.Context, env *queue.Envelope) bool {
 	for {
 		err := a.pub.Publish(ctx, env.Name, env.Data)
 		if err == nil {
+			a.ops.Sent(a.now())
 			a.log.Debug("envelope published", slog.String(logEnvelope, env.ID), slog.Uint64(logSeq, env.Seq), slog.String(logFile, env.Name))
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
+		a.ops.Metrics.MediumError(metrics.Send)
 		level := slog.LevelWarn
 		if errors.Is(err, medium.ErrExists) {
 			// Another file holds this name: retrying will not help, but

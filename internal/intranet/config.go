@@ -7,11 +7,13 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ferrybridge/ferry/internal/admin"
+	"github.com/ferrybridge/ferry/internal/alarm"
 	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/status"
 )
 
 // Defaults for a Config.
@@ -102,6 +104,11 @@ type Config struct {
 	PeerSilence    config.Duration `yaml:"peer_silence"`
 	MaxSeqJump     uint64          `yaml:"max_seq_jump"`
 
+	// Admin is the admin socket and metrics listener (package status).
+	Admin status.Config `yaml:"admin"`
+	// Alarms holds the thresholds of the alarms (package alarm).
+	Alarms alarm.Config `yaml:"alarms"`
+
 	file string     // the config file, for errors
 	root *yaml.Node // its node tree, for line numbers
 }
@@ -141,6 +148,7 @@ func DefaultConfig() Config {
 		Heartbeat:       config.Duration(DefaultHeartbeat),
 		PeerSilence:     config.Duration(DefaultPeerSilence),
 		MaxSeqJump:      DefaultMaxSeqJump,
+		Alarms:          alarm.DefaultConfig(),
 	}
 }
 
@@ -167,72 +175,101 @@ func LoadConfig(path string) (*Config, error) {
 	// A directory medium's dir is local; an SFTP drop's dir is on the
 	// server and stays as written, while its key files are local.
 	c.Send, c.Receive = c.Send.Resolve(path), c.Receive.Resolve(path)
+	c.Admin, c.Alarms = c.Admin.Resolve(path), c.Alarms.Resolve(path)
 	return &c, nil
 }
 
-// Validate checks the configuration and returns a *config.Error for the
-// first problem found.
+// Validate checks the configuration and returns every problem it finds,
+// each a *config.Error naming file, line and field, joined with
+// errors.Join (errors.As finds the first). A check that depends on
+// another value (audit_log against replica, say) is skipped when that
+// value is itself wrong.
 func (c *Config) Validate() error {
-	fail := func(msg string, path ...string) error {
-		file := c.file
-		if file == "" {
-			file = "intranet config"
-		}
-		return config.FieldError(file, c.root, msg, path...)
+	file := c.file
+	if file == "" {
+		file = "intranet config"
 	}
+	p := config.Problems{File: file, Root: c.root}
 	if msg, key := keys.CheckZonePair(c.Zone, c.Peer); msg != "" {
-		return fail(msg, key)
+		p.Add(msg, key)
+	}
+	if c.Keys == "" {
+		p.Add("required: the zone's key directory", "keys")
+	}
+	if c.Policy == "" {
+		p.Add("required: the policy file", "policy")
+	}
+	if c.Admins == "" {
+		p.Add("required: the directory of the admins' public keys", "admins")
+	}
+	if c.PolicySigs < 1 || c.PolicySigs > MaxPolicySignatures {
+		p.Add(fmt.Sprintf("must be between 1 and %d", MaxPolicySignatures), "policy_signatures")
+	}
+	if c.Approvals == "" {
+		p.Add("required: the directory admins put signed approvals in", "approvals")
+	}
+	if c.ApprovalPoll < config.Duration(100*time.Millisecond) || c.ApprovalPoll > config.Duration(time.Minute) {
+		p.Add("must be between 100ms and 1m", "approval_poll")
+	}
+	if c.Replica == "" {
+		p.Add("required: the replica database file", "replica")
 	}
 	switch {
-	case c.Keys == "":
-		return fail("required: the zone's key directory", "keys")
-	case c.Policy == "":
-		return fail("required: the policy file", "policy")
-	case c.Admins == "":
-		return fail("required: the directory of the admins' public keys", "admins")
-	case c.PolicySigs < 1 || c.PolicySigs > MaxPolicySignatures:
-		return fail(fmt.Sprintf("must be between 1 and %d", MaxPolicySignatures), "policy_signatures")
-	case c.Approvals == "":
-		return fail("required: the directory admins put signed approvals in", "approvals")
-	case c.ApprovalPoll < config.Duration(100*time.Millisecond) || c.ApprovalPoll > config.Duration(time.Minute):
-		return fail("must be between 100ms and 1m", "approval_poll")
-	case c.Replica == "":
-		return fail("required: the replica database file", "replica")
 	case c.AuditLog == "":
-		return fail("required: the audit log database file", "audit_log")
+		p.Add("required: the audit log database file", "audit_log")
 	case c.AuditLog == c.Replica:
-		return fail("must differ from replica", "audit_log")
-	case c.AuditCheckpoint < config.Duration(time.Second) || c.AuditCheckpoint > config.Duration(time.Hour):
-		return fail("must be between 1s and 1h", "audit_checkpoint")
-	case c.AuditRetention != 0 && c.AuditRetention < config.Duration(audit.MinRetention):
-		return fail("must be at least 180d (the operating rules keep audit entries six months), or 0 to keep them for ever", "audit_retention")
-	case c.Inbox == "":
-		return fail("required: the inbox directory", "inbox")
-	case c.Quarantine == "":
-		return fail("required: the quarantine directory", "quarantine")
-	case c.Batch.MaxResults < 1 || c.Batch.MaxResults > batch.MaxResults:
-		return fail(fmt.Sprintf("must be between 1 and %d", batch.MaxResults), "batch", "max_results")
-	case c.Batch.MaxDelay <= 0 || time.Duration(c.Batch.MaxDelay) > time.Minute:
-		return fail("must be above 0 and at most 1m", "batch", "max_delay")
-	case time.Duration(c.EnvelopeTTL) < time.Minute:
-		return fail("must be at least 1m", "envelope_ttl")
-	case c.DrainTimeout < 0:
-		return fail("must not be negative", "drain_timeout")
-	case c.Heartbeat < config.Duration(100*time.Millisecond) || c.Heartbeat > config.Duration(time.Hour):
-		return fail("must be between 100ms and 1h", "heartbeat")
-	case c.PeerSilence < config.Duration(time.Second):
-		return fail("must be at least 1s", "peer_silence")
-	case c.MaxSeqJump < 1 || c.MaxSeqJump > MaxSeqJumpLimit:
-		return fail(fmt.Sprintf("must be between 1 and %d", uint64(MaxSeqJumpLimit)), "max_seq_jump")
+		p.Add("must differ from replica", "audit_log")
 	}
-	if msg, key := c.Receive.Check(false); msg != "" {
-		return fail(msg, "receive", key)
+	if c.AuditCheckpoint < config.Duration(time.Second) || c.AuditCheckpoint > config.Duration(time.Hour) {
+		p.Add("must be between 1s and 1h", "audit_checkpoint")
 	}
-	if msg, key := c.Send.Check(true); msg != "" {
-		return fail(msg, "send", key)
+	if c.AuditRetention != 0 && c.AuditRetention < config.Duration(audit.MinRetention) {
+		p.Add("must be at least 180d (the operating rules keep audit entries six months), or 0 to keep them for ever", "audit_retention")
 	}
-	if c.Receive.SameDrop(c.Send) {
-		return fail("must differ from receive.dir: each direction has its own medium", "send", "dir")
+	if c.Inbox == "" {
+		p.Add("required: the inbox directory", "inbox")
 	}
-	return nil
+	if c.Quarantine == "" {
+		p.Add("required: the quarantine directory", "quarantine")
+	}
+	if c.Batch.MaxResults < 1 || c.Batch.MaxResults > batch.MaxResults {
+		p.Add(fmt.Sprintf("must be between 1 and %d", batch.MaxResults), "batch", "max_results")
+	}
+	if c.Batch.MaxDelay <= 0 || time.Duration(c.Batch.MaxDelay) > time.Minute {
+		p.Add("must be above 0 and at most 1m", "batch", "max_delay")
+	}
+	if time.Duration(c.EnvelopeTTL) < time.Minute {
+		p.Add("must be at least 1m", "envelope_ttl")
+	}
+	if c.DrainTimeout < 0 {
+		p.Add("must not be negative", "drain_timeout")
+	}
+	if c.Heartbeat < config.Duration(100*time.Millisecond) || c.Heartbeat > config.Duration(time.Hour) {
+		p.Add("must be between 100ms and 1h", "heartbeat")
+	}
+	if c.PeerSilence < config.Duration(time.Second) {
+		p.Add("must be at least 1s", "peer_silence")
+	}
+	if c.MaxSeqJump < 1 || c.MaxSeqJump > MaxSeqJumpLimit {
+		p.Add(fmt.Sprintf("must be between 1 and %d", uint64(MaxSeqJumpLimit)), "max_seq_jump")
+	}
+	recvMsg, key := c.Receive.Check(false)
+	if recvMsg != "" {
+		p.Add(recvMsg, "receive", key)
+	}
+	sendMsg, key := c.Send.Check(true)
+	if sendMsg != "" {
+		p.Add(sendMsg, "send", key)
+	}
+	// Two media are compared only when each is valid on its own.
+	if recvMsg == "" && sendMsg == "" && c.Receive.SameDrop(c.Send) {
+		p.Add("must differ from receive.dir: each direction has its own medium", "send", "dir")
+	}
+	if msg, key := c.Admin.Check(""); msg != "" {
+		p.Add(msg, "admin", key)
+	}
+	if msg, path := c.Alarms.Check(); msg != "" {
+		p.Add(msg, append([]string{"alarms"}, path...)...)
+	}
+	return p.Err()
 }

@@ -100,12 +100,16 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ferrybridge/ferry/internal/audit"
+	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/media"
+	"github.com/ferrybridge/ferry/internal/metrics"
+	"github.com/ferrybridge/ferry/internal/ops"
 	"github.com/ferrybridge/ferry/internal/replica"
 	"github.com/ferrybridge/ferry/internal/silence"
+	"github.com/ferrybridge/ferry/internal/status"
 )
 
 // Capacities of the channels between stages: enough to keep every stage
@@ -194,6 +198,10 @@ type Agent struct {
 	// so that the seal stage sends their final results.
 	decisionsReady chan struct{}
 
+	// ops is what operators watch the agent through: metrics, status,
+	// alarms (ops.go).
+	ops *ops.Ops
+
 	// rateLimited counts the requests rate limits refused; see Stats.
 	rateLimited atomic.Uint64
 
@@ -202,6 +210,7 @@ type Agent struct {
 	peerWatch *silence.Watch
 
 	running   atomic.Bool
+	stopping  atomic.Bool // set when Run's ctx ends
 	ready     chan struct{}
 	readyOnce sync.Once
 
@@ -236,7 +245,30 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("approvals directory: %w", err)
 		}
 	}
-	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger})
+	ak, err := keys.LoadAudit(cfg.Keys, cfg.Zone)
+	if err != nil {
+		return nil, err
+	}
+	peerAudit, err := keys.LoadPeerAudit(cfg.Keys, cfg.Peer)
+	if err != nil {
+		return nil, err
+	}
+	// a is made below; the snapshots are only taken once Run runs.
+	var a *Agent
+	o, err := ops.New(ops.Config{Agent: metrics.Intranet, Zone: cfg.Zone, Peer: cfg.Peer, Admin: cfg.Admin, Alarms: cfg.Alarms,
+		StateDir: filepath.Dir(cfg.AuditLog), Quarantine: cfg.Quarantine, Audit: ak, PeerAudit: peerAudit, Logger: logger,
+		Collect: func(ctx context.Context, s *status.Snapshot) error { return a.collect(ctx, s) }})
+	if err != nil {
+		return nil, err
+	}
+	made := false
+	defer func() {
+		if !made {
+			o.Close()
+		}
+	}()
+	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger,
+		OnQuarantine: o.Quarantined})
 	if err != nil {
 		return nil, fmt.Errorf("open inbox: %w", err)
 	}
@@ -249,7 +281,6 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		recvCloser.Close()
 		return nil, fmt.Errorf("open result medium: %w", err)
 	}
-	made := false
 	defer func() {
 		if !made {
 			recvCloser.Close()
@@ -263,16 +294,6 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	db.SetMaxSeqJump(cfg.MaxSeqJump)
-	ak, err := keys.LoadAudit(cfg.Keys, cfg.Zone)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	peerAudit, err := keys.LoadPeerAudit(cfg.Keys, cfg.Peer)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
 	auditLog, err := audit.OpenZone(ctx, cfg.AuditLog, cfg.Zone, ak.Signer, ak.HMACKey, db.EnableAudit)
 	if err != nil {
 		db.Close()
@@ -290,7 +311,8 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		db.Close()
 		return nil, err
 	}
-	a := &Agent{
+	a = &Agent{
+		ops:      o,
 		cfg:      cfg,
 		log:      logger,
 		zone:     &keys.Zone{Name: ring.Zone},
@@ -317,10 +339,11 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	return a, nil
 }
 
-// Reload reads the key directory, the admins' keys, the policy file and
-// its signatures again and puts the new keys and policy, and those admin
-// keys, in force if, and only if, all of them pass every check the agent
-// made at start. Removing an admin's NAME.pub and reloading therefore
+// Reload reads the config file, the key directory, the admins' keys, the
+// policy file and its signatures again and puts the new keys and policy,
+// those admin keys and the config's alarm thresholds in force if, and
+// only if, all of them pass every check the agent made at start (a change
+// to any other setting of the config is logged as needing a restart). Removing an admin's NAME.pub and reloading therefore
 // revokes the admin for policies and approvals alike; revoking a peer key
 // (ferryctl keys revoke) or accepting a new one takes effect the same way.
 // Otherwise it returns the reason and the keys and the policy in force
@@ -330,6 +353,15 @@ func (a *Agent) Reload() error {
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
 	old := a.policy.Load()
+	cfg := a.cfg
+	if a.cfg.file != "" {
+		c, err := LoadConfig(a.cfg.file)
+		if err != nil {
+			a.log.Error("config reload refused; the previous configuration, keys and policy stay in force", slog.String(logError, err.Error()))
+			return err
+		}
+		cfg = c
+	}
 	ring, err := keys.LoadAgentRing(a.cfg.Keys, a.cfg.Zone, a.cfg.Peer)
 	if err != nil {
 		a.log.Error("key reload refused; the previous keys and policy stay in force", slog.String(logError, err.Error()))
@@ -342,6 +374,10 @@ func (a *Agent) Reload() error {
 		a.auditPolicy(ctx, "policy.refused", old, "reload refused; the policy in force stays")
 		return err
 	}
+	if restart := config.Changed(a.cfg, cfg, "alarms"); len(restart) > 0 {
+		a.log.Warn("changed settings take effect at the next restart", slog.Any(logSettings, restart))
+	}
+	a.ops.SetAlarms(cfg.Alarms)
 	a.setRing(ring)
 	a.setPolicy(active)
 	a.auditPolicy(ctx, "policy.loaded", active, "reloaded, replacing sha256 "+old.sha256)
@@ -402,6 +438,7 @@ func (a *Agent) Alive(ctx context.Context) error {
 // Close releases the replica database and the media. Call it once Run
 // has returned.
 func (a *Agent) Close() error {
+	a.ops.Close()
 	errs := []error{a.auditLog.Close(), a.db.Close()}
 	for _, c := range a.media {
 		errs = append(errs, c.Close())
@@ -418,6 +455,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return errors.New("intranet: agent is already running")
 	}
 	defer a.running.Store(false)
+	defer context.AfterFunc(ctx, func() { a.stopping.Store(true) })()
 
 	unpublished, err := a.db.Unpublished(ctx)
 	if err != nil {
@@ -506,11 +544,21 @@ func (a *Agent) Run(ctx context.Context) error {
 			Checkpoint: time.Duration(a.cfg.AuditCheckpoint), Retention: time.Duration(a.cfg.AuditRetention),
 			Journal: filepath.Join(a.cfg.Keys, audit.JournalFile), Logger: a.log})
 	}()
+	// The admin socket and the alarms, until the very end.
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOps()
+	opsDone := make(chan error, 1)
+	go func() { opsDone <- a.ops.Run(opsCtx) }()
 	a.readyOnce.Do(func() { close(a.ready) })
 
 	err = g.Wait()
 	stopAudit()
 	<-auditDone
+	stopOps()
+	if oerr := <-opsDone; oerr != nil {
+		a.log.Error("admin socket failed", slog.String(logError, oerr.Error()))
+		err = errors.Join(err, oerr)
+	}
 	if drainExpired.Load() {
 		a.log.Warn("drain timeout passed: unfinished work resumes at the next start")
 		return nil
@@ -530,8 +578,9 @@ func pendingItems(p []replica.Pending) []sealItem {
 	return items
 }
 
-// Log attribute keys of the key ring.
+// Log attribute keys of the key ring and of Reload.
 const (
+	logSettings = "settings"
 	logKeyID    = "key_id"
 	logPeerKeys = "peer_keys"
 )

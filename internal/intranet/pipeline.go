@@ -15,6 +15,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/medium"
+	"github.com/ferrybridge/ferry/internal/metrics"
 	"github.com/ferrybridge/ferry/internal/replica"
 )
 
@@ -191,6 +192,7 @@ func (a *Agent) reportLimited(limited []replica.Limited) {
 		return
 	}
 	a.rateLimited.Add(uint64(len(limited)))
+	a.ops.Metrics.RateLimit(len(limited))
 	counts := map[replica.Limited]int{}
 	var order []replica.Limited
 	for _, l := range limited {
@@ -245,6 +247,12 @@ func (a *Agent) apply(ctx context.Context, o *openedEnvelope, out chan<- sealIte
 			slog.Int(logDone, done), slog.Int(logRejected, rejected), slog.Int(logFailed, failed), slog.Int(logHeld, held),
 			slog.Int(logExpired, expired))
 		a.reportLimited(res.Limited)
+		a.ops.Received(a.now(), res.GapsOpened)
+		a.countDecisions(res.Results)
+		for _, r := range o.reqs {
+			a.ops.Request(r.Client, r.Subject, false)
+		}
+		a.ops.Monitor.Refused(rejected)
 		results, err := a.withAnswers(ctx, env.ID, res.Results, o.query)
 		if err != nil {
 			return err
@@ -658,6 +666,7 @@ func (a *Agent) publish(ctx context.Context, o *replica.Outgoing) error {
 		}
 		// The medium may be unavailable for a while; the answer stays in
 		// the outbox, so keep trying.
+		a.ops.Metrics.MediumError(metrics.Send)
 		a.log.Error("cannot publish result envelope", slog.String(logEnvelope, o.ID), slog.String(logFile, o.Name),
 			slog.String(logError, err.Error()), slog.Duration(logRetryWait, wait))
 		select {
@@ -671,6 +680,7 @@ func (a *Agent) publish(ctx context.Context, o *replica.Outgoing) error {
 	if err != nil {
 		return err
 	}
+	a.ops.Sent(a.now())
 	for _, f := range files {
 		a.remove(f)
 	}

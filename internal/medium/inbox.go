@@ -62,6 +62,9 @@ type InboxConfig struct {
 	QuarantineDir string // rejected files and their .reason files
 	MaxFileSize   int64  // 0 means DefaultMaxFileSize
 	Logger        *slog.Logger
+	// OnQuarantine, if set, is called with the reason of every file
+	// quarantined, after its record is durable (for metrics and alarms).
+	OnQuarantine func(reason string)
 }
 
 // Inbox is a local directory of claimed envelope files, with a quarantine
@@ -73,6 +76,7 @@ type Inbox struct {
 	qdir    string
 	maxSize int64
 	log     *slog.Logger
+	onQuar  func(reason string)
 }
 
 // OpenInbox creates the directories if needed (0700) and returns the inbox.
@@ -107,7 +111,7 @@ func OpenInbox(cfg InboxConfig) (*Inbox, error) {
 	if devs[0] != devs[1] {
 		return nil, fmt.Errorf("open inbox: %s and %s are on different file systems", cfg.Dir, cfg.QuarantineDir)
 	}
-	in := &Inbox{dir: cfg.Dir, qdir: cfg.QuarantineDir, maxSize: cfg.MaxFileSize, log: cfg.Logger}
+	in := &Inbox{dir: cfg.Dir, qdir: cfg.QuarantineDir, maxSize: cfg.MaxFileSize, log: cfg.Logger, onQuar: cfg.OnQuarantine}
 	if in.maxSize == 0 {
 		in.maxSize = DefaultMaxFileSize
 	}
@@ -314,6 +318,9 @@ func (in *Inbox) QuarantineFrom(dir, name, reason, detail string) error {
 	if err := safefs.Sync(src); err != nil {
 		return fmt.Errorf("quarantine %s: %w", name, err)
 	}
+	if in.onQuar != nil {
+		in.onQuar(reason)
+	}
 	in.log.Warn("file quarantined", slog.String(logFile, name), slog.String(logReason, reason), slog.String(logDir, in.qdir),
 		slog.Bool(logKept, kept))
 	return nil
@@ -356,6 +363,9 @@ func (in *Inbox) QuarantineNote(name, reason, detail string) error {
 	}
 	if err := safefs.Sync(q); err != nil {
 		return fmt.Errorf("quarantine %s: %w", name, err)
+	}
+	if in.onQuar != nil {
+		in.onQuar(reason)
 	}
 	in.log.Warn("file quarantined", slog.String(logFile, name), slog.String(logReason, reason), slog.String(logDir, in.qdir),
 		slog.Bool(logKept, false))

@@ -514,6 +514,9 @@ type Applied struct {
 	// CatalogueStored says that the envelope's catalogue replaced the
 	// stored one (or was the first).
 	CatalogueStored bool
+	// GapsOpened counts the ranges of sequence numbers this envelope
+	// showed missing.
+	GapsOpened int
 }
 
 // ApplyResults stores the results of one result envelope and marks the
@@ -576,7 +579,7 @@ func (s *Spool) ApplyResults(ctx context.Context, env ReceivedEnvelope, res *bat
 		return nil, fmt.Errorf("apply results %s: %w", env.ID, err)
 	}
 	defer exists.Close()
-	out := &Applied{}
+	out := &Applied{GapsOpened: audit.CountGaps(gaps, audit.GapOpened)}
 	var trail []audit.Entry // staged with the envelope, if auditing is on
 	for _, r := range res.Results {
 		var n int64

@@ -157,6 +157,9 @@ type Applied struct {
 	// refused, for the agent's log and metrics. It names the client and
 	// the operation, never the subject.
 	Limited []Limited
+	// GapsOpened counts the ranges of sequence numbers this envelope
+	// showed missing.
+	GapsOpened int
 }
 
 // Limited is one request refused by a rate limit.
@@ -406,7 +409,8 @@ func (db *DB) Apply(ctx context.Context, env Envelope, reqs []batch.Request, pol
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("apply envelope %s: commit: %w", env.ID, err)
 	}
-	return &Applied{Results: results, State: StateApplied, File: env.File, Limited: limited}, nil
+	return &Applied{Results: results, State: StateApplied, File: env.File, Limited: limited,
+		GapsOpened: audit.CountGaps(gaps, audit.GapOpened)}, nil
 }
 
 // begin starts a write transaction on the writer's one connection, which

@@ -128,6 +128,11 @@ func WriteTemp(dir *os.File, final string, perm uint32, fill func(f *os.File) er
 			_ = unix.Unlinkat(int(dir.Fd()), name, 0)
 		}
 	}()
+	// The mode is perm whatever the umask: the services run with
+	// UMask=0077, and the other zone's user must read an envelope.
+	if err = unix.Fchmod(fd, perm); err != nil {
+		return "", fmt.Errorf("chmod %s: %w", name, err)
+	}
 	if err = fill(f); err != nil {
 		return "", err
 	}
