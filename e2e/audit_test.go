@@ -190,7 +190,9 @@ func exitCode(err error) int {
 // data), for the personal data of the citizens the demo served: their ID
 // numbers, names, mobile numbers and plates. The agents' logs, both audit
 // logs, the admin journals, the spool, the quarantine and the envelopes
-// on the media must hold none of it in clear.
+// on the media must hold none of it in clear. Every file but the key and
+// token files must hold no secret either: no private key, audit HMAC key
+// or API token.
 func TestDemo_NoPersonalDataInLogs(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	out, err := exec.Command(filepath.Join(binDir, "ferryctl"), "demo", "--dir", dir, "--bin", binDir).CombinedOutput()
@@ -210,6 +212,25 @@ func TestDemo_NoPersonalDataInLogs(t *testing.T) {
 		}
 		values = append(values, c.IDNumber, name, mobile, c.Plate)
 	}
+	// No secret either: no private key, API token or audit HMAC key
+	// outside the files that hold it.
+	secretFile := func(name string) bool {
+		return strings.HasSuffix(name, ".key") || strings.HasSuffix(name, ".token")
+	}
+	secrets := []string{"AGE-SECRET-KEY-", "PRIVATE+KEY+"}
+	err = filepath.WalkDir(dir, func(path string, de os.DirEntry, err error) error {
+		if err != nil || de.IsDir() || !secretFile(de.Name()) {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err == nil {
+			secrets = append(secrets, strings.TrimSpace(string(data)))
+		}
+		return err
+	})
+	if err != nil || len(secrets) < 8 {
+		t.Fatalf("secrets to search for: %d, %v", len(secrets), err)
+	}
 	var files int
 	err = filepath.WalkDir(dir, func(path string, de os.DirEntry, err error) error {
 		if err != nil || de.IsDir() {
@@ -217,6 +238,18 @@ func TestDemo_NoPersonalDataInLogs(t *testing.T) {
 		}
 		if strings.HasPrefix(de.Name(), "replica.db") {
 			return nil
+		}
+		if !secretFile(de.Name()) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, v := range secrets {
+				if strings.Contains(string(data), v) {
+					rel, _ := filepath.Rel(dir, path)
+					t.Errorf("%s holds a secret (%.12s…)", rel, v)
+				}
+			}
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
