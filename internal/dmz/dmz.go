@@ -356,7 +356,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		}
 	}()
 	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger,
-		OnQuarantine: o.Quarantined})
+		OnQuarantine: o.Quarantined, OnReceiveError: o.ReceiveError})
 	if err != nil {
 		return nil, fmt.Errorf("open inbox: %w", err)
 	}

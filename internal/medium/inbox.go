@@ -65,6 +65,10 @@ type InboxConfig struct {
 	// OnQuarantine, if set, is called with the reason of every file
 	// quarantined, after its record is durable (for metrics and alarms).
 	OnQuarantine func(reason string)
+	// OnReceiveError, if set, is called each time the receiver claiming
+	// into this inbox fails to read its medium (a listing that fails,
+	// and is retried), for metrics.
+	OnReceiveError func()
 }
 
 // Inbox is a local directory of claimed envelope files, with a quarantine
@@ -77,6 +81,7 @@ type Inbox struct {
 	maxSize int64
 	log     *slog.Logger
 	onQuar  func(reason string)
+	onRecv  func()
 }
 
 // OpenInbox creates the directories if needed (0700) and returns the inbox.
@@ -111,7 +116,7 @@ func OpenInbox(cfg InboxConfig) (*Inbox, error) {
 	if devs[0] != devs[1] {
 		return nil, fmt.Errorf("open inbox: %s and %s are on different file systems", cfg.Dir, cfg.QuarantineDir)
 	}
-	in := &Inbox{dir: cfg.Dir, qdir: cfg.QuarantineDir, maxSize: cfg.MaxFileSize, log: cfg.Logger, onQuar: cfg.OnQuarantine}
+	in := &Inbox{dir: cfg.Dir, qdir: cfg.QuarantineDir, maxSize: cfg.MaxFileSize, log: cfg.Logger, onQuar: cfg.OnQuarantine, onRecv: cfg.OnReceiveError}
 	if in.maxSize == 0 {
 		in.maxSize = DefaultMaxFileSize
 	}
@@ -119,6 +124,14 @@ func OpenInbox(cfg InboxConfig) (*Inbox, error) {
 		in.log = slog.New(slog.DiscardHandler)
 	}
 	return in, nil
+}
+
+// ReceiveError reports that the receiver failed to read its medium; see
+// InboxConfig.OnReceiveError.
+func (in *Inbox) ReceiveError() {
+	if in.onRecv != nil {
+		in.onRecv()
+	}
 }
 
 // Dir returns the inbox directory.

@@ -159,6 +159,10 @@ func (o *Ops) Quarantined(reason string) {
 	o.Monitor.Quarantined()
 }
 
+// ReceiveError notes one failed read of the medium the zone receives
+// from (the inbox's OnReceiveError).
+func (o *Ops) ReceiveError() { o.Metrics.MediumError(metrics.Receive) }
+
 // Request notes one request by client (and subject, if not ""), for the
 // high-frequency alarm; refused says whether it was refused, for the
 // refusal burst. Subjects are counted by their keyed hash only.

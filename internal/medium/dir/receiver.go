@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -314,6 +315,11 @@ func (s *scanner) scan(ctx context.Context) error {
 		names, err = drop.Readdirnames(-1)
 	}
 	if err != nil {
+		// A directory not there yet (a disc not mounted) is waited
+		// for, not a failure.
+		if !errors.Is(err, fs.ErrNotExist) {
+			r.inbox.ReceiveError()
+		}
 		if msg := err.Error(); msg != s.dirErr {
 			s.dirErr = msg
 			r.log.Warn("cannot list drop directory; retrying", slog.String(logDir, r.dir), slog.String(logError, msg))

@@ -134,6 +134,7 @@ func (s *scanner) scan(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		r.inbox.ReceiveError()
 		if msg := err.Error(); msg != s.listErr {
 			s.listErr = msg
 			r.log.Warn("cannot list the drop directory; retrying", slog.String(logDir, r.cfg.Dir), slog.String(logError, msg))
