@@ -111,10 +111,10 @@ func (a agentConfig) channelOf(direction string) string {
 	return "results"
 }
 
-// loadAgentConfig loads the DMZ or the intranet agent config at path. A
-// file with a key only the intranet's config has is the intranet's; any
-// other is loaded as the DMZ's first. (A config with neither agent's own
-// keys loads as both, and then its media are the same either way.)
+// loadAgentConfig loads the DMZ or the intranet agent config at path,
+// telling them apart as config check does (looksIntranet); a file that is
+// not clearly the intranet's is loaded as the DMZ's first, then as the
+// intranet's.
 func loadAgentConfig(path string) (agentConfig, error) {
 	if looksIntranet(path) {
 		ic, err := intranet.LoadConfig(path)
@@ -139,28 +139,21 @@ func intranetAgentConfig(ic *intranet.Config) agentConfig {
 		Alarms: ic.Alarms, Keys: ic.Keys, AuditLog: ic.AuditLog, Quarantine: ic.Quarantine}
 }
 
-// intranetKeys are top-level keys of the intranet agent's config that
-// the DMZ agent's does not have.
-var intranetKeys = []string{"admins", "policy_signatures", "approvals", "approval_poll", "replica"}
-
-// looksIntranet reports whether the YAML file at path has a top-level key
-// only the intranet agent's config has. Any failure answers false: the
+// looksIntranet reports whether the YAML file at path is an intranet
+// agent config by the rule config check uses (configKind: the agent with
+// more of its own keys, then the zone). Any failure answers false: the
 // DMZ config's loader then reports it.
 func looksIntranet(path string) bool {
 	data, err := config.ReadFile(path)
 	if err != nil {
 		return false
 	}
-	var top map[string]yaml.Node
-	if yaml.Unmarshal(data, &top) != nil {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
 		return false
 	}
-	for _, k := range intranetKeys {
-		if _, ok := top[k]; ok {
-			return true
-		}
-	}
-	return false
+	kind, err := configKind(&root)
+	return err == nil && kind == agentIntranet
 }
 
 // mediumCheckJSON is one medium's report as ferryctl prints it.

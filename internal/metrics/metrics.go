@@ -106,6 +106,10 @@ const (
 	// DiskFreeRatio is the free fraction of the file system holding the
 	// zone's state.
 	DiskFreeRatio = "ferry_disk_free_ratio"
+	// SnapshotTime is when the agent last took its status snapshot, in
+	// Unix seconds: the state gauges are as of then. A value that stops
+	// moving means the agent's monitor hangs.
+	SnapshotTime = "ferry_snapshot_timestamp_seconds"
 	// AlarmActive, AlarmsRaised and WebhookDeliveries are exported by
 	// package alarm.
 	AlarmActive       = alarm.MetricActive
@@ -118,7 +122,7 @@ func Names() []string {
 	return []string{BuildInfo, Requests, IntakeSeconds, SpoolRequests, SpoolRequestsLimit, Unacked,
 		UnackedLimit, OldestUnackedSeconds, Envelopes, Held, EnvelopesTotal, LastEnvelope, Quarantined,
 		GapsOpened, GapsOpen, Retransmissions, PolicyDecisions, RateLimited, MediumErrors, PeerLastHeard,
-		AuditEntries, AuditWitnessed, KeyExpiry, PolicyExpiry, DiskFreeRatio, AlarmActive, AlarmsRaised,
+		AuditEntries, AuditWitnessed, KeyExpiry, PolicyExpiry, DiskFreeRatio, SnapshotTime, AlarmActive, AlarmsRaised,
 		WebhookDeliveries}
 }
 
@@ -146,7 +150,7 @@ type Agent struct {
 
 	spool, spoolLimit, unacked, unackedLimit, oldest prometheus.Gauge
 	envelopes                                        *prometheus.GaugeVec
-	held, gapsOpen, peerHeard, auditEntries          prometheus.Gauge
+	held, gapsOpen, peerHeard, auditEntries, taken   prometheus.Gauge
 	witnessed, keyExpiry, policyExpiry, diskFree     prometheus.Gauge
 	lastEnvelope                                     *prometheus.GaugeVec
 }
@@ -239,6 +243,7 @@ func New(agent, zone, version string, extra ...prometheus.Collector) *Agent {
 	m.witnessed = gauge(AuditWitnessed, "When a checkpoint of the peer's audit log was last countersigned, Unix seconds.")
 	m.keyExpiry = gauge(KeyExpiry, "When the signing key in force reaches alarms.key_max_age, Unix seconds.")
 	m.policyExpiry = gauge(PolicyExpiry, "When the policy in force reaches alarms.policy_max_age, Unix seconds.")
+	m.taken = gauge(SnapshotTime, "When the agent last took its status snapshot, Unix seconds.")
 	m.diskFree = gauge(DiskFreeRatio, "Free fraction of the file system holding the zone's state.")
 	// Unknown until a snapshot reads the file system: NaN, which no
 	// threshold matches, rather than 0, which every one would.
@@ -298,6 +303,7 @@ func (m *Agent) MediumError(direction string) { m.mediumErrors.WithLabelValues(d
 
 // SetSnapshot sets the gauges of state from a status snapshot.
 func (m *Agent) SetSnapshot(s *status.Snapshot) {
+	m.taken.Set(unix(s.Taken))
 	q := s.Queue
 	m.spool.Set(float64(q.Backlog))
 	m.spoolLimit.Set(float64(q.MaxBacklog))
