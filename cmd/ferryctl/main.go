@@ -73,7 +73,7 @@ func newRootCmd(g *globals) *cobra.Command {
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newInitCmd(g), newKeysCmd(g), newEnvelopeCmd(g), newDemoCmd(g), newAdminCmd(g), newPolicyCmd(g), newApproveCmd(g), newCarryCmd(g), newQueueCmd(g), newMediumCmd(g), newAuditCmd(g), newStatusCmd(g), newCheckCmd(g), newAlarmCmd(g))
+	root.AddCommand(newInitCmd(g), newKeysCmd(g), newEnvelopeCmd(g), newDemoCmd(g), newAdminCmd(g), newPolicyCmd(g), newApproveCmd(g), newCarryCmd(g), newQueueCmd(g), newMediumCmd(g), newAuditCmd(g), newStatusCmd(g), newCheckCmd(g), newAlarmCmd(g), newClientsCmd(g))
 	root.AddCommand(newConfigCmd(g))
 	addExitCodes(root)
 	return root

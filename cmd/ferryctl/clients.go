@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ferrybridge/ferry/internal/config"
+	"github.com/ferrybridge/ferry/internal/dmz"
+)
+
+type clientsOptions struct {
+	Config     string
+	Operations []string
+	TokenFile  string
+	JSON       bool
+}
+
+func newClientsCmd(g *globals) *cobra.Command {
+	var opts clientsOptions
+	cmd := &cobra.Command{
+		Use:   "clients",
+		Short: "Add, rotate, remove and list the DMZ API's clients and their tokens",
+		Long: `Manage the clients of the DMZ agent's API in its config file: the
+citizen-facing app backends, the portal, each with its bearer token.
+
+The config holds only each token's SHA-256 (token_sha256). add and rotate
+make a new random token (fy_ and 43 characters) and print it once, or write
+it to --token-file (0600, never replacing a file): give it to the client's
+team over a channel you trust. ferryctl cannot show it again. Each change
+is checked by loading the changed config as the agent would, written in
+place of the file (its mode kept, its comments too), and recorded in the
+zone's admin journal (who, which client; never the token). The agent puts
+it in force at its next reload ('systemctl reload ferry-dmz-agent'): a
+rotated client's old token then stops working at once.`,
+	}
+	cmd.PersistentFlags().StringVar(&opts.Config, "config", "", "the DMZ agent's config `file`")
+	add := &cobra.Command{
+		Use:   "add --config FILE [--operations OP,...] [--token-file FILE] NAME",
+		Short: "Add a client with a new token",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runClientsChange(g.stdout, opts, "add", args[0])
+		},
+	}
+	add.Flags().StringSliceVar(&opts.Operations, "operations", nil, "the only operations the client may submit (default: every operation of the catalogue)")
+	add.Flags().StringVar(&opts.TokenFile, "token-file", "", "write the token to this new `file` (0600) instead of printing it")
+	rotate := &cobra.Command{
+		Use:   "rotate --config FILE [--token-file FILE] NAME",
+		Short: "Give a client a new token; the old one stops working at the agent's next reload",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runClientsChange(g.stdout, opts, "rotate", args[0])
+		},
+	}
+	rotate.Flags().StringVar(&opts.TokenFile, "token-file", "", "write the token to this new `file` (0600) instead of printing it")
+	remove := &cobra.Command{
+		Use:   "remove --config FILE NAME",
+		Short: "Remove a client; its token stops working at the agent's next reload",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runClientsChange(g.stdout, opts, "remove", args[0])
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list --config FILE [--json]",
+		Short: "List the clients, their operations and the start of their token's hash",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runClientsList(g.stdout, opts)
+		},
+	}
+	list.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	cmd.AddCommand(add, rotate, remove, list)
+	return cmd
+}
+
+// clientJSON is a client as clients list prints it.
+type clientJSON struct {
+	Name       string   `json:"name"`
+	Operations []string `json:"operations"` // empty: every operation of the catalogue
+	TokenHash  string   `json:"token_sha256_prefix"`
+}
+
+func runClientsList(out io.Writer, opts clientsOptions) error {
+	if opts.Config == "" {
+		return &usageError{errors.New("--config is required: the DMZ agent's config file")}
+	}
+	cfg, err := dmz.LoadConfig(opts.Config)
+	if err != nil {
+		return err
+	}
+	list := []clientJSON{}
+	for _, c := range cfg.Clients {
+		list = append(list, clientJSON{Name: c.Name, Operations: append([]string{}, c.Operations...), TokenHash: c.TokenSHA256[:12]})
+	}
+	if opts.JSON {
+		return writeJSON(out, list)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tOPERATIONS\tTOKEN SHA-256")
+	for _, c := range list {
+		ops := "all"
+		if len(c.Operations) > 0 {
+			ops = strings.Join(c.Operations, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s…\n", c.Name, ops, c.TokenHash)
+	}
+	return tw.Flush()
+}
+
+// runClientsChange adds, rotates or removes client name in the config.
+func runClientsChange(out io.Writer, opts clientsOptions, action, name string) error {
+	if opts.Config == "" {
+		return &usageError{errors.New("--config is required: the DMZ agent's config file")}
+	}
+	cfg, err := dmz.LoadConfig(opts.Config)
+	if err != nil {
+		return err
+	}
+	data, err := config.ReadFile(opts.Config)
+	if err != nil {
+		return err
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil || root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return fmt.Errorf("%s: cannot edit: %v", opts.Config, err)
+	}
+	clients := mappingValue(root.Content[0], "clients")
+	if clients == nil || clients.Kind != yaml.SequenceNode {
+		return fmt.Errorf("%s: no clients list to edit", opts.Config)
+	}
+	idx := slices.IndexFunc(clients.Content, func(n *yaml.Node) bool {
+		v := mappingValue(n, "name")
+		return v != nil && v.Value == name
+	})
+	var token string
+	switch action {
+	case "add":
+		if idx >= 0 {
+			return fmt.Errorf("%s: client %q exists; use rotate for a new token", opts.Config, name)
+		}
+		if token, err = newToken(); err != nil {
+			return err
+		}
+		entry := &yaml.Node{Kind: yaml.MappingNode}
+		addPair(entry, "name", &yaml.Node{Kind: yaml.ScalarNode, Value: name})
+		addPair(entry, "token_sha256", &yaml.Node{Kind: yaml.ScalarNode, Value: tokenHash(token)})
+		if len(opts.Operations) > 0 {
+			seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+			for _, op := range opts.Operations {
+				seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: op})
+			}
+			addPair(entry, "operations", seq)
+		}
+		clients.Content = append(clients.Content, entry)
+	case "rotate", "remove":
+		if idx < 0 {
+			return fmt.Errorf("%s: no client %q (clients: %s)", opts.Config, name, clientNames(cfg))
+		}
+		if action == "remove" {
+			if len(clients.Content) == 1 {
+				return fmt.Errorf("%s: %q is the only client; the agent needs at least one", opts.Config, name)
+			}
+			clients.Content = slices.Delete(clients.Content, idx, idx+1)
+			break
+		}
+		if token, err = newToken(); err != nil {
+			return err
+		}
+		h := mappingValue(clients.Content[idx], "token_sha256")
+		if h == nil {
+			return fmt.Errorf("%s: client %q has no token_sha256", opts.Config, name)
+		}
+		h.Value, h.Style = tokenHash(token), 0
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&root); err != nil {
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	// The token file first: a name taken stops the change before the
+	// config holds a hash whose token nobody has.
+	if token != "" && opts.TokenFile != "" {
+		if err := writeNewPrivate(opts.TokenFile, []byte(token+"\n")); err != nil {
+			return fmt.Errorf("%s unchanged: %w", opts.Config, err)
+		}
+	}
+	if err := replaceConfig(opts.Config, buf.Bytes()); err != nil {
+		if token != "" && opts.TokenFile != "" {
+			os.Remove(opts.TokenFile)
+		}
+		return err
+	}
+	if err := journal(cfg.Keys, "clients."+action, "client "+name, 0); err != nil {
+		return err
+	}
+	hint := "reload the DMZ agent to put it in force: systemctl reload ferry-dmz-agent"
+	if token == "" {
+		_, err := fmt.Fprintf(out, "removed client %q from %s; %s\n", name, opts.Config, hint)
+		return err
+	}
+	if opts.TokenFile != "" {
+		_, err := fmt.Fprintf(out, "%s client %q: its new token is in %s (0600); %s\n", verb(action), name, opts.TokenFile, hint)
+		return err
+	}
+	_, err = fmt.Fprintf(out, "%s client %q; its token, shown only this once:\n%s\n%s\n", verb(action), name, token, hint)
+	return err
+}
+
+func verb(action string) string {
+	if action == "add" {
+		return "added"
+	}
+	return "rotated"
+}
+
+func tokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func clientNames(cfg *dmz.Config) string {
+	var names []string
+	for _, c := range cfg.Clients {
+		names = append(names, c.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func addPair(m *yaml.Node, key string, v *yaml.Node) {
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, v)
+}
+
+// replaceConfig checks data by loading it as the DMZ agent would, from a
+// temporary file beside path (so relative paths resolve the same), then
+// renames it over path with path's mode.
+func replaceConfig(path string, data []byte) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".ferryctl-*.yaml")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(fi.Mode().Perm()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if _, err := dmz.LoadConfig(tmp.Name()); err != nil {
+		return fmt.Errorf("the changed config would not load, %s is unchanged: %w", path, err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// writeNewPrivate writes data to a new file at path with mode 0600.
+func writeNewPrivate(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
