@@ -589,6 +589,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { srvErr <- a.srv.Serve(a.ln) }()
 	a.ready.Store(true)
 	a.servingOnce.Do(func() { close(a.serving) })
+	// A snapshot now, so that the status says serving from the start.
+	a.ops.Monitor.Refresh(base)
 	a.log.Info("dmz agent running", slog.String(logAddr, a.ln.Addr().String()))
 
 	var runErr error

@@ -14,13 +14,16 @@ import (
 // collect fills in the DMZ's part of a status snapshot.
 func (a *Agent) collect(ctx context.Context, s *status.Snapshot) error {
 	now := s.Taken
-	switch {
-	case !a.ready.Load() && a.started.Load():
+	select {
+	case <-a.stopping:
 		s.State = "stopping"
-	case !a.ready.Load():
-		s.State = "starting"
-	case a.gate.stats().Overloaded != "":
-		s.State = "overloaded"
+	default:
+		switch {
+		case !a.ready.Load():
+			s.State = "starting"
+		case a.gate.stats().Overloaded != "":
+			s.State = "overloaded"
+		}
 	}
 	s.Keys = a.ops.Keys(a.ring.Load(), now)
 	if ck := a.current(); ck != nil {

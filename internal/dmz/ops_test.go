@@ -71,3 +71,21 @@ ferry_unacked_envelopes{zone="dmz"} 1
 		t.Fatal(err)
 	}
 }
+
+// TestSnapshot_state: the snapshot says starting before the API serves,
+// serving while it does, and stopping once the drain began.
+func TestSnapshot_state(t *testing.T) {
+	e := startEnv(t)
+	if s := e.agent.ops.Monitor.Refresh(t.Context()); s.State != "serving" {
+		t.Fatalf("state %q while serving", s.State)
+	}
+	e.agent.ready.Store(false)
+	if s := e.agent.ops.Monitor.Refresh(t.Context()); s.State != "starting" {
+		t.Fatalf("state %q before serving", s.State)
+	}
+	e.agent.ready.Store(true)
+	e.stop()
+	if s := e.agent.ops.Monitor.Refresh(t.Context()); s.State != "stopping" {
+		t.Fatalf("state %q after the drain began", s.State)
+	}
+}

@@ -550,6 +550,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	opsDone := make(chan error, 1)
 	go func() { opsDone <- a.ops.Run(opsCtx) }()
 	a.readyOnce.Do(func() { close(a.ready) })
+	// A snapshot now, so that the status says serving from the start.
+	a.ops.Monitor.Refresh(opsCtx)
 
 	err = g.Wait()
 	stopAudit()
