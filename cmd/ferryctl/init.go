@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -164,10 +162,9 @@ func runInit(ctx context.Context, opts initOptions, dir string, out io.Writer) (
 	if err := os.WriteFile(d.TokenFile, []byte(token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte(token))
 	vars := map[string]string{
 		"DMZ": defaultDMZZone, "Intranet": defaultIntranetZone,
-		"Listen": opts.Listen, "Client": opts.Client, "TokenSHA256": hex.EncodeToString(sum[:]),
+		"Listen": opts.Listen, "Client": opts.Client, "TokenSHA256": tokenHash(token),
 	}
 	if err := writeTemplate(d.DMZConfig, dmzConfigTemplate, vars); err != nil {
 		return nil, err

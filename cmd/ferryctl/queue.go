@@ -12,7 +12,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -193,24 +192,10 @@ func queueActor(opts queueOptions) (string, error) {
 	if actor == "" {
 		return who, nil
 	}
-	if !printableText(actor) {
-		return "", &usageError{errors.New("--actor must be printable text")}
+	if len(actor) > 64 || !printable(actor) {
+		return "", &usageError{errors.New("--actor must be one line of printable text, at most 64 bytes")}
 	}
 	return actor + " (by " + who + ")", nil
-}
-
-// printableText reports whether s is non-empty printable text of at most
-// 64 characters.
-func printableText(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
 }
 
 // queueEnvelopeJSON is a request envelope as ferryctl prints it.

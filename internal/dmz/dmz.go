@@ -355,8 +355,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 			o.Close()
 		}
 	}()
-	inbox, err := medium.OpenInbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger,
-		OnQuarantine: o.Quarantined, OnReceiveError: o.ReceiveError})
+	inbox, err := medium.OpenInbox(o.Inbox(medium.InboxConfig{Dir: cfg.Inbox, QuarantineDir: cfg.Quarantine, Logger: logger}))
 	if err != nil {
 		return nil, fmt.Errorf("open inbox: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/alarm"
 	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/keys"
+	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/metrics"
 	"github.com/ferrybridge/ferry/internal/status"
 )
@@ -157,6 +158,13 @@ func (o *Ops) Received(t time.Time, gaps int) {
 func (o *Ops) Quarantined(reason string) {
 	o.Metrics.Quarantine(reason)
 	o.Monitor.Quarantined()
+}
+
+// Inbox returns c with the inbox's hooks set to this Ops' Quarantined
+// and ReceiveError, so that every hook is wired in one place.
+func (o *Ops) Inbox(c medium.InboxConfig) medium.InboxConfig {
+	c.OnQuarantine, c.OnReceiveError = o.Quarantined, o.ReceiveError
+	return c
 }
 
 // ReceiveError notes one failed read of the medium the zone receives

@@ -112,10 +112,8 @@ type PeerHeard struct {
 
 // Audit is the state of the zone's audit log.
 type Audit struct {
-	// Entries is the log's size at its newest checkpoint, Checkpoint
-	// when that was signed.
-	Entries    int64     `json:"entries"`
-	Checkpoint time.Time `json:"checkpoint"`
+	// Entries is the log's size.
+	Entries int64 `json:"entries"`
 	// Witnessed is when this zone last countersigned a checkpoint of the
 	// peer's log (zero: never); Cosigned when the peer last
 	// countersigned one of this zone's.
