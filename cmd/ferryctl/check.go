@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrybridge/ferry/internal/alarm"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
 	"github.com/ferrybridge/ferry/internal/medium/media"
@@ -75,6 +77,14 @@ admin socket.`,
 	return cmd
 }
 
+// alarmItem is the item of the daily check each alarm concerns; the
+// others are the agent's.
+var alarmItem = map[string]string{
+	alarm.MediumStalled: directionSend, alarm.Unacknowledged: "queue", alarm.SequenceGap: "queue",
+	alarm.SpoolFull: "queue", alarm.QuarantineBurst: "quarantine", alarm.KeyExpiry: "keys",
+	alarm.PolicyExpiry: "policy", alarm.DiskFull: "disk",
+}
+
 // checkItem is one line of the daily check.
 type checkItem struct {
 	Item     string   `json:"item"`
@@ -104,11 +114,7 @@ func runCheckDaily(ctx context.Context, opts checkDailyOptions, out io.Writer, l
 	alarms := ac.Alarms
 	now := time.Now()
 	res := checkDailyJSON{Config: opts.Config, Agent: ac.Agent, Zone: ac.Zone, Time: now.UTC()}
-	add := func(it checkItem) {
-		it.OK = len(it.Findings) == 0
-		res.Findings += len(it.Findings)
-		res.Items = append(res.Items, it)
-	}
+	add := func(it checkItem) { res.Items = append(res.Items, it) }
 
 	// The agent, through its admin socket.
 	var snap *status.Snapshot
@@ -125,9 +131,6 @@ func runCheckDaily(ctx context.Context, opts checkDailyOptions, out io.Writer, l
 			break
 		}
 		agent.Summary = fmt.Sprintf("%s %s, version %s, up %s", snap.Agent, snap.State, snap.Version, snap.Taken.Sub(snap.Started).Round(time.Second))
-		for _, a := range snap.Alarms {
-			agent.Findings = append(agent.Findings, fmt.Sprintf("alarm %s (%s): %s", a.Name, a.Severity, a.Message))
-		}
 	}
 	add(agent)
 
@@ -158,12 +161,6 @@ func runCheckDaily(ctx context.Context, opts checkDailyOptions, out io.Writer, l
 		it := checkItem{Item: "queue", Summary: fmt.Sprintf("envelopes %s; dead letters %d; held %d; gaps %d", countsLine(q.Envelopes), q.Dead, q.Held, q.Gaps)}
 		if q.Dead > 0 {
 			it.Findings = append(it.Findings, fmt.Sprintf("%d dead letters: see 'ferryctl queue list --state dead'", q.Dead))
-		}
-		if q.Gaps > 0 {
-			it.Findings = append(it.Findings, fmt.Sprintf("%d missing sequence ranges from %s", q.Gaps, snap.Peer))
-		}
-		if !q.OldestUnacked.IsZero() && now.Sub(q.OldestUnacked) > time.Duration(alarms.Unacked) {
-			it.Findings = append(it.Findings, fmt.Sprintf("the oldest unacknowledged envelope was sealed %s ago", now.Sub(q.OldestUnacked).Round(time.Second)))
 		}
 		add(it)
 	}
@@ -196,19 +193,10 @@ func runCheckDaily(ctx context.Context, opts checkDailyOptions, out io.Writer, l
 
 	// Keys and policy, from the agent's own view.
 	if snap != nil {
-		warn := time.Duration(alarms.ExpiryWarning)
 		k := snap.Keys
-		it := checkItem{Item: "keys", Summary: fmt.Sprintf("signing key %s, rotate by %s", k.Signing, k.Expires.UTC().Format(time.DateOnly))}
-		if !k.Expires.IsZero() && now.Add(warn).After(k.Expires) {
-			it.Findings = append(it.Findings, fmt.Sprintf("the signing key %s reaches key_max_age on %s: rotate it (ferryctl keys rotate)", k.Signing, k.Expires.UTC().Format(time.DateOnly)))
-		}
-		add(it)
+		add(checkItem{Item: "keys", Summary: fmt.Sprintf("signing key %s, rotate by %s", k.Signing, k.Expires.UTC().Format(time.DateOnly))})
 		if p := snap.Policy; p != nil && ac.Agent == "intranet" {
-			it := checkItem{Item: "policy", Summary: fmt.Sprintf("%s signed by %s, review by %s", p.Version, strings.Join(p.Signers, ", "), p.Expires.UTC().Format(time.DateOnly))}
-			if !p.Expires.IsZero() && now.Add(warn).After(p.Expires) {
-				it.Findings = append(it.Findings, fmt.Sprintf("the policy reaches policy_max_age on %s: review it and have it signed again", p.Expires.UTC().Format(time.DateOnly)))
-			}
-			add(it)
+			add(checkItem{Item: "policy", Summary: fmt.Sprintf("%s signed by %s, review by %s", p.Version, strings.Join(p.Signers, ", "), p.Expires.UTC().Format(time.DateOnly))})
 		}
 	}
 
@@ -220,12 +208,28 @@ func runCheckDaily(ctx context.Context, opts checkDailyOptions, out io.Writer, l
 	} else {
 		free := float64(d.Free) / float64(d.Total)
 		it.Summary = fmt.Sprintf("%s: %.1f%% free", d.Path, 100*free)
-		if free < alarms.DiskFree {
+		// With the agent answering, its disk_full alarm says it.
+		if snap == nil && free < alarms.DiskFree {
 			it.Findings = append(it.Findings, fmt.Sprintf("%s has %.1f%% free, below alarms.disk_free %.0f%%", d.Path, 100*free, 100*alarms.DiskFree))
 		}
 	}
 	add(it)
 
+	// The agent's alarms, each under the item it concerns: the agent
+	// decides them (status.Evaluate), the check does not again.
+	if snap != nil {
+		for _, a := range snap.Alarms {
+			i := slices.IndexFunc(res.Items, func(it checkItem) bool { return it.Item == alarmItem[a.Name] })
+			if i < 0 {
+				i = 0 // the agent
+			}
+			res.Items[i].Findings = append(res.Items[i].Findings, fmt.Sprintf("alarm %s (%s): %s", a.Name, a.Severity, a.Message))
+		}
+	}
+	for i := range res.Items {
+		res.Items[i].OK = len(res.Items[i].Findings) == 0
+		res.Findings += len(res.Items[i].Findings)
+	}
 	if opts.JSON {
 		if err := writeJSON(out, res); err != nil {
 			return err
