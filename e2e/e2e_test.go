@@ -218,6 +218,9 @@ func (d *deployment) do(t testing.TB, method, path string, body any) *status {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+d.token)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := d.client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
@@ -323,6 +326,9 @@ func (d *deployment) doNoFatal(method, path string, body []byte, header ...strin
 		return &status{err: err}
 	}
 	req.Header.Set("Authorization", "Bearer "+d.token)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}

@@ -362,6 +362,8 @@ type agentView struct {
 	admin         status.Config
 	alarms        alarm.Config
 	policySigs    int // the intranet's; 0 for the DMZ
+	// dmz is the DMZ's config, nil for the intranet's.
+	dmz *dmz.Config
 	// state lists the state directories, each with the field naming it.
 	state []stateDir
 }
@@ -374,7 +376,7 @@ type stateDir struct {
 func dmzView(c *dmz.Config) agentView {
 	return agentView{
 		envelopeTTL: time.Duration(c.EnvelopeTTL), keys: c.Keys, send: c.Send, receive: c.Receive,
-		admin: c.Admin, alarms: c.Alarms,
+		admin: c.Admin, alarms: c.Alarms, dmz: c,
 		state: []stateDir{
 			{filepath.Dir(c.Spool), "spool"}, {filepath.Dir(c.AuditLog), "audit_log"},
 			{c.Inbox, "inbox"}, {c.Quarantine, "quarantine"},
@@ -459,6 +461,12 @@ func weakSettings(file string, root *yaml.Node, v agentView) []configFinding {
 		}
 	}
 	private(v.alarms.Webhook.SecretFile, "alarms", "webhook", "secret_file")
+	if d := v.dmz; d != nil {
+		private(d.TLS.Key, "tls", "key")
+		if d.PublicListener() && d.Limits.IPRate.PerSecond == 0 {
+			warn("not a loopback address, and no per-address rate limit: one source can take all the agent's capacity; set limits.ip_rate", "listen")
+		}
+	}
 	checkKeyDir(v.keys, func(msg string) { warn(msg, "keys") }, func(p string) { private(p, "keys") })
 	seen := map[string]bool{}
 	for _, s := range v.state {

@@ -30,7 +30,7 @@ func configCheckFixture(t *testing.T, name string) (dir, path string) {
 		}
 	}
 	for _, f := range []string{"keys/sign.key", "keys/age.key", "keys/audit-hmac.key", "keys/webhook.secret",
-		"keys/sftp_ed25519", "keys/ftp_password", "ftp_password", "webhook.secret", "sftp_ed25519"} {
+		"keys/sftp_ed25519", "keys/ftp_password", "ftp_password", "webhook.secret", "sftp_ed25519", "server.key"} {
 		writeFile(t, filepath.Join(dir, f), []byte("secret\n"), 0o600)
 	}
 	for _, f := range []string{"keys/sign.pub", "keys/known_hosts"} {
@@ -153,8 +153,12 @@ func TestConfigCheck_warnings(t *testing.T) {
 		{"quarantine readable by group only", "dmz-good.yaml", func(t *testing.T, dir, path string) {
 			chmod(t, filepath.Join(dir, "state", "quarantine"), 0o770)
 		}, nil},
-		{"weak dmz settings", "dmz-weak.yaml", func(t *testing.T, dir, path string) { chmod(t, filepath.Join(dir, "ftp_password"), 0o640) },
+		{"weak dmz settings", "dmz-weak.yaml", func(t *testing.T, dir, path string) {
+			chmod(t, filepath.Join(dir, "ftp_password"), 0o640)
+			chmod(t, filepath.Join(dir, "server.key"), 0o644)
+		},
 			[]string{
+				`:4: warning: listen: not a loopback address, and no per-address rate limit`,
 				`:9: warning: send\.insecure_plain_ftp: plain FTP: the password and the envelopes cross the network unencrypted; use type ftps`,
 				`:12: warning: send\.password_file: .*/ftp_password: .*mode 0640, want 0600; the agent refuses to start with it`,
 				`:17: warning: envelope_ttl: 8d is above 7d`,
@@ -163,6 +167,7 @@ func TestConfigCheck_warnings(t *testing.T) {
 				`:24: warning: alarms\.key_max_age: 800d is above 730d, the operating rules' key lifetime`,
 				`:25: warning: alarms\.policy_max_age: 1000d is above 730d`,
 				`:27: warning: alarms\.webhook\.url: alarms are posted over plain http://: use https://`,
+				`:31: warning: tls\.key: .*/server\.key: .*mode 0644, want 0600`,
 			}},
 		{"weak intranet settings", "intranet-weak.yaml", nil,
 			[]string{

@@ -35,7 +35,7 @@ const (
 //	  burst_window: 10m       # the window of the two bursts below
 //	  quarantine_burst: 5     # this many quarantined envelopes within burst_window
 //	  refusal_burst: 200      # this many refused requests within burst_window
-//	  high_frequency: 120     # one client or subject making this many requests within a minute
+//	  high_frequency: 120     # one client, address or subject making this many requests within a minute
 //	  spool_full: 0.8         # backlog or unacknowledged window at this fraction of its limit
 //	  disk_free: 0.10         # less than this fraction of the state directory's file system free
 //	  key_max_age: 365d       # the operating rules' key lifetime: rotate before it ends

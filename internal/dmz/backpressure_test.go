@@ -100,6 +100,7 @@ func (e *env) postRaw(t *testing.T, body string, hdr map[string]string) *http.Re
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+tokenPortal)
+	req.Header.Set("Content-Type", "application/json")
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}

@@ -85,6 +85,7 @@ func postLoad(b *testing.B, client *http.Client, url, body string, n int) time.D
 			for next.Add(1) <= int64(n) {
 				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+tokenPortal)
+				req.Header.Set("Content-Type", "application/json")
 				resp, err := client.Do(req)
 				if err != nil {
 					failed.Store(err.Error())

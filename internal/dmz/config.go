@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +59,10 @@ const (
 	DefaultMaxUnacked = 4096
 	// DefaultRetryAfter is the Retry-After of a 503 for backpressure.
 	DefaultRetryAfter = 5 * time.Second
+	// DefaultMaxLongPolls caps the long polls waiting at once.
+	DefaultMaxLongPolls = 4096
+	// DefaultMaxConnections caps the API's open connections.
+	DefaultMaxConnections = 10000
 	// RequestsChannel is the channel name of request envelopes.
 	RequestsChannel = "requests"
 	// ResultsChannel is the channel name of result envelopes.
@@ -91,11 +96,26 @@ const (
 //	peer_silence: 2m            # optional: report the results channel silent after this
 //	heartbeat: 30s              # optional: longest quiet time on the requests channel
 //	max_seq_jump: 100000        # optional: refuse result envelopes further ahead
-//	limits: {max_backlog: 100000, max_unacked: 4096, retry_after: 5s}   # optional
+//	limits:                     # optional; see LimitsConfig
+//	  max_backlog: 100000
+//	  max_unacked: 4096
+//	  retry_after: 5s
+//	  ip_rate: {per_second: 2000, burst: 4000}   # per source address
+//	  max_long_polls: 4096
+//	  max_connections: 10000
+//	  allow: [10.20.0.0/16]     # optional: only these source addresses
+//	  block: [10.20.9.0/24]     # optional: never these
+//	  trusted_proxies: [10.20.1.5/32]   # optional: whose X-Forwarded-For is believed
+//	tls:                        # required unless listen is a loopback address
+//	  cert: tls/server.crt
+//	  key: tls/server.key       # 0600
+//	  client_ca: tls/clients.crt   # optional: verify client certificates
 //	clients:
 //	  - name: portal
 //	    token_sha256: 9f86d0…   # hex SHA-256 of the bearer token
 //	    operations: [a, b]      # optional: allow only these operations
+//	    rate: {per_second: 1000, burst: 2000}   # optional
+//	    tls_name: portal.example   # optional: its certificate's name
 //
 // Relative paths are relative to the directory of the config file. The
 // policy file is a bootstrap: the agent checks requests against it only
@@ -130,6 +150,7 @@ type Config struct {
 	Heartbeat      config.Duration `yaml:"heartbeat"`
 	MaxSeqJump     uint64          `yaml:"max_seq_jump"`
 	Limits         LimitsConfig    `yaml:"limits"`
+	TLS            TLSConfig       `yaml:"tls"`
 	Clients        []ClientConfig  `yaml:"clients"`
 
 	// Admin is the admin socket and metrics listener (package status).
@@ -162,7 +183,50 @@ type LimitsConfig struct {
 	MaxUnacked int `yaml:"max_unacked"`
 	// RetryAfter is what a refused client is told to wait.
 	RetryAfter config.Duration `yaml:"retry_after"`
+
+	// IPRate is the token bucket of each source address (an IPv6
+	// address counts with its whole /64), applied to every /v1/ request
+	// before authentication. Zero is no limit.
+	IPRate RateConfig `yaml:"ip_rate"`
+	// MaxLongPolls caps the GET /v1/requests/{id}?wait= polls waiting at
+	// once; one more is answered 429 too_many_waits.
+	MaxLongPolls int `yaml:"max_long_polls"`
+	// MaxConnections caps the API's open connections; more wait in the
+	// kernel's accept queue. Restart-only.
+	MaxConnections int `yaml:"max_connections"`
+	// Allow, when not empty, is the only source addresses (CIDR) served;
+	// Block is addresses never served, even when Allow holds them. Both
+	// apply to every path, before anything else (403 ip_forbidden).
+	Allow []string `yaml:"allow"`
+	Block []string `yaml:"block"`
+	// TrustedProxies are the addresses (CIDR) of the reverse proxies in
+	// front of the agent. Only a connection from one of them has its
+	// X-Forwarded-For believed: the client is then the rightmost address
+	// in it that is not itself a trusted proxy. Otherwise the header is
+	// ignored, so that a client cannot choose the address it is limited
+	// and filtered as.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
+
+// RateConfig is a token bucket: PerSecond tokens are added every second,
+// up to Burst; each request takes one. A zero PerSecond is no limit.
+type RateConfig struct {
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
+}
+
+// TLSConfig is the API listener's TLS. Cert and Key are PEM files (the
+// key 0600); both are read again on reload, so a renewed certificate
+// is put in force by SIGHUP. With ClientCA, clients may present a
+// certificate, verified against it; a client with a tls_name must.
+type TLSConfig struct {
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	ClientCA string `yaml:"client_ca"`
+}
+
+// Enabled reports whether the listener speaks TLS.
+func (t TLSConfig) Enabled() bool { return t.Cert != "" || t.Key != "" }
 
 // ClientConfig is one API client.
 type ClientConfig struct {
@@ -172,6 +236,14 @@ type ClientConfig struct {
 	TokenSHA256 string `yaml:"token_sha256"`
 	// Operations, when set, is the only operations the client may submit.
 	Operations []string `yaml:"operations"`
+	// Rate, when set, is the client's own token bucket, applied after
+	// authentication to every /v1/ request it makes.
+	Rate RateConfig `yaml:"rate"`
+	// TLSName, when set, binds the client to a TLS client certificate:
+	// its token is accepted only on a connection that presented a
+	// certificate verified against tls.client_ca whose DNS name (or,
+	// without any, common name) is TLSName.
+	TLSName string `yaml:"tls_name"`
 }
 
 // DefaultConfig returns the configuration a file starts from.
@@ -200,9 +272,11 @@ func DefaultConfig() Config {
 		MaxSeqJump:      DefaultMaxSeqJump,
 		Alarms:          alarm.DefaultConfig(),
 		Limits: LimitsConfig{
-			MaxBacklog: DefaultMaxBacklog,
-			MaxUnacked: DefaultMaxUnacked,
-			RetryAfter: config.Duration(DefaultRetryAfter),
+			MaxBacklog:     DefaultMaxBacklog,
+			MaxUnacked:     DefaultMaxUnacked,
+			RetryAfter:     config.Duration(DefaultRetryAfter),
+			MaxLongPolls:   DefaultMaxLongPolls,
+			MaxConnections: DefaultMaxConnections,
 		},
 	}
 }
@@ -224,7 +298,8 @@ func LoadConfig(path string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	for _, p := range []*string{&c.Keys, &c.Policy, &c.Spool, &c.AuditLog, &c.Inbox, &c.Quarantine} {
+	for _, p := range []*string{&c.Keys, &c.Policy, &c.Spool, &c.AuditLog, &c.Inbox, &c.Quarantine,
+		&c.TLS.Cert, &c.TLS.Key, &c.TLS.ClientCA} {
 		*p = config.Resolve(path, *p)
 	}
 	// A directory medium's dir is local; an SFTP drop's dir is on the
@@ -320,8 +395,11 @@ func (c *Config) Validate() error {
 	if c.Listen != "" {
 		if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 			p.Add(fmt.Sprintf("invalid address %q: want host:port", c.Listen), "listen")
+		} else if !c.TLS.Enabled() && !loopback(c.Listen) {
+			p.Add("plain HTTP is served on a loopback address only: set tls (cert and key) or listen on 127.0.0.1", "listen")
 		}
 	}
+	c.validateEdge(&p)
 	sendMsg, key := c.Send.Check(true)
 	if sendMsg != "" {
 		p.Add(sendMsg, "send", key)
@@ -377,6 +455,17 @@ func (c *Config) validateClients(p *config.Problems) {
 				p.Add("invalid operation name", "clients", idx, "operations", strconv.Itoa(j))
 			}
 		}
+		if msg, key := cl.Rate.check(); msg != "" {
+			p.Add(msg, "clients", idx, "rate", key)
+		}
+		if cl.TLSName != "" {
+			switch {
+			case len(cl.TLSName) > 253 || !printable(cl.TLSName):
+				p.Add("want a DNS name or common name of printable ASCII", "clients", idx, "tls_name")
+			case c.TLS.ClientCA == "":
+				p.Add("needs tls.client_ca: the CA client certificates are verified against", "clients", idx, "tls_name")
+			}
+		}
 	}
 }
 
@@ -396,4 +485,93 @@ func printable(s string) bool {
 		}
 	}
 	return true
+}
+
+// maxRate bounds per_second and burst: far above what one agent serves,
+// low enough that a typo (an extra few zeros) is caught.
+const maxRate = 1_000_000
+
+// check returns a problem of a token bucket and the key concerned.
+func (r RateConfig) check() (string, string) {
+	switch {
+	case r.PerSecond < 0 || r.PerSecond > maxRate:
+		return fmt.Sprintf("must be between 0 (no limit) and %d", maxRate), "per_second"
+	case r.PerSecond == 0 && r.Burst != 0:
+		return "needs per_second: a burst without a rate limits nothing", "burst"
+	case r.PerSecond > 0 && (r.Burst < 1 || r.Burst > maxRate):
+		return fmt.Sprintf("must be between 1 and %d", maxRate), "burst"
+	}
+	return "", ""
+}
+
+// validateEdge adds the problems of the limits that guard the API (rates,
+// caps, address lists) and of its TLS to p.
+func (c *Config) validateEdge(p *config.Problems) {
+	if msg, key := c.Limits.IPRate.check(); msg != "" {
+		p.Add(msg, "limits", "ip_rate", key)
+	}
+	if c.Limits.MaxLongPolls < 1 || c.Limits.MaxLongPolls > 1_000_000 {
+		p.Add("must be between 1 and 1000000", "limits", "max_long_polls")
+	}
+	if c.Limits.MaxConnections < 1 || c.Limits.MaxConnections > 1_000_000 {
+		p.Add("must be between 1 and 1000000", "limits", "max_connections")
+	}
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"allow", c.Limits.Allow}, {"block", c.Limits.Block}, {"trusted_proxies", c.Limits.TrustedProxies}} {
+		for i, s := range l.list {
+			if _, err := parsePrefix(s); err != nil {
+				p.Add(err.Error(), "limits", l.key, strconv.Itoa(i))
+			}
+		}
+	}
+	t := c.TLS
+	switch {
+	case t.Cert == "" && t.Key != "":
+		p.Add("required with tls.key: the certificate chain's PEM file", "tls", "cert")
+	case t.Cert != "" && t.Key == "":
+		p.Add("required with tls.cert: the private key's PEM file (0600)", "tls", "key")
+	case t.ClientCA != "" && !t.Enabled():
+		p.Add("needs tls.cert and tls.key: client certificates are asked for over TLS only", "tls", "client_ca")
+	}
+}
+
+// parsePrefix parses a CIDR prefix, or a single address as a prefix of
+// its full length.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("invalid CIDR prefix %q", s)
+		}
+		if p != p.Masked() {
+			return netip.Prefix{}, fmt.Errorf("%q has bits set past its prefix length; did you mean %s?", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("invalid address or CIDR prefix %q", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// PublicListener reports whether the API listens on an address other
+// than a loopback one.
+func (c *Config) PublicListener() bool { return !loopback(c.Listen) }
+
+// loopback reports whether the host of addr (host:port) is a loopback
+// address or "localhost".
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }

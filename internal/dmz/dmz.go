@@ -162,10 +162,12 @@ package dmz
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -188,6 +190,8 @@ import (
 	"github.com/ferrybridge/ferry/internal/queue"
 	"github.com/ferrybridge/ferry/internal/silence"
 	"github.com/ferrybridge/ferry/internal/status"
+	"golang.org/x/net/netutil"
+	"golang.org/x/time/rate"
 )
 
 // openTimeout bounds opening the spool in New.
@@ -240,8 +244,15 @@ type Agent struct {
 	// Reload replaces them.
 	clients atomic.Pointer[[]client]
 	limits  atomic.Pointer[LimitsConfig]
-	spool   *queue.Spool
-	intake  *queue.Intake
+	// edgeRules, ipBuckets, edgeLog and waits are the edge's (edge.go).
+	edgeRules atomic.Pointer[edgeRules]
+	ipBuckets *buckets
+	edgeLog   *logEvery
+	waits     waitCap
+	// tls is the listener's TLS material, nil for plain HTTP.
+	tls    *serverTLS
+	spool  *queue.Spool
+	intake *queue.Intake
 	// auditLog is the zone's audit log; the spool stages entries that
 	// it drains, refused records API refusals off the request path.
 	auditLog *audit.Log
@@ -288,13 +299,27 @@ type client struct {
 	name string
 	hash [sha256.Size]byte
 	ops  map[string]bool // nil: every operation of the catalogue
+	// lim is the client's token bucket, nil for none.
+	lim *rate.Limiter
+	// tlsName, when set, is the name its certificate must have.
+	tlsName string
 }
 
-// newClients makes the API clients of a config.
-func newClients(cfgs []ClientConfig) ([]client, error) {
+// newClients makes the API clients of a config. A client of old (the
+// clients in force, on reload) whose rate is unchanged keeps its bucket,
+// so that a reload gives nobody a fresh burst.
+func newClients(cfgs []ClientConfig, old []client) ([]client, error) {
 	clients := make([]client, 0, len(cfgs))
 	for i, c := range cfgs {
-		cl := client{name: c.Name}
+		cl := client{name: c.Name, tlsName: c.TLSName}
+		if c.Rate.PerSecond > 0 {
+			cl.lim = rate.NewLimiter(rate.Limit(c.Rate.PerSecond), c.Rate.Burst)
+			for _, o := range old {
+				if o.name == c.Name && o.lim != nil && o.lim.Limit() == cl.lim.Limit() && o.lim.Burst() == cl.lim.Burst() {
+					cl.lim = o.lim
+				}
+			}
+		}
 		if _, err := hex.Decode(cl.hash[:], []byte(c.TokenSHA256)); err != nil {
 			return nil, fmt.Errorf("clients[%d].token_sha256: %w", i, err)
 		}
@@ -329,9 +354,22 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	clients, err := newClients(cfg.Clients)
+	clients, err := newClients(cfg.Clients, nil)
 	if err != nil {
 		return nil, err
+	}
+	rules, err := newEdgeRules(cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	var stls *serverTLS
+	if cfg.TLS.Enabled() {
+		m, err := loadTLS(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		stls = &serverTLS{}
+		stls.cur.Store(m)
 	}
 	ak, err := keys.LoadAudit(cfg.Keys, cfg.Zone)
 	if err != nil {
@@ -402,26 +440,33 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		closeState()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	ln = netutil.LimitListener(ln, cfg.Limits.MaxConnections)
+	if stls != nil {
+		ln = tls.NewListener(ln, stls.config())
+	}
 	a = &Agent{
-		ops:      o,
-		cfg:      cfg,
-		log:      logger,
-		zone:     &keys.Zone{Name: ring.Zone},
-		peer:     &keys.Peer{Name: ring.Peer},
-		spool:    spool,
-		auditLog: auditLog,
-		auditX:   auditX,
-		refused:  newRefusals(),
-		intake:   queue.NewIntake(spool, queue.IntakeConfig{}),
-		inbox:    inbox,
-		recv:     recv,
-		pub:      pub,
-		ln:       ln,
-		waiters:  newWaiters(),
-		serving:  make(chan struct{}),
-		now:      time.Now,
-		stopping: make(chan struct{}),
-		media:    []io.Closer{recvCloser, pubCloser},
+		ops:       o,
+		cfg:       cfg,
+		log:       logger,
+		zone:      &keys.Zone{Name: ring.Zone},
+		peer:      &keys.Peer{Name: ring.Peer},
+		spool:     spool,
+		auditLog:  auditLog,
+		auditX:    auditX,
+		refused:   newRefusals(),
+		intake:    queue.NewIntake(spool, queue.IntakeConfig{}),
+		inbox:     inbox,
+		recv:      recv,
+		pub:       pub,
+		ln:        ln,
+		tls:       stls,
+		ipBuckets: newBuckets(maxBuckets),
+		edgeLog:   newLogEvery(time.Minute),
+		waiters:   newWaiters(),
+		serving:   make(chan struct{}),
+		now:       time.Now,
+		stopping:  make(chan struct{}),
+		media:     []io.Closer{recvCloser, pubCloser},
 	}
 	a.gate = newGate(cfg.Limits, spool, logger, a.now)
 	a.peerWatch = silence.New(ResultsChannel, time.Duration(cfg.PeerSilence), time.Now(), logger)
@@ -435,19 +480,25 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	a.setRing(ring)
 	a.clients.Store(&clients)
 	a.limits.Store(&cfg.Limits)
+	a.edgeRules.Store(rules)
 	if ck != nil {
 		a.checker.Store(ck)
 		a.warnClientOps(ck)
 	}
-	a.handler = a.routes()
+	a.handler = a.edge(a.routes())
+	// Timeouts against slow clients (slowloris): the headers within
+	// 10 s, the whole request within 30 s, the answer (a long poll
+	// included) within MaxWait and 15 s more; an idle keep-alive
+	// connection is closed after 2 min. The TLS handshake counts
+	// against ReadHeaderTimeout.
 	a.srv = &http.Server{
 		Handler:           a.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       requestReadTimeout,
 		WriteTimeout:      MaxWait + 15*time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          log.New(&serverLog{a: a}, "", 0),
 	}
 	made = true
 	return a, nil
@@ -479,17 +530,41 @@ func (a *Agent) Reload() error {
 		a.log.Error("key reload refused; the previous keys stay in force", slog.String(logError, err.Error()))
 		return err
 	}
-	clients, err := newClients(cfg.Clients)
+	clients, err := newClients(cfg.Clients, *a.clients.Load())
 	if err != nil {
 		a.log.Error("config reload refused; the previous configuration stays in force", slog.String(logError, err.Error()))
 		return err
 	}
-	if restart := config.Changed(a.cfg, cfg, reloadable...); len(restart) > 0 {
+	rules, err := newEdgeRules(cfg.Limits)
+	if err != nil {
+		a.log.Error("config reload refused; the previous configuration stays in force", slog.String(logError, err.Error()))
+		return err
+	}
+	var tm *tlsMaterial
+	if a.tls != nil && cfg.TLS.Enabled() {
+		if tm, err = loadTLS(cfg.TLS); err != nil {
+			a.log.Error("TLS reload refused; the previous configuration stays in force", slog.String(logError, err.Error()))
+			return err
+		}
+	}
+	restart := config.Changed(a.cfg, cfg, reloadable...)
+	if cfg.Limits.MaxConnections != a.cfg.Limits.MaxConnections {
+		restart = append(restart, "limits.max_connections")
+	}
+	if (a.tls != nil) != cfg.TLS.Enabled() {
+		// Turning TLS on or off changes the listener.
+		restart = append(restart, "tls")
+	}
+	if len(restart) > 0 {
 		a.log.Warn("changed settings take effect at the next restart", slog.Any(logSettings, restart))
 	}
 	a.setRing(r)
 	a.clients.Store(&clients)
 	a.limits.Store(&cfg.Limits)
+	a.edgeRules.Store(rules)
+	if tm != nil {
+		a.tls.cur.Store(tm)
+	}
 	a.gate.setLimits(cfg.Limits)
 	a.ops.SetAlarms(cfg.Alarms)
 	a.warnClientOps(a.current())
@@ -498,7 +573,9 @@ func (a *Agent) Reload() error {
 }
 
 // reloadable are the config's settings Reload puts in force.
-var reloadable = []string{"clients", "limits", "alarms"}
+// (limits.max_connections and turning tls on or off excepted: the
+// listener is made once); the TLS files are read again.
+var reloadable = []string{"clients", "limits", "tls", "alarms"}
 
 // Log attribute keys of Reload.
 const (

@@ -49,6 +49,8 @@ type env struct {
 	// offset is how far the agent's clock (Agent.now) runs ahead of the
 	// real one, in nanoseconds; see env.now.
 	offset atomic.Int64
+	// beforeRun is envOptions.beforeRun, for restarts too.
+	beforeRun func(*Agent)
 }
 
 // now is the agent's clock: the real time plus e.offset. Request
@@ -142,6 +144,14 @@ type envOptions struct {
 	// has nothing to check requests against until a catalogue arrives.
 	noPolicy bool
 	extra    string // appended to the config file
+	// setup, if set, runs on the deployment's directory before the
+	// agent starts (to write the files extra names).
+	setup func(dir string)
+	// beforeRun, if set, is called with the agent New made, before Run.
+	beforeRun func(*Agent)
+	// client, if set, is the HTTP client of the tests' requests (one
+	// that trusts the agent's TLS certificate, say).
+	client *http.Client
 }
 
 // startEnv builds and runs an agent; cleanup stops it and checks Run's
@@ -174,7 +184,13 @@ func startEnvWith(t testing.TB, opts envOptions) *env {
 			t.Fatal(err)
 		}
 	}
-	e := &env{dir: dir, dmz: dz, intra: in, client: &http.Client{Timeout: 60 * time.Second}, log: opts.log}
+	if opts.setup != nil {
+		opts.setup(dir)
+	}
+	if opts.client == nil {
+		opts.client = &http.Client{Timeout: 60 * time.Second}
+	}
+	e := &env{dir: dir, dmz: dz, intra: in, client: opts.client, log: opts.log, beforeRun: opts.beforeRun}
 	e.start(t, path)
 	return e
 }
@@ -192,6 +208,9 @@ func (e *env) start(t testing.TB, path string) {
 		t.Fatal(err)
 	}
 	a.now = e.now
+	if e.beforeRun != nil {
+		e.beforeRun(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -208,7 +227,11 @@ func (e *env) start(t testing.TB, path string) {
 		})
 	}
 	t.Cleanup(e.stop)
-	e.cfg, e.cfgPath, e.agent, e.base = cfg, path, a, "http://"+a.Addr().String()
+	scheme := "http://"
+	if cfg.TLS.Enabled() {
+		scheme = "https://"
+	}
+	e.cfg, e.cfgPath, e.agent, e.base = cfg, path, a, scheme+a.Addr().String()
 	// Ready once Run runs; without a catalogue /readyz stays 503, so the
 	// wait is on the agent's own flag and then on /healthz.
 	deadline := time.Now().Add(10 * time.Second)
@@ -279,6 +302,9 @@ func (e *env) do(t testing.TB, method, path, token string, body string, hdr map[
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)

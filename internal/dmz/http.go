@@ -9,7 +9,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +31,12 @@ const (
 	MaxIdempotencyKey = 128
 	// readTimeout bounds a status read when the client sets no deadline.
 	readTimeout = 5 * time.Second
+	// MaxHeaderBytes caps a request's header lines.
+	MaxHeaderBytes = 16 << 10
+	// readHeaderTimeout bounds the TLS handshake and the request's
+	// headers; requestReadTimeout the whole request, body included.
+	readHeaderTimeout  = 10 * time.Second
+	requestReadTimeout = 30 * time.Second
 )
 
 // API reason codes the agent gives itself; a policy refusal carries the
@@ -57,7 +66,40 @@ const (
 	// acknowledgement (see backpressure.go); the answer is a 503 with
 	// Retry-After.
 	ReasonOverloaded = "overloaded"
+	// ReasonIPForbidden: the source address is on limits.block, or
+	// limits.allow is set and does not hold it. Checked first, on every
+	// path.
+	ReasonIPForbidden = "ip_forbidden"
+	// ReasonRateLimited: the source address's or the client's token
+	// bucket is empty; the answer is a 429 with Retry-After.
+	ReasonRateLimited = "rate_limited"
+	// ReasonTooManyWaits: as many long polls as limits.max_long_polls
+	// are waiting already; the answer is a 429 with Retry-After.
+	ReasonTooManyWaits = "too_many_waits"
+	// ReasonCertificateRequired: the client is bound to a TLS client
+	// certificate (clients[].tls_name) and the connection did not present
+	// a verified one with that name.
+	ReasonCertificateRequired = "certificate_required"
+	// ReasonUnsupportedMediaType: a POST body whose Content-Type is not
+	// application/json.
+	ReasonUnsupportedMediaType = "unsupported_media_type"
 )
+
+// Reasons returns every reason code the agent itself answers with, in
+// the order docs/api.md lists them; the policy's codes
+// (policy.Reasons) come on top.
+func Reasons() []string {
+	return []string{
+		ReasonBadJSON, ReasonBadSubject, ReasonParamsTooLarge, ReasonBadIdempotencyKey, ReasonBadWait,
+		ReasonMissingToken, ReasonInvalidToken,
+		ReasonForbidden, ReasonIPForbidden, ReasonCertificateRequired,
+		ReasonNotFound, ReasonMethodNotAllowed, ReasonIdempotencyConflict,
+		ReasonBodyTooLarge, ReasonUnsupportedMediaType,
+		ReasonRateLimited, ReasonTooManyWaits,
+		ReasonPolicy,
+		ReasonCatalogueUnavailable, ReasonOverloaded, ReasonShuttingDown, ReasonUnavailable, ReasonNotReady,
+	}
+}
 
 // msgCatalogueUnavailable is the message of a catalogue_unavailable answer.
 const msgCatalogueUnavailable = "the operation catalogue has not arrived from the intranet yet; retry later"
@@ -134,6 +176,21 @@ func (a *Agent) authenticate(w http.ResponseWriter, r *http.Request) *client {
 		writeError(w, http.StatusUnauthorized, ReasonInvalidToken, "the bearer token is not valid", "")
 		return nil
 	}
+	if found.tlsName != "" && !clientTLSName(r, found.tlsName) {
+		a.edgeRefused(ReasonCertificateRequired, sourceOf(r))
+		writeError(w, http.StatusForbidden, ReasonCertificateRequired,
+			"this client must present its TLS client certificate", "")
+		return nil
+	}
+	if found.lim != nil {
+		if d := takeToken(found.lim, a.now()); d > 0 {
+			a.edgeRefused(ReasonRateLimited, sourceOf(r))
+			w.Header().Set("Retry-After", retryAfter(d))
+			writeError(w, http.StatusTooManyRequests, ReasonRateLimited,
+				"too many requests from this client; retry after Retry-After seconds", "")
+			return nil
+		}
+	}
 	return found
 }
 
@@ -176,11 +233,25 @@ func (a *Agent) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, ReasonCatalogueUnavailable, msgCatalogueUnavailable, "")
 		return
 	}
+	if !jsonContentType(r.Header.Get("Content-Type")) {
+		a.refuse(cl, "", ReasonUnsupportedMediaType)
+		writeError(w, http.StatusUnsupportedMediaType, ReasonUnsupportedMediaType,
+			"Content-Type must be application/json", "")
+		return
+	}
 	key := r.Header.Get("Idempotency-Key")
 	if _, present := r.Header["Idempotency-Key"]; present && (key == "" || len(key) > MaxIdempotencyKey || !printable(key)) {
 		a.refuse(cl, "", ReasonBadIdempotencyKey)
 		writeError(w, http.StatusBadRequest, ReasonBadIdempotencyKey,
 			"Idempotency-Key must be 1 to 128 printable ASCII characters without spaces", "")
+		return
+	}
+	if r.ContentLength > MaxBodySize {
+		// Refused before reading: a client that declares 10 GB and then
+		// sends slowly must not hold the handler until ReadTimeout.
+		a.refuse(cl, "", ReasonBodyTooLarge)
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the body is larger than 65536 bytes", "")
 		return
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(o.ResponseWriter, r.Body, MaxBodySize))
@@ -309,6 +380,14 @@ func writeIdempotencyConflict(w http.ResponseWriter) {
 		"this Idempotency-Key was already used with a different operation, params or subject", "")
 }
 
+// jsonContentType reports whether a Content-Type header is
+// application/json, with parameters or without (charset=utf-8 is the
+// only meaningful one; JSON is UTF-8).
+func jsonContentType(v string) bool {
+	mt, _, err := mime.ParseMediaType(v)
+	return err == nil && mt == "application/json"
+}
+
 // decodeSubmit decodes a POST body strictly; on failure it returns a
 // message for the client and the field concerned.
 func decodeSubmit(data []byte, v *submitBody) (string, string) {
@@ -327,6 +406,9 @@ func decodeSubmit(data []byte, v *submitBody) (string, string) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return "trailing data after the JSON object", ""
 	}
+	if msg, param := exactKeys(data); msg != "" {
+		return msg, param
+	}
 	if v.Operation == "" {
 		return "operation is required", "operation"
 	}
@@ -341,6 +423,41 @@ func decodeSubmit(data []byte, v *submitBody) (string, string) {
 	}
 	return "", ""
 }
+
+// exactKeys checks what encoding/json lets through in a body it decoded:
+// a key given twice (it keeps the last) and a key in another case (it
+// matches "OPERATION" to operation). Either would let two readers of the
+// same body see different requests.
+func exactKeys(data []byte) (string, string) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil { // the '{', already checked
+		return "the body is not a JSON object with operation and params", ""
+	}
+	var seen [3]bool
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "the body is not a JSON object with operation and params", ""
+		}
+		k, _ := t.(string)
+		i := slices.Index(submitKeys[:], k)
+		switch {
+		case i < 0:
+			return "unknown field " + strconv.Quote(k), k
+		case seen[i]:
+			return "field " + k + " is given more than once", k
+		}
+		seen[i] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "the body is not a JSON object with operation and params", ""
+		}
+	}
+	return "", ""
+}
+
+// submitKeys are the fields of a POST body, exactly.
+var submitKeys = [3]string{"operation", "params", "subject"}
 
 // msgBadSubject is the message of a bad_subject answer.
 const msgBadSubject = "subject must be a string of 1 to 64 printable ASCII characters without spaces"
@@ -440,6 +557,14 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return queue.Final(status) || status == batch.StatusHeld && !wasHeld
 	}
 	if wait > 0 && !settled(st.Status) {
+		if !a.waits.enter(a.edgeRules.Load().maxWaits) {
+			a.edgeRefused(ReasonTooManyWaits, sourceOf(r))
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, ReasonTooManyWaits,
+				"too many long polls are waiting; retry after Retry-After seconds, or poll without wait", "")
+			return
+		}
+		defer a.waits.leave()
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
 		for !settled(st.Status) {

@@ -110,6 +110,11 @@ const (
 	// Unix seconds: the state gauges are as of then. A value that stops
 	// moving means the agent's monitor hangs.
 	SnapshotTime = "ferry_snapshot_timestamp_seconds"
+	// APIRefused counts the DMZ API's requests refused before they reach
+	// a handler's own checks (any path), by reason: ip_forbidden,
+	// rate_limited (per address or per client), too_many_waits,
+	// certificate_required.
+	APIRefused = "ferry_api_refused_total"
 	// AlarmActive, AlarmsRaised and WebhookDeliveries are exported by
 	// package alarm.
 	AlarmActive       = alarm.MetricActive
@@ -123,8 +128,11 @@ func Names() []string {
 		UnackedLimit, OldestUnackedSeconds, Envelopes, Held, EnvelopesTotal, LastEnvelope, Quarantined,
 		GapsOpened, GapsOpen, Retransmissions, PolicyDecisions, RateLimited, MediumErrors, PeerLastHeard,
 		AuditEntries, AuditWitnessed, KeyExpiry, PolicyExpiry, DiskFreeRatio, SnapshotTime, AlarmActive, AlarmsRaised,
-		WebhookDeliveries}
+		WebhookDeliveries, APIRefused}
 }
+
+// EdgeReasons are the reason label values of APIRefused.
+var EdgeReasons = []string{"ip_forbidden", "rate_limited", "too_many_waits", "certificate_required"}
 
 // Directions of envelopes and medium errors.
 const (
@@ -139,6 +147,7 @@ type Agent struct {
 	reg *prometheus.Registry
 
 	requests        *prometheus.CounterVec
+	apiRefused      *prometheus.CounterVec
 	intake          prometheus.Histogram
 	envelopesTotal  *prometheus.CounterVec
 	quarantined     *prometheus.CounterVec
@@ -164,7 +173,7 @@ const (
 // dmzOnly and intranetOnly are the metrics only one agent has; every
 // other is both agents'.
 var (
-	dmzOnly      = []string{Requests, IntakeSeconds, SpoolRequests, SpoolRequestsLimit, Unacked, UnackedLimit, OldestUnackedSeconds, Retransmissions}
+	dmzOnly      = []string{Requests, IntakeSeconds, SpoolRequests, SpoolRequestsLimit, Unacked, UnackedLimit, OldestUnackedSeconds, Retransmissions, APIRefused}
 	intranetOnly = []string{PolicyDecisions, RateLimited, PolicyExpiry}
 )
 
@@ -218,6 +227,10 @@ func New(agent, zone, version string, extra ...prometheus.Collector) *Agent {
 	f(BuildInfo, info)
 	info.WithLabelValues(version, runtime.Version()).Set(1)
 	m.requests = counterVec(Requests, "Answers to POST /v1/requests by operation and outcome.", "operation", "outcome")
+	m.apiRefused = counterVec(APIRefused, "DMZ API requests refused at the edge (address lists, rate limits, long-poll cap, certificate binding), by reason.", "reason")
+	for _, r := range EdgeReasons {
+		m.apiRefused.WithLabelValues(r)
+	}
 	m.intake = prometheus.NewHistogram(prometheus.HistogramOpts{Name: IntakeSeconds,
 		Help:    "Time from a request's arrival to its durable answer.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}})
@@ -274,6 +287,10 @@ func (m *Agent) Request(operation, outcome string, took time.Duration) {
 		m.intake.Observe(took.Seconds())
 	}
 }
+
+// EdgeRefused counts one API request refused at the edge for reason
+// (one of EdgeReasons).
+func (m *Agent) EdgeRefused(reason string) { m.apiRefused.WithLabelValues(reason).Inc() }
 
 // Envelope counts one envelope sent or received at t.
 func (m *Agent) Envelope(direction string, t time.Time) {

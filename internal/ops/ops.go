@@ -184,6 +184,10 @@ func (o *Ops) Request(client, subject string, refused bool) {
 	}
 }
 
+// RequestFrom counts one API request from source address addr for the
+// high-frequency alarm.
+func (o *Ops) RequestFrom(addr string) { o.Monitor.Request("address " + addr) }
+
 // Audit fills in the audit part of a snapshot from the zone's log and
 // its exchange with the peer.
 func Audit(s *status.Snapshot, l *audit.Log, x *audit.Exchange) {
