@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -25,6 +26,11 @@ type clientsOptions struct {
 	Operations []string
 	TokenFile  string
 	JSON       bool
+	// Rate and Burst are the client's token bucket (0: none); TLSName
+	// binds it to a client certificate.
+	Rate    float64
+	Burst   int
+	TLSName string
 }
 
 func newClientsCmd(g *globals) *cobra.Command {
@@ -47,7 +53,7 @@ rotated client's old token then stops working at once.`,
 	}
 	cmd.PersistentFlags().StringVar(&opts.Config, "config", "", "the DMZ agent's config `file`")
 	add := &cobra.Command{
-		Use:   "add --config FILE [--operations OP,...] [--token-file FILE] NAME",
+		Use:   "add --config FILE [--operations OP,...] [--rate N [--burst N]] [--tls-name NAME] [--token-file FILE] NAME",
 		Short: "Add a client with a new token",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -56,6 +62,9 @@ rotated client's old token then stops working at once.`,
 	}
 	add.Flags().StringSliceVar(&opts.Operations, "operations", nil, "the only operations the client may submit (default: every operation of the catalogue)")
 	add.Flags().StringVar(&opts.TokenFile, "token-file", "", "write the token to this new `file` (0600) instead of printing it")
+	add.Flags().Float64Var(&opts.Rate, "rate", 0, "the client's own rate limit, `requests` per second (default: none)")
+	add.Flags().IntVar(&opts.Burst, "burst", 0, "the client's burst, in requests (default: twice --rate)")
+	add.Flags().StringVar(&opts.TLSName, "tls-name", "", "bind the client to a TLS client certificate with this DNS `name` (needs tls.client_ca)")
 	rotate := &cobra.Command{
 		Use:   "rotate --config FILE [--token-file FILE] NAME",
 		Short: "Give a client a new token; the old one stops working at the agent's next reload",
@@ -91,6 +100,9 @@ type clientJSON struct {
 	Name       string   `json:"name"`
 	Operations []string `json:"operations"` // empty: every operation of the catalogue
 	TokenHash  string   `json:"token_sha256_prefix"`
+	// Rate is the client's bucket, nil for none.
+	Rate    *dmz.RateConfig `json:"rate,omitempty"`
+	TLSName string          `json:"tls_name,omitempty"`
 }
 
 func runClientsList(out io.Writer, opts clientsOptions) error {
@@ -103,19 +115,29 @@ func runClientsList(out io.Writer, opts clientsOptions) error {
 	}
 	list := []clientJSON{}
 	for _, c := range cfg.Clients {
-		list = append(list, clientJSON{Name: c.Name, Operations: append([]string{}, c.Operations...), TokenHash: c.TokenSHA256[:12]})
+		cj := clientJSON{Name: c.Name, Operations: append([]string{}, c.Operations...), TokenHash: c.TokenSHA256[:12], TLSName: c.TLSName}
+		if c.Rate.PerSecond > 0 {
+			cj.Rate = &c.Rate
+		}
+		list = append(list, cj)
 	}
 	if opts.JSON {
 		return writeJSON(out, list)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOPERATIONS\tTOKEN SHA-256")
+	fmt.Fprintln(tw, "NAME\tOPERATIONS\tRATE\tCERTIFICATE\tTOKEN SHA-256")
 	for _, c := range list {
-		ops := "all"
+		ops, rate, cert := "all", "-", "-"
 		if len(c.Operations) > 0 {
 			ops = strings.Join(c.Operations, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s…\n", c.Name, ops, c.TokenHash)
+		if c.Rate != nil {
+			rate = fmt.Sprintf("%g/s burst %d", c.Rate.PerSecond, c.Rate.Burst)
+		}
+		if c.TLSName != "" {
+			cert = c.TLSName
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s…\n", c.Name, ops, rate, cert, c.TokenHash)
 	}
 	return tw.Flush()
 }
@@ -163,6 +185,21 @@ func runClientsChange(out io.Writer, opts clientsOptions, action, name string) e
 				seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: op})
 			}
 			addPair(entry, "operations", seq)
+		}
+		if opts.Rate > 0 {
+			burst := opts.Burst
+			if burst == 0 {
+				burst = max(1, int(2*opts.Rate))
+			}
+			r := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+			addPair(r, "per_second", &yaml.Node{Kind: yaml.ScalarNode, Value: strconv.FormatFloat(opts.Rate, 'f', -1, 64)})
+			addPair(r, "burst", &yaml.Node{Kind: yaml.ScalarNode, Value: strconv.Itoa(burst)})
+			addPair(entry, "rate", r)
+		} else if opts.Burst != 0 {
+			return &usageError{errors.New("--burst needs --rate")}
+		}
+		if opts.TLSName != "" {
+			addPair(entry, "tls_name", &yaml.Node{Kind: yaml.ScalarNode, Value: opts.TLSName})
 		}
 		clients.Content = append(clients.Content, entry)
 	case "rotate", "remove":

@@ -211,8 +211,8 @@ type LimitsConfig struct {
 // RateConfig is a token bucket: PerSecond tokens are added every second,
 // up to Burst; each request takes one. A zero PerSecond is no limit.
 type RateConfig struct {
-	PerSecond float64 `yaml:"per_second"`
-	Burst     int     `yaml:"burst"`
+	PerSecond float64 `yaml:"per_second" json:"per_second"`
+	Burst     int     `yaml:"burst" json:"burst"`
 }
 
 // TLSConfig is the API listener's TLS. Cert and Key are PEM files (the

@@ -216,10 +216,12 @@ func TestSpool_AskDueMaxQuery(t *testing.T) {
 }
 
 // withAskIndex returns the index list of a spool's requests table
-// (schemaOf) after migration 0010: requests_held replaced by requests_ask.
+// (schemaOf) after migrations 0010 (requests_held replaced by
+// requests_ask) and 0011 (requests_callback).
 func withAskIndex(indexes []string) []string {
 	out := slices.DeleteFunc(slices.Clone(indexes), func(s string) bool { return strings.HasPrefix(s, "requests_held:") })
-	out = append(out, "requests_ask: CREATE INDEX requests_ask ON requests (rid) WHERE "+askable)
+	out = append(out, "requests_ask: CREATE INDEX requests_ask ON requests (rid) WHERE "+askable,
+		"requests_callback: CREATE INDEX requests_callback ON requests (callback_due) WHERE callback_due IS NOT NULL")
 	slices.Sort(out)
 	return out
 }
