@@ -60,6 +60,15 @@ func labelOf(m *dto.Metric, name string) string {
 // reloads it.
 func (e *env) rewriteConfig(t testing.TB, old, new string) {
 	t.Helper()
+	e.rewriteFile(t, old, new)
+	if err := e.agent.Reload(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rewriteFile replaces old with new in the agent's config file.
+func (e *env) rewriteFile(t testing.TB, old, new string) {
+	t.Helper()
 	data, err := os.ReadFile(e.cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -69,9 +78,6 @@ func (e *env) rewriteConfig(t testing.TB, old, new string) {
 		t.Fatalf("config does not hold %q", old)
 	}
 	if err := os.WriteFile(e.cfgPath, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.agent.Reload(); err != nil {
 		t.Fatal(err)
 	}
 }

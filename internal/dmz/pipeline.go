@@ -138,8 +138,8 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 		return nil
 	}
 	// sealAll seals unsealed requests; unless force, it leaves a partial
-	// batch until deadline.
-	sealAll := func(ctx context.Context, deadline time.Time, force bool) (bool, error) {
+	// batch until *deadline, which each seal moves to maxDelay later.
+	sealAll := func(ctx context.Context, deadline *time.Time, force bool) (bool, error) {
 		for {
 			n, err := a.spool.CountUnsealed(ctx, batchMax)
 			if err != nil {
@@ -148,7 +148,7 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 			if n == 0 {
 				return true, nil
 			}
-			if !force && n < batchMax && a.now().Before(deadline) {
+			if !force && n < batchMax && a.now().Before(*deadline) {
 				return false, nil
 			}
 			reqs, err := a.spool.Unsealed(ctx, batchMax)
@@ -166,6 +166,13 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 			if ctx.Err() != nil {
 				return false, nil
 			}
+			// The requests committed while this envelope was sealed
+			// wait for others again, at most maxDelay more. Without
+			// this, a deadline once passed sealed a small envelope per
+			// intake commit for as long as requests kept coming: under
+			// load, five times the envelopes (and the spool's writer
+			// time) that batch.max_delay asks for.
+			*deadline = a.now().Add(maxDelay)
 		}
 	}
 	for {
@@ -178,7 +185,7 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
 			defer cancel()
-			_, err := sealAll(dctx, time.Time{}, true)
+			_, err := sealAll(dctx, &time.Time{}, true)
 			if dctx.Err() != nil {
 				a.log.Warn("drain timeout: unsealed requests stay in the spool")
 				return nil
@@ -206,7 +213,7 @@ func (a *Agent) batcher(ctx context.Context, out chan<- *queue.Envelope, drain t
 		}
 		deadline := a.now().Add(maxDelay)
 		for {
-			empty, err := sealAll(ctx, deadline, false)
+			empty, err := sealAll(ctx, &deadline, false)
 			if err == nil {
 				// Also between partial batches, so that steady
 				// traffic does not put the asking off.
