@@ -97,6 +97,12 @@ const DrainBatch = 4096
 // under it), appends them in staging order, and deletes them from src. It
 // returns how many it appended.
 func (l *Log) Drain(ctx context.Context, source string, src *sql.DB) (int, error) {
+	return l.drain(ctx, source, src, src)
+}
+
+// drain is Drain reading the outbox through read, a handle on the same
+// database as src that sees every committed transaction.
+func (l *Log) drain(ctx context.Context, source string, src, read *sql.DB) (int, error) {
 	var last int64
 	err := l.db.QueryRowContext(ctx, `SELECT last_id FROM audit_sources WHERE source = ?`, source).Scan(&last)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -106,7 +112,7 @@ func (l *Log) Drain(ctx context.Context, source string, src *sql.DB) (int, error
 	if _, err := src.ExecContext(ctx, `DELETE FROM audit_outbox WHERE id <= ?`, last); err != nil {
 		return 0, fmt.Errorf("audit drain %s: %w", source, err)
 	}
-	rows, err := src.QueryContext(ctx, `SELECT id, time, body FROM audit_outbox WHERE id > ? ORDER BY id LIMIT ?`, last, DrainBatch)
+	rows, err := read.QueryContext(ctx, `SELECT id, time, body FROM audit_outbox WHERE id > ? ORDER BY id LIMIT ?`, last, DrainBatch)
 	if err != nil {
 		return 0, fmt.Errorf("audit drain %s: %w", source, err)
 	}
@@ -147,6 +153,11 @@ func (l *Log) Drain(ctx context.Context, source string, src *sql.DB) (int, error
 type Source struct {
 	Name string // stable across restarts: the log's watermark is kept under it
 	DB   *sql.DB
+	// Read, if set, is a read-only handle on the same database: the
+	// drain reads the outbox through it, so that reading thousands of
+	// entries does not hold DB's writer from the transactions that
+	// stage them. Only the deletes go through DB.
+	Read *sql.DB
 }
 
 // RunConfig says how often Run drains and signs.
@@ -188,7 +199,11 @@ func (l *Log) Run(ctx context.Context, cfg RunConfig) error {
 	drainAll := func(ctx context.Context) {
 		for _, s := range cfg.Sources {
 			for {
-				n, err := l.Drain(ctx, s.Name, s.DB)
+				read := s.Read
+				if read == nil {
+					read = s.DB
+				}
+				n, err := l.drain(ctx, s.Name, s.DB, read)
 				if err != nil {
 					log.Error("audit drain failed", slog.String("source", s.Name), slog.String("error", err.Error()))
 					break

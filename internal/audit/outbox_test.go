@@ -153,7 +153,7 @@ func TestLog_Run(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- l.Run(ctx, RunConfig{Sources: []Source{{"a", a}, {"b", b}}, Drain: 5 * time.Millisecond, Checkpoint: 20 * time.Millisecond})
+		done <- l.Run(ctx, RunConfig{Sources: []Source{{Name: "a", DB: a, Read: a}, {Name: "b", DB: b}}, Drain: 5 * time.Millisecond, Checkpoint: 20 * time.Millisecond})
 	}()
 	for i := range 200 {
 		db := a

@@ -28,7 +28,7 @@ func (s *Spool) EnableAudit(ctx context.Context, zone string, h *audit.Hasher) e
 // AuditSource returns the spool's outbox as a source for the zone's
 // audit log.
 func (s *Spool) AuditSource() audit.Source {
-	return audit.Source{Name: AuditSourceName, DB: s.w}
+	return audit.Source{Name: AuditSourceName, DB: s.w, Read: s.r}
 }
 
 // Audit stages entries that no other spool transaction carries (requests
