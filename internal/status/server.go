@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/user"
 	"strconv"
@@ -25,6 +26,12 @@ const (
 	// PathMetrics answers the metrics in Prometheus' text format; it is
 	// the only path of the metrics listener.
 	PathMetrics = "/metrics"
+	// PathPprof is the root of Go's runtime profiles (net/http/pprof),
+	// on the admin socket only: a CPU profile of a running agent is
+	//
+	//	curl --unix-socket /run/ferry/dmz/admin.sock -o cpu.prof \
+	//	    'http://agent/debug/pprof/profile?seconds=30'
+	PathPprof = "/debug/pprof/"
 )
 
 // SocketMode is the admin socket's mode: the agent's user and the admin
@@ -68,6 +75,13 @@ func Listen(cfg Config, snap Snapshotter, g prometheus.Gatherer, logger *slog.Lo
 		_ = enc.Encode(snap.Snapshot())
 	})
 	mux.Handle("GET "+PathMetrics, metrics)
+	// Profiles show the running code and its memory, not the requests'
+	// data; they are for the admins who may read the socket anyway.
+	mux.HandleFunc("GET "+PathPprof, pprof.Index)
+	mux.HandleFunc("GET "+PathPprof+"cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET "+PathPprof+"profile", pprof.Profile)
+	mux.HandleFunc("GET "+PathPprof+"symbol", pprof.Symbol)
+	mux.HandleFunc("GET "+PathPprof+"trace", pprof.Trace)
 	s.handler = mux
 	mm := http.NewServeMux()
 	mm.Handle("GET "+PathMetrics, metrics)

@@ -104,6 +104,19 @@ func TestServer_statusAndMetrics(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("status over TCP: %d, want 404", resp.StatusCode)
 	}
+	// Runtime profiles: over the socket only.
+	body, err = Get(ctx, sock, PathPprof+"goroutine?debug=1")
+	if err != nil || !strings.Contains(string(body), "goroutine profile:") {
+		t.Fatalf("goroutine profile over the socket: %v\n%.200s", err, body)
+	}
+	resp, err = http.Get(base + PathPprof + "goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("profiles over TCP: %d, want 404", resp.StatusCode)
+	}
 }
 
 func TestServer_socketRemovedOnStop(t *testing.T) {
