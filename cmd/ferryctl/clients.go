@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ferrybridge/ferry/internal/alarm"
+	"github.com/ferrybridge/ferry/internal/callback"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/dmz"
 )
@@ -31,6 +33,11 @@ type clientsOptions struct {
 	Rate    float64
 	Burst   int
 	TLSName string
+	// The callback subcommand's flags.
+	CallbackURL     string
+	CallbackSecret  string
+	CallbackPrivate bool
+	CallbackRemove  bool
 }
 
 func newClientsCmd(g *globals) *cobra.Command {
@@ -91,7 +98,26 @@ rotated client's old token then stops working at once.`,
 		},
 	}
 	list.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
-	cmd.AddCommand(add, rotate, remove, list)
+	cb := &cobra.Command{
+		Use:   "callback --config FILE (--url URL [--secret-file FILE] [--allow-private] | --remove) NAME",
+		Short: "Have a client's results POSTed to its callback URL, signed (docs/api.md, Result callbacks)",
+		Long: `Set or remove the URL the DMZ agent POSTs client NAME's results to, each
+signed with a Standard Webhooks secret. Without --secret-file the secret
+is KEYS/NAME-callback.secret; a file that does not exist is created with
+a new secret (0600), to be given to the receiver's team over a channel
+you trust. --allow-private lets the URL be http:// or reach a private,
+loopback or link-local address (a receiver on the platform's own
+network); without it the agent refuses to connect to one.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runClientsCallback(g.stdout, opts, args[0])
+		},
+	}
+	cb.Flags().StringVar(&opts.CallbackURL, "url", "", "the receiver's https:// `URL`")
+	cb.Flags().StringVar(&opts.CallbackSecret, "secret-file", "", "the signing secret's `file` (default KEYS/NAME-callback.secret; made if missing)")
+	cb.Flags().BoolVar(&opts.CallbackPrivate, "allow-private", false, "allow http:// and private, loopback or link-local addresses")
+	cb.Flags().BoolVar(&opts.CallbackRemove, "remove", false, "remove the client's callback")
+	cmd.AddCommand(add, rotate, remove, list, cb)
 	return cmd
 }
 
@@ -147,26 +173,10 @@ func runClientsChange(out io.Writer, opts clientsOptions, action, name string) e
 	if opts.Config == "" {
 		return &usageError{errors.New("--config is required: the DMZ agent's config file")}
 	}
-	cfg, err := dmz.LoadConfig(opts.Config)
+	cfg, root, clients, idx, err := loadClients(opts.Config, name)
 	if err != nil {
 		return err
 	}
-	data, err := config.ReadFile(opts.Config)
-	if err != nil {
-		return err
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil || root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
-		return fmt.Errorf("%s: cannot edit: %v", opts.Config, err)
-	}
-	clients := mappingValue(root.Content[0], "clients")
-	if clients == nil || clients.Kind != yaml.SequenceNode {
-		return fmt.Errorf("%s: no clients list to edit", opts.Config)
-	}
-	idx := slices.IndexFunc(clients.Content, func(n *yaml.Node) bool {
-		v := mappingValue(n, "name")
-		return v != nil && v.Value == name
-	})
 	var token string
 	switch action {
 	case "add":
@@ -222,13 +232,8 @@ func runClientsChange(out io.Writer, opts clientsOptions, action, name string) e
 		}
 		h.Value, h.Style = tokenHash(token), 0
 	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(&root); err != nil {
-		return err
-	}
-	if err := enc.Close(); err != nil {
+	data, err := encodeYAML(root)
+	if err != nil {
 		return err
 	}
 	// The token file first: a name taken stops the change before the
@@ -238,7 +243,7 @@ func runClientsChange(out io.Writer, opts clientsOptions, action, name string) e
 			return fmt.Errorf("%s unchanged: %w", opts.Config, err)
 		}
 	}
-	if err := replaceConfig(opts.Config, buf.Bytes()); err != nil {
+	if err := replaceConfig(opts.Config, data); err != nil {
 		if token != "" && opts.TokenFile != "" {
 			os.Remove(opts.TokenFile)
 		}
@@ -257,6 +262,128 @@ func runClientsChange(out io.Writer, opts clientsOptions, action, name string) e
 		return err
 	}
 	_, err = fmt.Fprintf(out, "%s client %q; its token, shown only this once:\n%s\n%s\n", verb(action), name, token, hint)
+	return err
+}
+
+// loadClients loads the DMZ config at path as the agent would, and its
+// node tree for editing: the clients list and the index of client name
+// in it (-1 if there is none).
+func loadClients(path, name string) (*dmz.Config, *yaml.Node, *yaml.Node, int, error) {
+	cfg, err := dmz.LoadConfig(path)
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	data, err := config.ReadFile(path)
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil || root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return nil, nil, nil, 0, fmt.Errorf("%s: cannot edit: %v", path, err)
+	}
+	clients := mappingValue(root.Content[0], "clients")
+	if clients == nil || clients.Kind != yaml.SequenceNode {
+		return nil, nil, nil, 0, fmt.Errorf("%s: no clients list to edit", path)
+	}
+	idx := slices.IndexFunc(clients.Content, func(n *yaml.Node) bool {
+		v := mappingValue(n, "name")
+		return v != nil && v.Value == name
+	})
+	return cfg, &root, clients, idx, nil
+}
+
+// encodeYAML encodes an edited node tree as the configs are written.
+func encodeYAML(root *yaml.Node) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(root); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// runClientsCallback sets or removes client name's result callback.
+func runClientsCallback(out io.Writer, opts clientsOptions, name string) error {
+	if opts.Config == "" {
+		return &usageError{errors.New("--config is required: the DMZ agent's config file")}
+	}
+	if (opts.CallbackURL == "") == !opts.CallbackRemove {
+		return &usageError{errors.New("give --url URL, or --remove")}
+	}
+	cfg, root, clients, idx, err := loadClients(opts.Config, name)
+	if err != nil {
+		return err
+	}
+	if idx < 0 {
+		return fmt.Errorf("%s: no client %q (clients: %s)", opts.Config, name, clientNames(cfg))
+	}
+	entry := clients.Content[idx]
+	for i := 0; i+1 < len(entry.Content); i += 2 {
+		if entry.Content[i].Value == "callback" {
+			entry.Content = slices.Delete(entry.Content, i, i+2)
+			break
+		}
+	}
+	created, secretPath := "", ""
+	if !opts.CallbackRemove {
+		secret := opts.CallbackSecret
+		if secret == "" {
+			secret = filepath.Join(cfg.Keys, name+"-callback.secret")
+		}
+		cb := &yaml.Node{Kind: yaml.MappingNode}
+		addPair(cb, "url", &yaml.Node{Kind: yaml.ScalarNode, Value: opts.CallbackURL})
+		abs, err := filepath.Abs(secret)
+		if err != nil {
+			return err
+		}
+		secretPath = abs
+		addPair(cb, "secret_file", &yaml.Node{Kind: yaml.ScalarNode, Value: abs})
+		if opts.CallbackPrivate {
+			addPair(cb, "allow_private", &yaml.Node{Kind: yaml.ScalarNode, Value: "true", Tag: "!!bool"})
+		}
+		addPair(entry, "callback", cb)
+		if msg, key := (callback.Config{URL: opts.CallbackURL, SecretFile: abs, AllowPrivate: opts.CallbackPrivate}).Check(); msg != "" {
+			return fmt.Errorf("%s unchanged: callback %s: %s", opts.Config, key, msg)
+		}
+		// A new secret, unless the file is there: the receiver's team gets
+		// it over a channel you trust, as a token.
+		if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
+			if err := alarm.GenerateSecret(abs); err != nil {
+				return fmt.Errorf("%s unchanged: %w", opts.Config, err)
+			}
+			created = abs
+		}
+	}
+	data, err := encodeYAML(root)
+	if err != nil {
+		return err
+	}
+	if err := replaceConfig(opts.Config, data); err != nil {
+		if created != "" {
+			os.Remove(created)
+		}
+		return err
+	}
+	action := "clients.callback"
+	if opts.CallbackRemove {
+		action = "clients.callback.remove"
+	}
+	if err := journal(cfg.Keys, action, "client "+name, 0); err != nil {
+		return err
+	}
+	hint := "reload the DMZ agent to put it in force: systemctl reload ferry-dmz-agent"
+	switch {
+	case opts.CallbackRemove:
+		_, err = fmt.Fprintf(out, "removed client %q's callback from %s; %s\n", name, opts.Config, hint)
+	case created != "":
+		_, err = fmt.Fprintf(out, "client %q's results go to its callback; a new signing secret is in %s (0600): give it to the receiver's team; %s\n", name, created, hint)
+	default:
+		_, err = fmt.Fprintf(out, "client %q's results go to its callback, signed with the secret in %s; %s\n", name, secretPath, hint)
+	}
 	return err
 }
 

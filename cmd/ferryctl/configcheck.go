@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -463,6 +464,11 @@ func weakSettings(file string, root *yaml.Node, v agentView) []configFinding {
 	private(v.alarms.Webhook.SecretFile, "alarms", "webhook", "secret_file")
 	if d := v.dmz; d != nil {
 		private(d.TLS.Key, "tls", "key")
+		for i, c := range d.Clients {
+			if c.Callback != nil {
+				private(c.Callback.SecretFile, "clients", strconv.Itoa(i), "callback", "secret_file")
+			}
+		}
 		if d.PublicListener() && d.Limits.IPRate.PerSecond == 0 {
 			warn("not a loopback address, and no per-address rate limit: one source can take all the agent's capacity; set limits.ip_rate", "listen")
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/ferrybridge/ferry/internal/alarm"
 	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/batch"
+	"github.com/ferrybridge/ferry/internal/callback"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/keys"
 	"github.com/ferrybridge/ferry/internal/medium"
@@ -116,6 +117,9 @@ const (
 //	    operations: [a, b]      # optional: allow only these operations
 //	    rate: {per_second: 1000, burst: 2000}   # optional
 //	    tls_name: portal.example   # optional: its certificate's name
+//	    callback:               # optional: results POSTed here (package callback)
+//	      url: https://portal.example/ferry/results
+//	      secret_file: keys/portal-callback.secret   # whsec_…, 0600
 //
 // Relative paths are relative to the directory of the config file. The
 // policy file is a bootstrap: the agent checks requests against it only
@@ -244,6 +248,9 @@ type ClientConfig struct {
 	// certificate verified against tls.client_ca whose DNS name (or,
 	// without any, common name) is TLSName.
 	TLSName string `yaml:"tls_name"`
+	// Callback, when set, is where the client's results are POSTed when
+	// each request becomes held and final (package callback).
+	Callback *callback.Config `yaml:"callback"`
 }
 
 // DefaultConfig returns the configuration a file starts from.
@@ -306,6 +313,12 @@ func LoadConfig(path string) (*Config, error) {
 	// server and stays as written, while its key files are local.
 	c.Send, c.Receive = c.Send.Resolve(path), c.Receive.Resolve(path)
 	c.Admin, c.Alarms = c.Admin.Resolve(path), c.Alarms.Resolve(path)
+	for i := range c.Clients {
+		if cb := c.Clients[i].Callback; cb != nil {
+			r := cb.Resolve(path)
+			c.Clients[i].Callback = &r
+		}
+	}
 	return &c, nil
 }
 
@@ -457,6 +470,11 @@ func (c *Config) validateClients(p *config.Problems) {
 		}
 		if msg, key := cl.Rate.check(); msg != "" {
 			p.Add(msg, "clients", idx, "rate", key)
+		}
+		if cl.Callback != nil {
+			if msg, key := cl.Callback.Check(); msg != "" {
+				p.Add(msg, "clients", idx, "callback", key)
+			}
 		}
 		if cl.TLSName != "" {
 			switch {

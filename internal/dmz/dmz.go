@@ -250,9 +250,16 @@ type Agent struct {
 	edgeLog   *logEvery
 	waits     waitCap
 	// tls is the listener's TLS material, nil for plain HTTP.
-	tls    *serverTLS
-	spool  *queue.Spool
-	intake *queue.Intake
+	tls *serverTLS
+	// callbacks are the result callbacks' senders by client; callbackWake
+	// wakes their loop (callbacks.go).
+	callbacks    atomic.Pointer[callbackSenders]
+	callbackWake chan struct{}
+	// callbackRetry is the first wait before a failed callback is tried
+	// again (callbackRetryMin; tests shorten it).
+	callbackRetry time.Duration
+	spool         *queue.Spool
+	intake        *queue.Intake
 	// auditLog is the zone's audit log; the spool stages entries that
 	// it drains, refused records API refusals off the request path.
 	auditLog *audit.Log
@@ -362,6 +369,10 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	senders, err := newCallbackSenders(cfg.Clients, logger)
+	if err != nil {
+		return nil, err
+	}
 	var stls *serverTLS
 	if cfg.TLS.Enabled() {
 		m, err := loadTLS(cfg.TLS)
@@ -419,6 +430,10 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		return nil, err
 	}
 	spool.SetMaxSeqJump(cfg.MaxSeqJump)
+	if err := spool.SetCallbackClients(ctx, senders.names()); err != nil {
+		spool.Close()
+		return nil, err
+	}
 	auditLog, err := audit.OpenZone(ctx, cfg.AuditLog, cfg.Zone, ak.Signer, ak.HMACKey, spool.EnableAudit)
 	if err != nil {
 		spool.Close()
@@ -445,28 +460,30 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		ln = tls.NewListener(ln, stls.config())
 	}
 	a = &Agent{
-		ops:       o,
-		cfg:       cfg,
-		log:       logger,
-		zone:      &keys.Zone{Name: ring.Zone},
-		peer:      &keys.Peer{Name: ring.Peer},
-		spool:     spool,
-		auditLog:  auditLog,
-		auditX:    auditX,
-		refused:   newRefusals(),
-		intake:    queue.NewIntake(spool, queue.IntakeConfig{}),
-		inbox:     inbox,
-		recv:      recv,
-		pub:       pub,
-		ln:        ln,
-		tls:       stls,
-		ipBuckets: newBuckets(maxBuckets),
-		edgeLog:   newLogEvery(time.Minute),
-		waiters:   newWaiters(),
-		serving:   make(chan struct{}),
-		now:       time.Now,
-		stopping:  make(chan struct{}),
-		media:     []io.Closer{recvCloser, pubCloser},
+		ops:           o,
+		cfg:           cfg,
+		log:           logger,
+		zone:          &keys.Zone{Name: ring.Zone},
+		peer:          &keys.Peer{Name: ring.Peer},
+		spool:         spool,
+		auditLog:      auditLog,
+		auditX:        auditX,
+		refused:       newRefusals(),
+		intake:        queue.NewIntake(spool, queue.IntakeConfig{}),
+		inbox:         inbox,
+		recv:          recv,
+		pub:           pub,
+		ln:            ln,
+		tls:           stls,
+		ipBuckets:     newBuckets(maxBuckets),
+		edgeLog:       newLogEvery(time.Minute),
+		callbackWake:  make(chan struct{}, 1),
+		callbackRetry: callbackRetryMin,
+		waiters:       newWaiters(),
+		serving:       make(chan struct{}),
+		now:           time.Now,
+		stopping:      make(chan struct{}),
+		media:         []io.Closer{recvCloser, pubCloser},
 	}
 	a.gate = newGate(cfg.Limits, spool, logger, a.now)
 	a.peerWatch = silence.New(ResultsChannel, time.Duration(cfg.PeerSilence), time.Now(), logger)
@@ -481,6 +498,7 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	a.clients.Store(&clients)
 	a.limits.Store(&cfg.Limits)
 	a.edgeRules.Store(rules)
+	a.callbacks.Store(&senders)
 	if ck != nil {
 		a.checker.Store(ck)
 		a.warnClientOps(ck)
@@ -540,6 +558,11 @@ func (a *Agent) Reload() error {
 		a.log.Error("config reload refused; the previous configuration stays in force", slog.String(logError, err.Error()))
 		return err
 	}
+	senders, err := newCallbackSenders(cfg.Clients, a.log)
+	if err != nil {
+		a.log.Error("config reload refused; the previous configuration stays in force", slog.String(logError, err.Error()))
+		return err
+	}
 	var tm *tlsMaterial
 	if a.tls != nil && cfg.TLS.Enabled() {
 		if tm, err = loadTLS(cfg.TLS); err != nil {
@@ -562,6 +585,13 @@ func (a *Agent) Reload() error {
 	a.clients.Store(&clients)
 	a.limits.Store(&cfg.Limits)
 	a.edgeRules.Store(rules)
+	// The callback clients are marked first: a request of a client whose
+	// callback was just added becomes due from its next change on.
+	if err := a.spool.SetCallbackClients(context.Background(), senders.names()); err != nil {
+		a.log.Error("callback clients not updated; the previous ones stay", slog.String(logError, err.Error()))
+	} else {
+		a.callbacks.Store(&senders)
+	}
 	if tm != nil {
 		a.tls.cur.Store(tm)
 	}
@@ -639,6 +669,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// drain.
 	start(&ingestWG, "backlog", func() error { return a.gate.run(ingestCtx) })
 	start(&ingestWG, "silence", func() error { return a.peerWatch.Run(ingestCtx, a.now) })
+	start(&ingestWG, "callbacks", func() error { return a.callbackLoop(ingestCtx) })
 	// The admin socket and the alarms, until the very end too.
 	opsCtx, stopOps := context.WithCancel(base)
 	defer stopOps()

@@ -591,6 +591,12 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
+	writeJSON(w, http.StatusOK, a.statusOf(st))
+}
+
+// statusOf is the JSON of request st, as GET /v1/requests/{id} and the
+// result callbacks give it.
+func (a *Agent) statusOf(st *queue.Status) statusReply {
 	reply := statusReply{
 		ID:         st.ID,
 		Status:     st.Status,
@@ -614,7 +620,7 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
 			reply.RowsAffected = &n
 		}
 	}
-	writeJSON(w, http.StatusOK, reply)
+	return reply
 }
 
 // operationsReply is the JSON of GET /v1/operations.

@@ -128,6 +128,9 @@ func (a *Agent) ingest(ctx context.Context, name string) {
 	// progress the client should see, though not final.
 	a.waiters.notify(applied.Final)
 	a.waiters.notify(applied.Held)
+	if len(applied.Final)+len(applied.Held) > 0 {
+		a.wakeCallbacks()
+	}
 	for _, id := range applied.Unknown {
 		a.log.Warn("result for an unknown request ignored", slog.String(logEnvelope, h.ID), slog.String(logRequest, id))
 	}
