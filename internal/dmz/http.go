@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrybridge/ferry/docs"
 	"github.com/ferrybridge/ferry/internal/batch"
 	"github.com/ferrybridge/ferry/internal/policy"
 	"github.com/ferrybridge/ferry/internal/queue"
@@ -111,9 +112,10 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/operations", a.handleOperations)
 	mux.HandleFunc("GET /healthz", a.handleHealth)
 	mux.HandleFunc("GET /readyz", a.handleReady)
+	mux.HandleFunc("GET /v1/openapi.yaml", handleOpenAPI)
 	// The same paths without a method answer 405 in the API's JSON shape;
 	// "/" answers 404 for anything else.
-	for _, p := range []string{"/v1/requests", "/v1/requests/{id}", "/v1/operations", "/healthz", "/readyz"} {
+	for _, p := range []string{"/v1/requests", "/v1/requests/{id}", "/v1/operations", "/v1/openapi.yaml", "/healthz", "/readyz"} {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "method not allowed", "")
 		})
@@ -660,6 +662,14 @@ func (a *Agent) handleOperations(w http.ResponseWriter, r *http.Request) {
 		out.Operations = append(out.Operations, op)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// handleOpenAPI answers the API's contract, docs/openapi.yaml. It needs
+// no token: it holds nothing about the deployment.
+func handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(docs.OpenAPI)
 }
 
 func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
