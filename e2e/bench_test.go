@@ -36,6 +36,10 @@ func BenchmarkRoundTrip(b *testing.B) {
 	// The same statements and authorizer without subject binding, limits
 	// or masks: the engine's cost is the difference.
 	b.Run("bridge-bare-policy", func(b *testing.B) { benchBridge(b, sample.BarePolicy(), params) })
+	// The design ferry replaces: an HTTP handler on the DMZ side that
+	// queries the replica itself, as if the firewall had a hole to it
+	// (direct_bench_test.go).
+	b.Run("direct", func(b *testing.B) { benchDirect(b, sample.LoadPolicy(), params) })
 
 	b.Run("cli-age-minisign", func(b *testing.B) {
 		for _, tool := range []string{"age", "age-keygen", "minisign"} {
@@ -110,25 +114,32 @@ func benchBridgeVia(b *testing.B, pol []byte, params map[string]any, setup func(
 		mu.Unlock()
 	}
 	work := make(chan struct{})
-	accepted := make(chan string, b.N)
+	type started struct {
+		id    string
+		start time.Time
+	}
+	accepted := make(chan started, b.N)
+	lat := newLatencies(b.N)
 	var submitters, waiters sync.WaitGroup
 	for range benchConcurrency {
 		submitters.Add(1)
 		go func() {
 			defer submitters.Done()
 			for range work {
+				start := time.Now()
 				st := d.submitNoFatal("violations.query", params)
 				if st.err != nil || st.code != http.StatusAccepted {
 					fail(fmt.Errorf("submit: %v (HTTP %d)", st.err, st.code))
 					continue
 				}
-				accepted <- st.ID
+				accepted <- started{st.ID, start}
 			}
 		}()
 		waiters.Add(1)
 		go func() {
 			defer waiters.Done()
-			for id := range accepted {
+			for a := range accepted {
+				id := a.id
 				deadline := time.Now().Add(2 * time.Minute)
 				for {
 					st := d.doNoFatal(http.MethodGet, "/v1/requests/"+id+"?wait=10s", nil)
@@ -137,6 +148,7 @@ func benchBridgeVia(b *testing.B, pol []byte, params map[string]any, setup func(
 						break
 					}
 					if final(st.Status) {
+						lat.add(time.Since(a.start))
 						if st.Status != "done" {
 							fail(fmt.Errorf("request %s ended %s (%s)", id, st.Status, st.Reason))
 						}
@@ -162,6 +174,7 @@ func benchBridgeVia(b *testing.B, pol []byte, params map[string]any, setup func(
 		b.Fatal(failed)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	lat.report(b)
 	dz.stop(b)
 	in.stop(b)
 }

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # make bench: runs every Go benchmark, then prints the headline figures as
 # ratios against the baselines measured in the same run:
-#   intake:     durable 202s per second vs a no-op Go HTTP handler
-#   round trip: end-to-end requests per second through both agents vs a shell
-#               loop of the age and minisign CLIs sealing one file per request
+#   intake:     durable 202s per second vs a no-op Go HTTP handler, at 64
+#               and at 256 connections
+#   round trip: end-to-end requests per second through both agents vs an
+#               HTTP handler querying the replica directly (the design ferry
+#               replaces), with p50/p99 latency; and vs a shell loop of the
+#               age and minisign CLIs sealing one file per request
 #   policy:     end-to-end requests per second with the full policy engine vs
 #               the same statements without subject binding, limits or masks
 # Raw output is kept in bench.out. The machine is shared and noisy; compare
@@ -25,9 +28,12 @@ fi
 
 go test -run '^$' -bench . -benchtime "$benchtime" -benchmem \
 	$(go list ./... | grep -v '/e2e$') | tee -a "$out"
+# The intake again with 256 connections, renamed so that both are kept.
+FERRY_BENCH_CLIENTS=256 go test -run '^$' -bench 'BenchmarkIntake$' -benchtime "${INTAKE_REQUESTS:-40000}x" ./internal/dmz |
+	sed 's/^BenchmarkIntake/BenchmarkIntake256/' | tee -a "$out"
 # End to end: a fixed number of requests per run, so both agents start once
 # per measurement and the spool and replica stay a realistic size.
-go test -run '^$' -bench 'RoundTrip/bridge' -benchtime "${E2E_REQUESTS:-20000}x" ./e2e | tee -a "$out"
+go test -run '^$' -bench 'RoundTrip/(bridge|direct)' -benchtime "${E2E_REQUESTS:-20000}x" ./e2e | tee -a "$out"
 go test -run '^$' -bench 'RoundTrip/cli' -benchtime "${CLI_REQUESTS:-300}x" ./e2e | tee -a "$out"
 # Through ferries that lose 0%, 1% and 10% of the files, and the drain
 # after a minute's outage of the return path (FERRY_OUTAGE).
@@ -48,6 +54,13 @@ bare=$(metric '^BenchmarkRoundTrip/bridge-bare-policy' 'req/s')
 evaluate=$(metric '^BenchmarkEvaluate-' 'ns/op')
 evalallocs=$(metric '^BenchmarkEvaluate-' 'allocs/op')
 cli=$(metric '^BenchmarkRoundTrip/cli' 'req/s')
-printf 'intake      durable %s req/s, no-op handler %s req/s, ratio %s (target >= 0.5)\n' "${intake:-n/a}" "${noop:-n/a}" "$(ratio "$intake" "$noop")"
+intake256=$(metric '^BenchmarkIntake256' 'req/s')
+noop256=$(metric '^BenchmarkIntake256' 'noop-req/s')
+direct=$(metric '^BenchmarkRoundTrip/direct' 'req/s')
+printf 'intake      64 connections: durable %s req/s, no-op handler %s req/s, ratio %s (target >= 0.5)\n' "${intake:-n/a}" "${noop:-n/a}" "$(ratio "$intake" "$noop")"
+printf 'intake      256 connections: durable %s req/s, no-op handler %s req/s, ratio %s (target >= 0.5)\n' "${intake256:-n/a}" "${noop256:-n/a}" "$(ratio "$intake256" "$noop256")"
+printf 'isolation   bridge %s req/s (p50 %s ms, p99 %s ms), direct replica handler %s req/s (p50 %s ms, p99 %s ms), ratio %s (target >= 0.5)\n' \
+	"${bridge:-n/a}" "$(metric '^BenchmarkRoundTrip/bridge-' 'p50-ms')" "$(metric '^BenchmarkRoundTrip/bridge-' 'p99-ms')" \
+	"${direct:-n/a}" "$(metric '^BenchmarkRoundTrip/direct' 'p50-ms')" "$(metric '^BenchmarkRoundTrip/direct' 'p99-ms')" "$(ratio "$bridge" "$direct")"
 printf 'round trip  bridge %s req/s, age+minisign CLI loop %s req/s, ratio %s (target >= 100)\n' "${bridge:-n/a}" "${cli:-n/a}" "$(ratio "$bridge" "$cli")"
 printf 'policy      full engine %s req/s, bare policy %s req/s, ratio %s (target >= 0.9); Evaluate %s ns/op, %s allocs/op\n' "${bridge:-n/a}" "${bare:-n/a}" "$(ratio "$bridge" "$bare")" "${evaluate:-n/a}" "${evalallocs:-n/a}"

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrybridge/ferry/client"
 	"github.com/ferrybridge/ferry/internal/admin"
 	"github.com/ferrybridge/ferry/internal/audit"
 	"github.com/ferrybridge/ferry/internal/keys"
@@ -162,14 +162,18 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
 		return err
 	}
 	defer dmzp.stop()
-	api := &demoClient{base: "http://" + addr, token: dep.Token, http: &http.Client{Timeout: demoResultTimeout + 5*time.Second}}
+	c0, err := client.New("http://"+addr, dep.Token)
+	if err != nil {
+		return err
+	}
+	api := &demoClient{c: c0}
 	if err := api.waitReady(ctx, dmzp); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "  intranet-agent pid %d, log %s\n", intra.cmd.Process.Pid, intra.log)
 	fmt.Fprintf(out, "  dmz-agent      pid %d, API http://%s, log %s\n", dmzp.cmd.Process.Pid, addr, dmzp.log)
 
-	ops, err := api.operations(ctx)
+	ops, err := api.c.Operations(ctx)
 	if err != nil {
 		return err
 	}
@@ -179,7 +183,7 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
 	}
 
 	c := sample.Citizens()[0]
-	fmt.Fprintf(out, "\n== 4. citizen requests (POST /v1/requests, then GET /v1/requests/{id}?wait=10s)\n")
+	fmt.Fprintf(out, "\n== 4. citizen requests with the Go client package (POST /v1/requests, then GET /v1/requests/{id}?wait=30s)\n")
 	fmt.Fprintf(out, "  citizen: %s, ID number %s, plate %s (synthetic sample data)\n", c.Name, c.IDNumber, c.Plate)
 	fmt.Fprintf(out, "  the portal has authenticated the citizen and sends their ID number as the subject of each request\n")
 	steps := demoSteps(c, sample.Citizens()[1])
@@ -193,30 +197,31 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer) error {
 			params["slot_id"] = slotID
 		}
 		fmt.Fprintf(out, "\n  %c) %s\n     %s %s\n", 'a'+i, s.title, s.op, compactJSON(params))
-		st, err := api.submit(ctx, s.op, c.IDNumber, params)
-		if err != nil {
-			return err
-		}
-		if st.Error != nil {
-			fmt.Fprintf(out, "     -> HTTP %d refused at the DMZ: %s (%s)\n", st.httpStatus, st.Error.Message, st.Error.Reason)
+		st, err := api.c.Submit(ctx, client.Submission{Operation: s.op, Params: params, Subject: c.IDNumber})
+		var refusal *client.Error
+		if errors.As(err, &refusal) && !refusal.Temporary() {
+			fmt.Fprintf(out, "     -> HTTP %d refused at the DMZ: %s (%s)\n", refusal.StatusCode, refusal.Message, refusal.Reason)
 			if !s.expectRefusal {
-				return fmt.Errorf("demo: %s was refused: %s", s.op, st.Error.Reason)
+				return fmt.Errorf("demo: %s was refused: %s", s.op, refusal.Reason)
 			}
 			continue
 		}
-		fmt.Fprintf(out, "     -> HTTP %d %s, request id %s\n", st.httpStatus, st.Status, st.ID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "     -> HTTP %d %s, request id %s\n", http.StatusAccepted, st.Status, st.ID)
 		if s.approve {
 			if err := demoApproval(ctx, api, dep, st.ID, out); err != nil {
 				return err
 			}
 		}
-		res, err := api.wait(ctx, st.ID)
+		res, err := api.wait(ctx, st.ID, false)
 		if err != nil {
 			return err
 		}
 		printResult(out, res)
 		if s.op == "exam.slots" {
-			slotID = firstSlot(res.Result)
+			slotID = firstSlot(rowsOf(res))
 		}
 		if s.expectRefusal && res.Status == "done" {
 			return fmt.Errorf("demo: %s should have been refused", s.op)
@@ -280,7 +285,7 @@ type demoStep struct {
 // an admin who signed the policy may not approve it, and approves it as
 // the demo's reviewer, as an admin would with ferryctl approve.
 func demoApproval(ctx context.Context, api *demoClient, dep *deployment, id string, out io.Writer) error {
-	st, err := api.wait(ctx, id, "held")
+	st, err := api.wait(ctx, id, true)
 	if err != nil {
 		return err
 	}
@@ -342,17 +347,27 @@ func firstSlot(rows []map[string]any) any {
 	return nil
 }
 
-func printResult(out io.Writer, r *requestStatus) {
+// rowsOf returns the rows of a done read request.
+func rowsOf(r *client.Request) []map[string]any {
+	var rows []map[string]any
+	if r.Rows(&rows) != nil {
+		return nil
+	}
+	return rows
+}
+
+func printResult(out io.Writer, r *client.Request) {
 	switch r.Status {
 	case "done":
-		if len(r.Result) == 0 && r.RowsAffected > 0 {
-			fmt.Fprintf(out, "     -> done: %d row(s) written on the intranet replica\n", r.RowsAffected)
+		rows := rowsOf(r)
+		if len(rows) == 0 && r.RowsAffected != nil && *r.RowsAffected > 0 {
+			fmt.Fprintf(out, "     -> done: %d row(s) written on the intranet replica\n", *r.RowsAffected)
 			return
 		}
-		fmt.Fprintf(out, "     -> done: %d row(s)\n", len(r.Result))
-		for i, row := range r.Result {
+		fmt.Fprintf(out, "     -> done: %d row(s)\n", len(rows))
+		for i, row := range rows {
 			if i == 5 {
-				fmt.Fprintf(out, "        ... %d more\n", len(r.Result)-5)
+				fmt.Fprintf(out, "        ... %d more\n", len(rows)-5)
 				break
 			}
 			fmt.Fprintf(out, "        %s\n", formatRow(row))
@@ -380,67 +395,10 @@ func compactJSON(v any) string {
 	return string(b)
 }
 
-// demoClient is the demo's HTTP client of the DMZ API.
+// demoClient is the demo's client of the DMZ API: the Go client package
+// (client), as a platform's backend would use it.
 type demoClient struct {
-	base  string
-	token string
-	http  *http.Client
-}
-
-type apiError struct {
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
-	Param   string `json:"param,omitempty"`
-}
-
-type requestStatus struct {
-	ID           string           `json:"id"`
-	Status       string           `json:"status"`
-	Reason       string           `json:"reason,omitempty"`
-	Message      string           `json:"message,omitempty"`
-	Result       []map[string]any `json:"result,omitempty"`
-	RowsAffected int64            `json:"rows_affected,omitempty"`
-	Error        *apiError        `json:"error,omitempty"`
-	httpStatus   int
-}
-
-type operationInfo struct {
-	Name        string `json:"name"`
-	Description string `json:"description"`
-}
-
-func (c *demoClient) do(ctx context.Context, method, path string, body any, v any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if v != nil && len(data) > 0 {
-		if err := json.Unmarshal(data, v); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: HTTP %d: bad response: %w", method, path, resp.StatusCode, err)
-		}
-	}
-	return resp.StatusCode, nil
+	c *client.Client
 }
 
 func (c *demoClient) waitReady(ctx context.Context, p *agentProc) error {
@@ -452,7 +410,7 @@ func (c *demoClient) waitReady(ctx context.Context, p *agentProc) error {
 			return fmt.Errorf("%s exited during start: %v (log: %s)", p.name, err, p.log)
 		default:
 		}
-		if code, err := c.do(ctx, http.MethodGet, "/readyz", nil, nil); err == nil && code == http.StatusOK {
+		if c.c.Ready(ctx) == nil {
 			return nil
 		}
 		select {
@@ -464,52 +422,13 @@ func (c *demoClient) waitReady(ctx context.Context, p *agentProc) error {
 	return fmt.Errorf("%s not ready after %s (log: %s)", p.name, demoStartTimeout, p.log)
 }
 
-func (c *demoClient) operations(ctx context.Context) ([]operationInfo, error) {
-	var body struct {
-		Operations []operationInfo `json:"operations"`
-	}
-	code, err := c.do(ctx, http.MethodGet, "/v1/operations", nil, &body)
+// wait long-polls request id until it is final, or held when held.
+func (c *demoClient) wait(ctx context.Context, id string, held bool) (*client.Request, error) {
+	ctx, cancel := context.WithTimeout(ctx, demoResultTimeout)
+	defer cancel()
+	r, err := c.c.Wait(ctx, id, held)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("request %s: no result within %s: %w", id, demoResultTimeout, err)
 	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("GET /v1/operations: HTTP %d", code)
-	}
-	return body.Operations, nil
-}
-
-func (c *demoClient) submit(ctx context.Context, op, subject string, params map[string]any) (*requestStatus, error) {
-	var st requestStatus
-	code, err := c.do(ctx, http.MethodPost, "/v1/requests", map[string]any{"operation": op, "subject": subject, "params": params}, &st)
-	if err != nil {
-		return nil, err
-	}
-	st.httpStatus = code
-	if code != http.StatusAccepted && st.Error == nil {
-		return nil, fmt.Errorf("POST /v1/requests: HTTP %d", code)
-	}
-	return &st, nil
-}
-
-// wait polls request id until it reaches a final status, or one of also.
-func (c *demoClient) wait(ctx context.Context, id string, also ...string) (*requestStatus, error) {
-	deadline := time.Now().Add(demoResultTimeout)
-	for time.Now().Before(deadline) {
-		var st requestStatus
-		code, err := c.do(ctx, http.MethodGet, "/v1/requests/"+id+"?wait=10s", nil, &st)
-		if err != nil {
-			return nil, err
-		}
-		if code != http.StatusOK {
-			return nil, fmt.Errorf("GET /v1/requests/%s: HTTP %d", id, code)
-		}
-		switch st.Status {
-		case "done", "rejected", "failed", "expired":
-			return &st, nil
-		}
-		if slices.Contains(also, st.Status) {
-			return &st, nil
-		}
-	}
-	return nil, fmt.Errorf("request %s: no result within %s", id, demoResultTimeout)
+	return r, nil
 }

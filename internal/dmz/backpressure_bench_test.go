@@ -56,7 +56,10 @@ func BenchmarkIntakeBackpressure(b *testing.B) {
 	without := startBenchAgent(b, extra, false)
 	body := goodBody(b)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchClients, MaxConnsPerHost: benchClients}}
-	run := func(url string, n int) time.Duration { return postLoad(b, client, url, body, n) }
+	run := func(url string, n int) time.Duration {
+		var lat []time.Duration
+		return postLoad(b, client, url, body, n, &lat)
+	}
 	const rounds = 4
 	per := max(b.N/rounds, 1)
 	var gated, plain time.Duration

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,8 +16,16 @@ import (
 	"time"
 )
 
-// benchClients is the number of concurrent HTTP clients in BenchmarkIntake.
-const benchClients = 64
+// benchClients is the number of concurrent HTTP clients in
+// BenchmarkIntake: 64, or FERRY_BENCH_CLIENTS (make bench also runs 256).
+var benchClients = benchClientsFromEnv()
+
+func benchClientsFromEnv() int {
+	if n, err := strconv.Atoi(os.Getenv("FERRY_BENCH_CLIENTS")); err == nil && n > 0 && n <= 4096 {
+		return n
+	}
+	return 64
+}
 
 // BenchmarkIntake measures durable intake: POST /v1/requests through the
 // agent's real handler over a loopback HTTP server, each 202 sent only
@@ -44,18 +55,21 @@ func BenchmarkIntake(b *testing.B) {
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
 
-	run := func(url string, n int) time.Duration { return postLoad(b, client, url, body, n) }
-
+	var durLat, noopLat []time.Duration
 	b.ResetTimer()
-	durable := run(e.base+"/v1/requests", b.N)
+	durable := postLoad(b, client, e.base+"/v1/requests", body, b.N, &durLat)
 	b.StopTimer()
-	baseline := run("http://"+ln.Addr().String()+"/v1/requests", b.N)
+	baseline := postLoad(b, client, "http://"+ln.Addr().String()+"/v1/requests", body, b.N, &noopLat)
 	durableRate := float64(b.N) / durable.Seconds()
 	noopRate := float64(b.N) / baseline.Seconds()
 	st := e.agent.intake.Stats()
 	b.ReportMetric(durableRate, "req/s")
 	b.ReportMetric(noopRate, "noop-req/s")
 	b.ReportMetric(durableRate/noopRate, "ratio")
+	b.ReportMetric(quantileMs(durLat, 0.50), "p50-ms")
+	b.ReportMetric(quantileMs(durLat, 0.99), "p99-ms")
+	b.ReportMetric(quantileMs(noopLat, 0.50), "noop-p50-ms")
+	b.ReportMetric(quantileMs(noopLat, 0.99), "noop-p99-ms")
 	if st.Commits > 0 {
 		b.ReportMetric(float64(st.Inserted)/float64(st.Commits), "req/commit")
 	}
@@ -70,10 +84,22 @@ func startEnvQuiet(b *testing.B) *env {
 	return startEnv(b)
 }
 
+// quantileMs returns the q quantile of d in milliseconds, sorting d.
+func quantileMs(d []time.Duration, q float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return float64(d[int(q*float64(len(d)-1))]) / 1e6
+}
+
 // postLoad posts body to url n times from benchClients concurrent
-// clients, each expecting 202, and returns how long it took.
-func postLoad(b *testing.B, client *http.Client, url, body string, n int) time.Duration {
+// clients, each expecting 202, and returns how long it took; each
+// request's latency is appended to lat.
+func postLoad(b *testing.B, client *http.Client, url, body string, n int, lat *[]time.Duration) time.Duration {
 	b.Helper()
+	var mu sync.Mutex
+	*lat = make([]time.Duration, 0, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var failed atomic.Value
@@ -83,6 +109,7 @@ func postLoad(b *testing.B, client *http.Client, url, body string, n int) time.D
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(n) {
+				t0 := time.Now()
 				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+tokenPortal)
 				req.Header.Set("Content-Type", "application/json")
@@ -97,6 +124,10 @@ func postLoad(b *testing.B, client *http.Client, url, body string, n int) time.D
 					failed.Store(resp.Status)
 					return
 				}
+				d := time.Since(t0)
+				mu.Lock()
+				*lat = append(*lat, d)
+				mu.Unlock()
 			}
 		}()
 	}
