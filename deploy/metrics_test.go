@@ -17,7 +17,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ferrybridge/ferry/internal/alarm"
+	"github.com/ferrybridge/ferry/internal/callback"
 	"github.com/ferrybridge/ferry/internal/metrics"
 	"github.com/ferrybridge/ferry/internal/status"
 )
@@ -295,7 +298,11 @@ func exportedMetrics(t *testing.T) exported {
 	}
 	ex := exported{labels: map[string][]string{}, base: map[string]string{}}
 	for _, agent := range []string{metrics.DMZ, metrics.Intranet} {
-		m := metrics.New(agent, agent, "test", alarm.NewSet(agent, nil, nil), hook)
+		extra := []prometheus.Collector{alarm.NewSet(agent, nil, nil), hook}
+		if agent == metrics.DMZ {
+			extra = append(extra, callback.NewMetrics())
+		}
+		m := metrics.New(agent, agent, "test", extra...)
 		m.Request("lookup", "accepted", time.Millisecond)
 		m.Envelope(metrics.Received, now)
 		m.Quarantine("signature")

@@ -62,6 +62,16 @@ func newCallbackSenders(cfgs []ClientConfig, logger *slog.Logger) (callbackSende
 	return out, nil
 }
 
+// close lets the senders' idle connections go: a reload replaced them.
+func (s *callbackSenders) close() {
+	if s == nil {
+		return
+	}
+	for _, x := range *s {
+		x.CloseIdleConnections()
+	}
+}
+
 // names returns the clients that have a callback.
 func (s callbackSenders) names() []string {
 	out := make([]string, 0, len(s))
@@ -156,6 +166,9 @@ func (a *Agent) deliverCallback(ctx context.Context, s *callback.Sender, d queue
 		return time.Time{}
 	}
 	err = s.Deliver(ctx, callback.Delivery{ID: d.ID + "-" + d.Status, Body: body})
+	if ctx.Err() == nil {
+		a.callbackMetrics.Count(err)
+	}
 	switch {
 	case err == nil:
 		return time.Time{}

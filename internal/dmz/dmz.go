@@ -177,9 +177,11 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/ferrybridge/ferry/internal/audit"
+	"github.com/ferrybridge/ferry/internal/callback"
 	"github.com/ferrybridge/ferry/internal/config"
 	"github.com/ferrybridge/ferry/internal/envelope"
 	"github.com/ferrybridge/ferry/internal/keys"
@@ -255,6 +257,8 @@ type Agent struct {
 	// wakes their loop (callbacks.go).
 	callbacks    atomic.Pointer[callbackSenders]
 	callbackWake chan struct{}
+	// callbackMetrics counts callback deliveries by outcome.
+	callbackMetrics *callback.Metrics
 	// callbackRetry is the first wait before a failed callback is tried
 	// again (callbackRetryMin; tests shorten it).
 	callbackRetry time.Duration
@@ -392,8 +396,10 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 	}
 	// a is made below; the snapshots are only taken once Run runs.
 	var a *Agent
+	cbMetrics := callback.NewMetrics()
 	o, err := ops.New(ops.Config{Agent: metrics.DMZ, Zone: cfg.Zone, Peer: cfg.Peer, Admin: cfg.Admin, Alarms: cfg.Alarms,
-		StateDir: filepath.Dir(cfg.Spool), Quarantine: cfg.Quarantine, Audit: ak, PeerAudit: peerAudit, Logger: logger,
+		Collectors: []prometheus.Collector{cbMetrics},
+		StateDir:   filepath.Dir(cfg.Spool), Quarantine: cfg.Quarantine, Audit: ak, PeerAudit: peerAudit, Logger: logger,
 		Collect: func(ctx context.Context, s *status.Snapshot) error { return a.collect(ctx, s) }})
 	if err != nil {
 		return nil, err
@@ -460,30 +466,31 @@ func New(cfg *Config, logger *slog.Logger) (*Agent, error) {
 		ln = tls.NewListener(ln, stls.config())
 	}
 	a = &Agent{
-		ops:           o,
-		cfg:           cfg,
-		log:           logger,
-		zone:          &keys.Zone{Name: ring.Zone},
-		peer:          &keys.Peer{Name: ring.Peer},
-		spool:         spool,
-		auditLog:      auditLog,
-		auditX:        auditX,
-		refused:       newRefusals(),
-		intake:        queue.NewIntake(spool, queue.IntakeConfig{}),
-		inbox:         inbox,
-		recv:          recv,
-		pub:           pub,
-		ln:            ln,
-		tls:           stls,
-		ipBuckets:     newBuckets(maxBuckets),
-		edgeLog:       newLogEvery(time.Minute),
-		callbackWake:  make(chan struct{}, 1),
-		callbackRetry: callbackRetryMin,
-		waiters:       newWaiters(),
-		serving:       make(chan struct{}),
-		now:           time.Now,
-		stopping:      make(chan struct{}),
-		media:         []io.Closer{recvCloser, pubCloser},
+		ops:             o,
+		cfg:             cfg,
+		log:             logger,
+		zone:            &keys.Zone{Name: ring.Zone},
+		peer:            &keys.Peer{Name: ring.Peer},
+		spool:           spool,
+		auditLog:        auditLog,
+		auditX:          auditX,
+		refused:         newRefusals(),
+		intake:          queue.NewIntake(spool, queue.IntakeConfig{}),
+		inbox:           inbox,
+		recv:            recv,
+		pub:             pub,
+		ln:              ln,
+		tls:             stls,
+		ipBuckets:       newBuckets(maxBuckets),
+		edgeLog:         newLogEvery(time.Minute),
+		callbackWake:    make(chan struct{}, 1),
+		callbackRetry:   callbackRetryMin,
+		callbackMetrics: cbMetrics,
+		waiters:         newWaiters(),
+		serving:         make(chan struct{}),
+		now:             time.Now,
+		stopping:        make(chan struct{}),
+		media:           []io.Closer{recvCloser, pubCloser},
 	}
 	a.gate = newGate(cfg.Limits, spool, logger, a.now)
 	a.peerWatch = silence.New(ResultsChannel, time.Duration(cfg.PeerSilence), time.Now(), logger)
@@ -589,8 +596,9 @@ func (a *Agent) Reload() error {
 	// callback was just added becomes due from its next change on.
 	if err := a.spool.SetCallbackClients(context.Background(), senders.names()); err != nil {
 		a.log.Error("callback clients not updated; the previous ones stay", slog.String(logError, err.Error()))
+		senders.close()
 	} else {
-		a.callbacks.Store(&senders)
+		a.callbacks.Swap(&senders).close()
 	}
 	if tm != nil {
 		a.tls.cur.Store(tm)

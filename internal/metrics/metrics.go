@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ferrybridge/ferry/internal/alarm"
+	"github.com/ferrybridge/ferry/internal/callback"
 	"github.com/ferrybridge/ferry/internal/status"
 )
 
@@ -120,6 +121,9 @@ const (
 	AlarmActive       = alarm.MetricActive
 	AlarmsRaised      = alarm.MetricRaised
 	WebhookDeliveries = alarm.MetricDeliveries
+	// CallbackDeliveries is exported by package callback (the DMZ's
+	// result callbacks).
+	CallbackDeliveries = callback.MetricDeliveries
 )
 
 // Names returns every metric name ferry's agents export.
@@ -128,7 +132,7 @@ func Names() []string {
 		UnackedLimit, OldestUnackedSeconds, Envelopes, Held, EnvelopesTotal, LastEnvelope, Quarantined,
 		GapsOpened, GapsOpen, Retransmissions, PolicyDecisions, RateLimited, MediumErrors, PeerLastHeard,
 		AuditEntries, AuditWitnessed, KeyExpiry, PolicyExpiry, DiskFreeRatio, SnapshotTime, AlarmActive, AlarmsRaised,
-		WebhookDeliveries, APIRefused}
+		WebhookDeliveries, APIRefused, CallbackDeliveries}
 }
 
 // EdgeReasons are the reason label values of APIRefused.
@@ -173,7 +177,7 @@ const (
 // dmzOnly and intranetOnly are the metrics only one agent has; every
 // other is both agents'.
 var (
-	dmzOnly      = []string{Requests, IntakeSeconds, SpoolRequests, SpoolRequestsLimit, Unacked, UnackedLimit, OldestUnackedSeconds, Retransmissions, APIRefused}
+	dmzOnly      = []string{Requests, IntakeSeconds, SpoolRequests, SpoolRequestsLimit, Unacked, UnackedLimit, OldestUnackedSeconds, Retransmissions, APIRefused, CallbackDeliveries}
 	intranetOnly = []string{PolicyDecisions, RateLimited, PolicyExpiry}
 )
 

@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ferrybridge/ferry/internal/alarm"
+	"github.com/ferrybridge/ferry/internal/callback"
 	"github.com/ferrybridge/ferry/internal/status"
 )
 
@@ -60,7 +63,11 @@ func TestNew_exportsItsNames(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := New(agent, "z", "v1", alarm.NewSet("z", nil, nil), wh)
+		extra := []prometheus.Collector{alarm.NewSet("z", nil, nil), wh}
+		if agent == DMZ {
+			extra = append(extra, callback.NewMetrics())
+		}
+		m := New(agent, "z", "v1", extra...)
 		exercise(m)
 		got := families(t, m)
 		want := NamesOf(agent)

@@ -44,6 +44,9 @@ type Config struct {
 	// the audit keys' ids.
 	Collect func(context.Context, *status.Snapshot) error
 	Logger  *slog.Logger
+	// Collectors are the agent's own metrics besides package metrics'
+	// (the DMZ's callback deliveries), registered with them.
+	Collectors []prometheus.Collector
 }
 
 // Ops is one agent's metrics, alarms, monitor and webhook.
@@ -73,7 +76,7 @@ func New(cfg Config) (*Ops, error) {
 	}
 	o := &Ops{cfg: cfg, hasher: h}
 	var notify func(alarm.Event)
-	var extra []prometheus.Collector
+	extra := append([]prometheus.Collector(nil), cfg.Collectors...)
 	if cfg.Alarms.Webhook.URL != "" {
 		wh, err := alarm.NewWebhook(cfg.Alarms.Webhook, cfg.Logger)
 		if err != nil {
