@@ -175,6 +175,8 @@ func benchBridgeVia(b *testing.B, pol []byte, params map[string]any, setup func(
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	lat.report(b)
+	reportRSS(b, dz, "dmz-rss-MiB")
+	reportRSS(b, in, "intranet-rss-MiB")
 	dz.stop(b)
 	in.stop(b)
 }
