@@ -228,3 +228,28 @@ func newID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// SignRequest sets the webhook-timestamp and webhook-signature headers of
+// r, whose webhook-id header is set, for body at now.
+func SignRequest(r *http.Request, secret []byte, now time.Time, body []byte) {
+	r.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	r.Header.Set(HeaderSignature, Sign(secret, r.Header.Get(HeaderID), now, body))
+}
+
+// ResignRetry signs a retry of r (retryablehttp's PrepareRetry) with its
+// own timestamp, as Standard Webhooks asks; the id stays the same.
+func ResignRetry(r *http.Request, secret []byte, now time.Time) error {
+	rc, err := r.GetBody()
+	if err != nil {
+		return fmt.Errorf("re-sign a retry: %w", err)
+	}
+	body, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("re-sign a retry: %w", err)
+	}
+	// r is a shallow copy sharing the last attempt's header map.
+	r.Header = r.Header.Clone()
+	SignRequest(r, secret, now, body)
+	return nil
+}

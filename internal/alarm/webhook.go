@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
@@ -326,29 +325,10 @@ func (w *Webhook) post(ctx context.Context, ev Event) (string, error) {
 }
 
 // sign sets the timestamp and signature headers of r for this attempt.
-func (w *Webhook) sign(r *http.Request, body []byte) {
-	now := w.now()
-	r.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	r.Header.Set(HeaderSignature, Sign(w.secret, r.Header.Get(HeaderID), now, body))
-}
+func (w *Webhook) sign(r *http.Request, body []byte) { SignRequest(r, w.secret, w.now(), body) }
 
-// resign signs a retry with its own timestamp, as Standard Webhooks asks;
-// the id stays the same.
-func (w *Webhook) resign(r *http.Request) error {
-	rc, err := r.GetBody()
-	if err != nil {
-		return fmt.Errorf("re-sign a retry: %w", err)
-	}
-	body, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		return fmt.Errorf("re-sign a retry: %w", err)
-	}
-	// r is a shallow copy sharing the last attempt's header map.
-	r.Header = r.Header.Clone()
-	w.sign(r, body)
-	return nil
-}
+// resign signs a retry with its own timestamp.
+func (w *Webhook) resign(r *http.Request) error { return ResignRetry(r, w.secret, w.now()) }
 
 // fail counts and logs a failed delivery, naming the alarm and the status
 // or the error, never the URL (it may hold a token) nor the secret.

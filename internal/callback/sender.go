@@ -260,28 +260,10 @@ func backoff(minWait, maxWait time.Duration, attempt int, resp *http.Response) t
 }
 
 // sign sets the timestamp and signature headers of r for this attempt.
-func (s *Sender) sign(r *http.Request, body []byte) {
-	now := s.now()
-	r.Header.Set(alarm.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	r.Header.Set(alarm.HeaderSignature, alarm.Sign(s.secret, r.Header.Get(alarm.HeaderID), now, body))
-}
+func (s *Sender) sign(r *http.Request, body []byte) { alarm.SignRequest(r, s.secret, s.now(), body) }
 
-// resign signs a retry with its own timestamp, as Standard Webhooks asks;
-// the id stays the same.
-func (s *Sender) resign(r *http.Request) error {
-	rc, err := r.GetBody()
-	if err != nil {
-		return fmt.Errorf("re-sign a retry: %w", err)
-	}
-	body, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		return fmt.Errorf("re-sign a retry: %w", err)
-	}
-	r.Header = r.Header.Clone() // r is a shallow copy sharing the last attempt's header
-	s.sign(r, body)
-	return nil
-}
+// resign signs a retry with its own timestamp (Standard Webhooks).
+func (s *Sender) resign(r *http.Request) error { return alarm.ResignRetry(r, s.secret, s.now()) }
 
 // cause strips the *url.Error of err: its text names the URL, which may
 // hold a token.
