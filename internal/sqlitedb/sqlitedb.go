@@ -12,6 +12,14 @@
 // read-then-write transaction waits on busy_timeout instead of failing with
 // SQLITE_BUSY, and a writable handle has exactly one connection.
 //
+// # Deleted data
+//
+// A writable database is opened with secure_delete on, and Open checks it:
+// content that is deleted or overwritten is zeroed in the file instead of
+// lingering in a page's free space or on the freelist, so that personal
+// data a spool drops (a request's subject and params once it is final) is
+// gone from the file, not only from the rows.
+//
 // # Migrations
 //
 // A component's schema is a set of files named NNNN_description.sql in an
@@ -89,6 +97,12 @@ func Open(ctx context.Context, file string, opt Options) (*sql.DB, error) {
 		// driver's WAL default of NORMAL.
 		q.Set("_sync", "FULL")
 		q.Set("_txlock", "immediate")
+		// Deleted and overwritten content is zeroed, not left in the
+		// pages' free space or on the freelist: the spool drops a
+		// request's subject and params once it is final, and a copy
+		// lingering in the file would keep the personal data it was
+		// dropped for.
+		q.Set("_secure_delete", "true")
 	}
 	if !opt.ReadOnly {
 		// The spools and ledgers hold citizens' requests and results:
@@ -148,6 +162,13 @@ func check(ctx context.Context, db *sql.DB, opt Options) error {
 		}
 		if sync < 2 { // 2 = FULL, 3 = EXTRA
 			return fmt.Errorf("synchronous is %d, want FULL (2)", sync)
+		}
+		var secure int
+		if err := db.QueryRowContext(ctx, "PRAGMA secure_delete").Scan(&secure); err != nil {
+			return fmt.Errorf("read secure_delete: %w", err)
+		}
+		if secure != 1 {
+			return fmt.Errorf("secure_delete is %d, want 1", secure)
 		}
 	}
 	if opt.ApplicationID != 0 {

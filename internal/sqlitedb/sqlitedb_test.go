@@ -1,6 +1,7 @@
 package sqlitedb
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -30,6 +31,44 @@ func TestOpen_DurableSettings(t *testing.T) {
 	}
 	if mode != "wal" || sync != 2 || fk != 1 {
 		t.Fatalf("journal_mode=%s synchronous=%d foreign_keys=%d, want wal 2 1", mode, sync, fk)
+	}
+}
+
+// TestOpen_secureDelete: a value overwritten or deleted through a
+// writable handle is gone from the database file after a checkpoint, not
+// left in a page's free space.
+func TestOpen_secureDelete(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "a.db")
+	db, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "330106199101300696"
+	stmts := []string{
+		`CREATE TABLE r (id INTEGER PRIMARY KEY, subject TEXT, pad TEXT)`,
+		`INSERT INTO r (subject, pad) SELECT '` + secret + `', hex(randomblob(200)) FROM (SELECT 1 UNION SELECT 2 UNION SELECT 3)`,
+		`UPDATE r SET subject = '' WHERE id = 1`,
+		`DELETE FROM r WHERE id = 2`,
+		`UPDATE r SET subject = NULL, pad = 'x' WHERE id = 3`,
+		`PRAGMA wal_checkpoint(TRUNCATE)`,
+	}
+	for _, s := range stmts {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, path + "-wal"} {
+		data, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(data, []byte(secret)) {
+			t.Fatalf("%s still holds the value that was overwritten and deleted", filepath.Base(f))
+		}
 	}
 }
 
