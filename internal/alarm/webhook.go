@@ -333,7 +333,6 @@ func (w *Webhook) resign(r *http.Request) error { return ResignRetry(r, w.secret
 // fail counts and logs a failed delivery, naming the alarm and the status
 // or the error, never the URL (it may hold a token) nor the secret.
 func (w *Webhook) fail(ev Event, status string, err error) {
-	w.deliveries.WithLabelValues(OutcomeFailed).Inc()
 	attrs := []any{slog.String(keyAlarm, ev.Alarm), slog.String(keyEvent, ev.ID)}
 	if status != "" {
 		attrs = append(attrs, slog.String(keyStatus, status))
@@ -347,6 +346,8 @@ func (w *Webhook) fail(ev Event, status string, err error) {
 		attrs = append(attrs, slog.String(keyError, err.Error()))
 	}
 	w.logger.Warn("alarm webhook delivery failed", attrs...)
+	// Counted once logged: whoever watches the counter finds the line.
+	w.deliveries.WithLabelValues(OutcomeFailed).Inc()
 }
 
 // Describe implements prometheus.Collector.
